@@ -1,0 +1,104 @@
+"""What flows out of the engine: small event dataclasses, and the cancel token that flows in.
+
+The engine only knows an ``Emit`` callable. The console renders events as progress bars, the
+TUI posts them as messages, the sweep driver forwards them across processes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prunetui.core.errors import RunCancelled
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base: every event names its run."""
+
+    run_id: str
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    config: dict[str, Any]
+    resumed_from_epoch: int = 0  # > 0 when an interrupted run continues from a checkpoint
+
+
+@dataclass(frozen=True)
+class PhaseStarted(Event):
+    phase: str  # load | pretrain | prune | train | measure
+    total: int = 0  # steps in the phase (epochs, prune iterations), 0 when unknown
+
+
+@dataclass(frozen=True)
+class PruneStep(Event):
+    iteration: int
+    iterations: int
+    density: float  # fraction of prunable weights kept after this step
+
+
+@dataclass(frozen=True)
+class BatchProgress(Event):
+    phase: str
+    epoch: int
+    batch: int
+    batches: int
+
+
+@dataclass(frozen=True)
+class EpochEnd(Event):
+    phase: str  # pretrain | train
+    epoch: int
+    epochs: int
+    train_loss: float
+    test_loss: float
+    top1: float
+    top5: float
+    lr: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunWarning(Event):
+    message: str
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    result: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False  # True when the stored result of an earlier run was reported
+
+
+@dataclass(frozen=True)
+class RunFailed(Event):
+    status: str  # failed | cancelled | diverged | oom
+    error: str
+
+
+Emit = Callable[[Event], None]
+
+
+def ignore(_: Event) -> None:
+    """An ``Emit`` that drops every event."""
+
+
+class CancelToken:
+    """Set from any thread; the engine checks it between batches and pruning steps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise ``RunCancelled`` if cancellation was requested."""
+        if self._event.is_set():
+            raise RunCancelled("cancelled")

@@ -1,0 +1,384 @@
+"""One run from config to stored result: load data → build → [pre-train] → prune →
+post-train → evaluate → measure → store. Every face calls ``run`` (or ``inspect``).
+
+Resumability: after pre-training epochs, after pruning and after post-training epochs the run
+writes ``resume.pt`` (weights, masks, optimizer, scheduler and RNG states) atomically, then
+records the epoch in the store. An interrupted run restarts from that checkpoint; epochs stored
+past it are dropped and recomputed, so the store never holds an epoch twice.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunetui.core import catalog, metrics
+from prunetui.core.config import RunConfig, check_leaves_weights
+from prunetui.core.data import Splits, load_dataset, make_loaders, prune_batch
+from prunetui.core.errors import (
+    CheckpointError,
+    PrunetuiError,
+    RunCancelled,
+    RunDiverged,
+)
+from prunetui.core.events import (
+    BatchProgress,
+    CancelToken,
+    Emit,
+    EpochEnd,
+    PhaseStarted,
+    PruneStep,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunWarning,
+    ignore,
+)
+from prunetui.core.masks import (
+    Prunable,
+    apply_masks,
+    attach_masks,
+    counts,
+    reinit_kept,
+    shuffle_masks,
+)
+from prunetui.core.models import build_model
+from prunetui.core.pruners.schedule import prune
+from prunetui.core.store import Store, atomic_write_bytes, atomic_write_text
+from prunetui.core.train import (
+    evaluate,
+    make_optimizer,
+    make_scheduler,
+    resolve_device,
+    train_epoch,
+)
+
+RESUME = "resume.pt"
+FINAL = "final.pt"
+HISTOGRAMS = "histograms.json"
+
+
+@dataclass
+class Pruned:
+    """A model built and pruned at initialization, ready to train or inspect."""
+
+    model: nn.Module
+    prunables: list[Prunable]
+    device: torch.device
+    input_shape: tuple[int, int, int]
+    prune_seconds: float
+
+
+def build(config: RunConfig, device: torch.device) -> tuple[nn.Module, list[Prunable]]:
+    """The config's model on ``device`` with masks attached; refuses a compression that would
+    keep no weight."""
+    info = catalog.DATASETS[config.dataset]
+    model = build_model(config.model, info.shape, info.num_classes).to(device)
+    prunables = attach_masks(model, config.prune_bias, config.prune_batchnorm)
+    total, _ = counts(prunables)
+    check_leaves_weights(total, config.compression)
+    return model, prunables
+
+
+def _seed(config: RunConfig) -> tuple[torch.Generator, torch.Generator]:
+    """Seed torch and return (data generator, pruning generator), both CPU and independent."""
+    torch.manual_seed(config.seed)
+    data_gen = torch.Generator().manual_seed(config.seed)
+    prune_gen = torch.Generator().manual_seed(config.seed + 7919)
+    return data_gen, prune_gen
+
+
+def _prune_batch(config: RunConfig, splits: Splits | None, device: torch.device,
+                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    info = catalog.DATASETS[config.dataset]
+    if config.pruner in catalog.DATA_PRUNERS:
+        assert splits is not None
+        x, y = prune_batch(splits, config.prune_samples_per_class, gen)
+        return x.to(device), y.to(device)
+    # Data-free pruners only need the input's shape.
+    return torch.ones((1, *info.shape), device=device), torch.zeros(1, dtype=torch.long,
+                                                                    device=device)
+
+
+def prune_model(model: nn.Module, prunables: list[Prunable], config: RunConfig,
+                batch: tuple[torch.Tensor, torch.Tensor], gen: torch.Generator,
+                emit: Emit, cancel: CancelToken | None, run_id: str) -> float:
+    """Prune at the config's compression (plus --shuffle-masks / --reinit); seconds taken."""
+    start = time.perf_counter()
+    emit(PhaseStarted(run_id, "prune", config.iterations))
+    prune(model, prunables, config.pruner, config.compression, scope=config.scope,
+          schedule=config.schedule, iterations=config.iterations, batch=batch,
+          generator=gen,
+          on_step=lambda i, n, d: emit(PruneStep(run_id, i, n, d)), cancel=cancel)
+    if config.shuffle_masks:
+        shuffle_masks(prunables, gen)
+    if config.reinit:
+        reinit_kept(model, prunables)
+    apply_masks(prunables)
+    return time.perf_counter() - start
+
+
+def inspect(config: RunConfig, *, data_dir: Path | None = None, download: bool = True,
+            emit: Emit = ignore) -> dict[str, Any]:
+    """Build the model and (if a pruner/compression is given) prune it at init; no training.
+
+    Data is loaded only for the pruners that score with data (snip, grasp)."""
+    config.validate()
+    device = resolve_device(config.device)
+    _, prune_gen = _seed(config)
+    model, prunables = build(config, device)
+    info = catalog.DATASETS[config.dataset]
+    seconds = 0.0
+    if config.compression > 0:
+        splits = (load_dataset(config.dataset, data_dir, download)
+                  if config.pruner in catalog.DATA_PRUNERS else None)
+        batch = _prune_batch(config, splits, device, prune_gen)
+        seconds = prune_model(model, prunables, config, batch, prune_gen, emit, None,
+                              config.run_id)
+    return _structure(model, prunables, info.shape) | {
+        "config": config.to_dict(), "prune_seconds": seconds, "device": str(device)}
+
+
+def _structure(model: nn.Module, prunables: list[Prunable],
+               shape: tuple[int, int, int]) -> dict[str, Any]:
+    """Counts, FLOPs, per-layer rows and collapse flags of a (pruned) model."""
+    stats = metrics.layer_stats(model, shape)
+    dense, pruned = metrics.flops(stats)
+    total, remaining = counts(prunables)
+    collapse = metrics.detect_collapse(model, shape)
+    n_params = sum(p.numel() for p in model.parameters())
+    return {
+        "params": {"total": n_params, "prunable": total, "remaining": remaining},
+        "density": remaining / total if total else 1.0,
+        "flops": {"dense": dense, "pruned": pruned, "ratio": pruned / dense if dense else 1.0},
+        "layers": [s.to_dict() for s in stats],
+        "collapse": {"empty_layers": collapse.empty_layers,
+                     "disconnected": collapse.disconnected,
+                     "collapsed": collapse.collapsed},
+    }
+
+
+def collapse_message(collapse: dict[str, Any]) -> str | None:
+    """The warning every face shows for a collapsed network, or None."""
+    if not collapse["collapsed"]:
+        return None
+    parts = []
+    if collapse["empty_layers"]:
+        parts.append("no weight left in " + ", ".join(collapse["empty_layers"]))
+    if collapse["disconnected"]:
+        parts.append("no path from input to output")
+    return "layer collapse: " + "; ".join(parts)
+
+
+def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,
+        download: bool = True, emit: Emit = ignore, cancel: CancelToken | None = None,
+        force: bool = False) -> dict[str, Any]:
+    """Run ``config`` to completion and store it; return the result record.
+
+    A finished run in the store is reported as it is (``force`` reruns it). Raises
+    ``ConfigError``/``DataError`` for bad input before anything is written, ``RunCancelled``
+    when cancelled, and re-raises failures after storing the run with its status."""
+    config.validate()
+    run_id = config.run_id
+    stored = store.get(run_id)
+    if stored is not None and stored.status == "finished" and not force:
+        if config.sweep:
+            store.add_to_sweep(config.sweep, [run_id])
+        assert stored.result is not None
+        emit(RunFinished(run_id, stored.result, cached=True))
+        return stored.result
+    device = resolve_device(config.device)
+    if config.amp and device.type != "cuda":
+        emit(RunWarning(run_id, f"--amp has no effect on {device.type}; training in float32"))
+    # Everything that can fail on bad input happens before the first write.
+    model, prunables = build(config, device)
+    splits = load_dataset(config.dataset, data_dir, download)
+    run_dir = store.run_dir(run_id)
+    if force and stored is not None:
+        (run_dir / RESUME).unlink(missing_ok=True)
+    store.start_run(config.to_dict(), run_id, config.sweep)
+    try:
+        result = _execute(config, model, prunables, splits, device, store, run_dir, emit,
+                          cancel)
+    except RunCancelled:
+        store.fail_run(run_id, "cancelled", "cancelled by the user")
+        emit(RunFailed(run_id, "cancelled", "cancelled by the user"))
+        raise
+    except KeyboardInterrupt:
+        store.fail_run(run_id, "interrupted", "interrupted (Ctrl-C or SIGTERM)")
+        emit(RunFailed(run_id, "interrupted", "interrupted"))
+        raise
+    except RunDiverged as e:
+        store.fail_run(run_id, "diverged", str(e))
+        emit(RunFailed(run_id, "diverged", str(e)))
+        raise
+    except torch.OutOfMemoryError:
+        msg = (f"out of memory on {device} with batch size {config.batch_size}; try a smaller "
+               "--batch-size or --test-batch-size, or --amp on CUDA")
+        store.fail_run(run_id, "oom", msg)
+        emit(RunFailed(run_id, "oom", msg))
+        raise PrunetuiError(msg) from None
+    except Exception as e:
+        msg = f"{type(e).__name__}: {e}"
+        store.fail_run(run_id, "failed", msg)
+        emit(RunFailed(run_id, "failed", msg))
+        raise
+    emit(RunFinished(run_id, result))
+    return result
+
+
+def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], splits: Splits,
+             device: torch.device, store: Store, run_dir: Path, emit: Emit,
+             cancel: CancelToken | None) -> dict[str, Any]:
+    run_id = config.run_id
+    info = splits.info
+    start = time.perf_counter()
+    data_gen, prune_gen = _seed(config)
+    channels_last = device.type == "cuda" and config.model != "fc"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_loader, test_loader = make_loaders(splits, config.batch_size, config.test_batch_size,
+                                             device, data_gen, channels_last=channels_last)
+    ckpt = _load_resume(run_dir / RESUME, run_id, model)
+    phase, done = (ckpt["phase"], int(ckpt["epoch"])) if ckpt else ("pretrain", 0)
+    emit(RunStarted(run_id, config.to_dict(), resumed_from_epoch=done if ckpt else 0))
+    if ckpt:
+        store.truncate_epochs(run_id, phase, done)
+        torch.set_rng_state(ckpt["torch_rng"])
+        data_gen.set_state(ckpt["data_rng"])
+        prune_gen.set_state(ckpt["prune_rng"])
+    prune_seconds = float(ckpt.get("prune_seconds", 0.0)) if ckpt else 0.0
+
+    def train_phase(name: str, epochs: int, first: int) -> None:
+        opt = make_optimizer(config.optimizer, model.parameters(), config.lr,
+                             config.weight_decay)
+        sched = make_scheduler(opt, config.lr_drops, config.lr_drop_rate)
+        if ckpt and ckpt["phase"] == name and first > 0:
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+        emit(PhaseStarted(run_id, name, epochs))
+        batches = len(train_loader)
+        for epoch in range(first + 1, epochs + 1):
+            lr = opt.param_groups[0]["lr"]
+            stats = train_epoch(
+                model, train_loader, opt, prunables, device=device, amp=config.amp,
+                cancel=cancel,
+                on_batch=lambda b, e=epoch: emit(BatchProgress(run_id, name, e, b, batches)))
+            if not torch.isfinite(torch.tensor(stats.loss)):
+                raise RunDiverged(epoch, stats.loss)
+            test_loss, top1, top5 = evaluate(model, test_loader, device=device, amp=config.amp)
+            sched.step()
+            row = {"phase": name, "epoch": epoch, "train_loss": stats.loss,
+                   "test_loss": test_loss, "top1": top1, "top5": top5, "lr": lr,
+                   "seconds": stats.seconds}
+            if epoch % config.checkpoint_every == 0 or epoch == epochs:
+                _save_resume(run_dir / RESUME, run_id, name, epoch, model, opt, sched,
+                             data_gen, prune_gen, prune_seconds)
+            store.record_epoch(run_id, row, epoch if name == "train" else 0)
+            emit(EpochEnd(run_id, name, epoch, epochs, stats.loss, test_loss, top1, top5, lr,
+                          stats.seconds))
+
+    if phase == "pretrain":
+        if config.pre_epochs:
+            train_phase("pretrain", config.pre_epochs, done)
+        batch = _prune_batch(config, splits, device, prune_gen)
+        prune_seconds = prune_model(model, prunables, config, batch, prune_gen, emit, cancel,
+                                    run_id)
+        for w in _collapse_warnings(model, prunables, info.shape, run_id):
+            emit(w)
+        # Pruning is deterministic but can be slow (SynFlow: 100 iterations): keep it.
+        _save_resume(run_dir / RESUME, run_id, "train", 0, model, None, None, data_gen,
+                     prune_gen, prune_seconds)
+        done = 0
+    train_phase("train", config.post_epochs, done)
+
+    emit(PhaseStarted(run_id, "measure", 0))
+    history = store.epochs(run_id)
+    final = [r for r in history if r["phase"] == "train"]
+    if final:
+        test_loss, top1, top5 = final[-1]["test_loss"], final[-1]["top1"], final[-1]["top5"]
+    else:
+        test_loss, top1, top5 = evaluate(model, test_loader, device=device, amp=config.amp)
+    structure = _structure(model, prunables, info.shape)
+    timing = metrics.time_inference(model, lambda: (x for x, _ in test_loader), device,
+                                    config.timing_repeats)
+    hists = metrics.weight_histograms(model)
+    atomic_write_text(run_dir / HISTOGRAMS,
+                      json.dumps([{"layer": h.layer, "edges": h.edges,
+                                   "fractions": h.fractions} for h in hists]))
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    atomic_write_bytes(run_dir / FINAL, buf.getvalue())
+    result = {
+        "run_id": run_id,
+        "config": config.to_dict(),
+        "status": "finished",
+        "epochs": history,
+        "top1": top1, "top5": top5, "test_loss": test_loss,
+        **structure,
+        "inference": {"median": timing.median, "min": timing.min, "max": timing.max,
+                      "repeats": timing.repeats, "batch_size": timing.batch_size,
+                      "images": timing.images, "device": str(device)},
+        "prune_seconds": prune_seconds,
+        "seconds": time.perf_counter() - start,
+        "device": str(device),
+        "torch": torch.__version__,
+    }
+    store.finish_run(run_id, result)
+    (run_dir / RESUME).unlink(missing_ok=True)
+    return result
+
+
+def _collapse_warnings(model: nn.Module, prunables: list[Prunable],
+                       shape: tuple[int, int, int], run_id: str) -> list[RunWarning]:
+    c = metrics.detect_collapse(model, shape)
+    msg = collapse_message({"collapsed": c.collapsed, "empty_layers": c.empty_layers,
+                            "disconnected": c.disconnected})
+    return [RunWarning(run_id, msg)] if msg else []
+
+
+def _save_resume(path: Path, run_id: str, phase: str, epoch: int, model: nn.Module,
+                 opt: torch.optim.Optimizer | None,
+                 sched: torch.optim.lr_scheduler.LRScheduler | None,
+                 data_gen: torch.Generator, prune_gen: torch.Generator,
+                 prune_seconds: float) -> None:
+    state = {
+        "run_id": run_id, "phase": phase, "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict() if opt else None,
+        "scheduler": sched.state_dict() if sched else None,
+        "torch_rng": torch.get_rng_state(), "data_rng": data_gen.get_state(),
+        "prune_rng": prune_gen.get_state(), "prune_seconds": prune_seconds,
+    }
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_resume(path: Path, run_id: str, model: nn.Module) -> dict[str, Any] | None:
+    """The run's checkpoint, loaded into ``model``; None when there is none."""
+    if not path.exists():
+        return None
+    try:
+        # weights_only: a checkpoint is data; never execute pickled code from disk.
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be loaded safely ({type(e).__name__}); delete it to "
+            "restart the run from scratch") from None
+    if not isinstance(ckpt, dict) or ckpt.get("run_id") != run_id:
+        raise CheckpointError(f"checkpoint {path} belongs to another run; delete it")
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {path} does not match the run's model ({first}); "
+                              "delete it") from None
+    return ckpt

@@ -1,0 +1,126 @@
+"""Masks on standard modules: which parameters are prunable, how masks are stored and applied.
+
+A mask is a bool buffer named ``<param>_mask`` registered on the module that owns the parameter,
+so it travels with ``state_dict`` and any ``nn.Module`` (a torchvision model included) can be
+pruned. This is the only module that knows that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@dataclass(frozen=True)
+class Prunable:
+    """One prunable parameter: ``layer`` is the module's name, ``name`` the parameter's."""
+
+    layer: str
+    param_name: str
+    module: nn.Module
+
+    @property
+    def name(self) -> str:
+        return f"{self.layer}.{self.param_name}" if self.layer else self.param_name
+
+    @property
+    def param(self) -> nn.Parameter:
+        p = getattr(self.module, self.param_name)
+        assert isinstance(p, nn.Parameter)
+        return p
+
+    @property
+    def mask(self) -> torch.Tensor:
+        m = getattr(self.module, f"{self.param_name}_mask")
+        assert isinstance(m, torch.Tensor)
+        return m
+
+    def set_mask(self, mask: torch.Tensor) -> None:
+        """Replace the mask's contents (same shape) in place."""
+        self.mask.copy_(mask.to(dtype=torch.bool))
+
+
+def find_prunable(
+    model: nn.Module, include_bias: bool = False, include_batchnorm: bool = False
+) -> list[Prunable]:
+    """The parameters pruning acts on, in module order: weights of linear/conv layers, and
+    optionally their biases and batch-norm scales/shifts."""
+    out: list[Prunable] = []
+    for name, module in model.named_modules():
+        if isinstance(module, _WEIGHTED):
+            out.append(Prunable(name, "weight", module))
+            if include_bias and module.bias is not None:
+                out.append(Prunable(name, "bias", module))
+        elif include_batchnorm and isinstance(module, _NORMS) and module.affine:
+            out.append(Prunable(name, "weight", module))
+            out.append(Prunable(name, "bias", module))
+    return out
+
+
+def attach_masks(
+    model: nn.Module, include_bias: bool = False, include_batchnorm: bool = False
+) -> list[Prunable]:
+    """Register an all-True mask buffer for every prunable parameter (idempotent)."""
+    prunables = find_prunable(model, include_bias, include_batchnorm)
+    for p in prunables:
+        key = f"{p.param_name}_mask"
+        if not hasattr(p.module, key):
+            p.module.register_buffer(key, torch.ones_like(p.param, dtype=torch.bool))
+    return prunables
+
+
+def masked(model: nn.Module) -> list[Prunable]:
+    """The parameters of ``model`` that carry a mask, in module order."""
+    out: list[Prunable] = []
+    for name, module in model.named_modules():
+        for pname, _ in module.named_parameters(recurse=False):
+            if hasattr(module, f"{pname}_mask"):
+                out.append(Prunable(name, pname, module))
+    return out
+
+
+@torch.no_grad()
+def apply_masks(prunables: list[Prunable]) -> None:
+    """Zero every masked-out entry in place (after init, pruning and each optimizer step)."""
+    if not prunables:
+        return
+    params = [p.param.data for p in prunables]
+    # One fused call instead of a Python loop over layers: this runs after every step.
+    torch._foreach_mul_(params, [p.mask for p in prunables])
+
+
+def counts(prunables: list[Prunable]) -> tuple[int, int]:
+    """(total, remaining) prunable entries, exact integers."""
+    total = sum(p.mask.numel() for p in prunables)
+    remaining = int(sum(int(p.mask.sum().item()) for p in prunables))
+    return total, remaining
+
+
+def layer_masks(prunables: list[Prunable]) -> Iterator[tuple[str, torch.Tensor]]:
+    """(parameter name, mask) pairs, for export and comparison."""
+    for p in prunables:
+        yield p.name, p.mask
+
+
+@torch.no_grad()
+def shuffle_masks(prunables: list[Prunable], generator: torch.Generator) -> None:
+    """Randomly permute each mask within its layer: same per-layer density, new positions."""
+    for p in prunables:
+        flat = p.mask.reshape(-1)
+        perm = torch.randperm(flat.numel(), generator=generator, device="cpu").to(flat.device)
+        p.mask.copy_(flat[perm].reshape(p.mask.shape))
+
+
+@torch.no_grad()
+def reinit_kept(model: nn.Module, prunables: list[Prunable]) -> None:
+    """Draw fresh initial values for every weight, then re-apply the masks (``--reinit``)."""
+    from prunetui.core.models import init_weights
+
+    init_weights(model)
+    apply_masks(prunables)

@@ -1,0 +1,317 @@
+"""The report: pure functions from stored runs to the reference report's tables.
+
+Every table is computed here once; the markdown/CSV/JSON export, the console and the TUI only
+render it. A cell aggregates the finished runs of its config over seeds (mean ± std, n); a cell
+with no finished run shows "—" and a note saying why; collapsed runs are marked. No torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prunetui.core.catalog import PRUNERS
+from prunetui.core.store import RunRow
+
+DASH = "—"
+COLLAPSE_MARK = "‡"
+
+DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "Cifar10",
+                 "cifar100": "Cifar100", "digits": "Digits"}
+
+
+def arch_name(model: str) -> str:
+    """Display name of a model as the reference writes it (VGG16, FC, ResNet20)."""
+    if model.startswith("vgg"):
+        return "VGG" + model[3:].upper()
+    if model.startswith("resnet"):
+        return "ResNet" + model[6:]
+    return model.upper()
+
+
+@dataclass
+class Cell:
+    """One table cell: the values of its finished runs (one per seed), or why it is empty."""
+
+    values: list[float] = field(default_factory=list)
+    collapsed: bool = False
+    why_empty: str = ""
+
+    def text(self, digits: int) -> str:
+        if not self.values:
+            return DASH
+        mean = statistics.fmean(self.values)
+        s = _num(mean, digits)
+        if len(self.values) > 1:
+            s += f" ± {_num(statistics.stdev(self.values), digits)} (n={len(self.values)})"
+        return s + (f" {COLLAPSE_MARK}" if self.collapsed else "")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"n": len(self.values), "values": self.values,
+                               "collapsed": self.collapsed}
+        if self.values:
+            out["mean"] = statistics.fmean(self.values)
+            out["std"] = statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+        else:
+            out["missing"] = self.why_empty
+        return out
+
+
+def _num(x: float, digits: int) -> str:
+    return f"{round(x):d}" if digits == 0 else f"{x:.{digits}f}"
+
+
+@dataclass
+class Table:
+    """A titled grid: row labels (one or more columns) and one Cell per value column."""
+
+    key: str
+    section: str
+    title: str
+    corner: list[str]
+    columns: list[str]
+    rows: list[tuple[list[str], list[Cell]]]
+    digits: int
+    intro: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "section": self.section, "title": self.title,
+                "corner": self.corner, "columns": self.columns, "intro": self.intro,
+                "rows": [{"labels": labels, "cells": [c.to_json() for c in cells]}
+                         for labels, cells in self.rows],
+                "notes": self.notes}
+
+
+@dataclass
+class Figure:
+    """A weight-histogram figure of one run: file name and the run it shows."""
+
+    section: str
+    title: str
+    filename: str
+    run_id: str
+
+
+@dataclass
+class Report:
+    """Everything ``export`` writes, in order."""
+
+    tables: list[Table]
+    figures: list[Figure]
+    runs: int
+
+
+# -- building ----------------------------------------------------------------------------------
+
+
+def _pruners(rows: Iterable[RunRow]) -> list[str]:
+    present = {r.pruner for r in rows}
+    return [p for p in PRUNERS if p in present]
+
+
+def _cell(runs: list[RunRow], value: Callable[[RunRow], float | None]) -> Cell:
+    done = [r for r in runs if r.status == "finished" and r.result is not None]
+    vals = [v for v in (value(r) for r in done) if v is not None]
+    if not runs:
+        why = "not run"
+    elif not done:
+        why = ", ".join(sorted({r.status for r in runs}))
+    else:
+        why = "no value"
+    return Cell(vals, any(r.collapsed for r in done), "" if vals else why)
+
+
+def _note_missing(table: Table, labels: Callable[[list[str], str], str]) -> None:
+    for row_labels, cells in table.rows:
+        for col, cell in zip(table.columns, cells, strict=True):
+            if not cell.values:
+                table.notes.append(f"{DASH} {labels(row_labels, col)}: {cell.why_empty}")
+    if any(c.collapsed for _, cells in table.rows for c in cells):
+        table.notes.append(f"{COLLAPSE_MARK} layer collapse (a layer lost every weight, or no "
+                           "path from input to output) in at least one run of the cell")
+
+
+def _group(rows: list[RunRow], **match: Any) -> list[RunRow]:
+    return [r for r in rows if all(getattr(r, k) == v for k, v in match.items())]
+
+
+def _top1(r: RunRow) -> float | None:
+    return r.top1
+
+
+def _time(r: RunRow) -> float | None:
+    assert r.result is not None
+    return float(r.result["inference"]["median"])
+
+
+def _ratio(r: RunRow) -> float | None:
+    return r.flop_ratio
+
+
+def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) -> Report:
+    """The reference report's tables over ``rows``: accuracy by architecture at compression
+    ``at``; per model/dataset accuracy, time and FLOP ratio by compression; per-layer FLOPs,
+    density and histogram figures at compression ``layers_at``."""
+    tables: list[Table] = []
+    figures: list[Figure] = []
+    pruners = _pruners(rows)
+    names = [PRUNERS[p] for p in pruners]
+    pairs = sorted({(r.dataset, r.model) for r in rows})
+
+    t = Table("accuracy_by_arch", "1.1", "Testing accuracy (top 1)", ["Data", "Arch"], names,
+              [], 2, intro=f"At compression {at:g}.")
+    for dataset, model in pairs:
+        cells = [_cell(_group(rows, dataset=dataset, model=model, pruner=p, compression=at),
+                       _top1) for p in pruners]
+        t.rows.append(([DATASET_NAMES.get(dataset, dataset), arch_name(model)], cells))
+    _note_missing(t, lambda lab, col: f"{' '.join(lab)}, {col}")
+    tables.append(t)
+
+    single = len(pairs) == 1
+    for n, (dataset, model) in enumerate(pairs, start=1):
+        sub = _group(rows, dataset=dataset, model=model)
+        comps = sorted({r.compression for r in sub})
+        where = f"{arch_name(model)} on {DATASET_NAMES.get(dataset, dataset)}"
+        dense = _dense_flops(sub)
+        specs: list[tuple[str, str, Callable[[RunRow], float | None], int, str]] = [
+            ("accuracy", "Testing accuracy (top 1)", _top1, 2, ""),
+            ("time", "Testing time (inference on testing dataset, s)", _time, 3,
+             _time_intro(sub)),
+            ("flop_ratio", "FLOP", _ratio, 4,
+             f"FLOP / {dense} where {dense} is the total FLOP of the unpruned model."
+             if dense else "FLOP of the pruned model / FLOP of the unpruned model."),
+        ]
+        for i, (key, title, fn, digits, intro) in enumerate(specs, start=1):
+            sec = f"1.2.{i}" if single else f"1.2.{n}.{i}"
+            tt = Table(f"{key}:{model}:{dataset}", sec, f"{title} — {where}", ["Compression"],
+                       names, [], digits, intro=intro)
+            for c in comps:
+                tt.rows.append(([f"{c:g}"], [_cell(_group(sub, pruner=p, compression=c), fn)
+                                             for p in pruners]))
+            _note_missing(tt, lambda lab, col: f"{col} at compression {lab[0]}")
+            tables.append(tt)
+
+        layer_runs = {p: _first_done(_group(sub, pruner=p, compression=layers_at))
+                      for p in pruners}
+        sec = "2.2" if single else f"2.2.{n}"
+        for key, title, col, digits in (
+                ("layer_flops", "FLOPs of each layer", "flops_pruned", 0),
+                ("layer_density", "Density of each layer (kept fraction)", "density", 4)):
+            tables.append(_layer_table(f"{key}:{model}:{dataset}", sec, f"{title} — {where}",
+                                       sub, pruners, names, layers_at, col, digits))
+        for p in pruners:
+            r = layer_runs[p]
+            if r is not None:
+                stem = f"weight_hist_{p}" if single else f"weight_hist_{model}_{dataset}_{p}"
+                figures.append(Figure("2.1" if single else f"2.1.{n}",
+                                      f"{PRUNERS[p]} — {where}, compression {layers_at:g}",
+                                      stem + ".png", r.run_id))
+    return Report(tables, figures, len(rows))
+
+
+def _first_done(runs: list[RunRow]) -> RunRow | None:
+    done = sorted((r for r in runs if r.status == "finished" and r.result), key=lambda r: r.seed)
+    return done[0] if done else None
+
+
+def _dense_flops(runs: list[RunRow]) -> int | None:
+    for r in runs:
+        if r.result:
+            return int(r.result["flops"]["dense"])
+    return None
+
+
+def _time_intro(runs: list[RunRow]) -> str:
+    done = [r.result for r in runs if r.result]
+    if not done:
+        return ""
+    inf = done[0]["inference"]
+    return (f"Median of {inf['repeats']} timed passes over the {inf['images']:,} test images "
+            f"(batch {inf['batch_size']}, {inf['device']}), after a warm-up pass.")
+
+
+def _layer_table(key: str, section: str, title: str, runs: list[RunRow], pruners: list[str],
+                 names: list[str], at: float, col: str, digits: int) -> Table:
+    per: dict[str, list[RunRow]] = {
+        p: [r for r in _group(runs, pruner=p, compression=at)
+            if r.status == "finished" and r.result] for p in pruners}
+    template: list[dict[str, Any]] = next(
+        (r.result["layers"] for rs in per.values() for r in rs if r.result), [])
+    dense_col = "flops_dense" if col == "flops_pruned" else None
+    t = Table(key, section, title, ["Layers"], (["Unpruned"] if dense_col else []) + names, [],
+              digits, intro=f"At compression {at:g}.")
+    for i, layer in enumerate(template):
+        cells = [Cell([float(layer[dense_col])])] if dense_col else []
+        for p in pruners:
+            vals = [float(r.result["layers"][i][col]) for r in per[p] if r.result]
+            cells.append(Cell(vals, any(r.collapsed for r in per[p]),
+                              "" if vals else "no finished run"))
+        t.rows.append(([layer["name"]], cells))
+    if not template:
+        t.notes.append(f"{DASH} no finished run at compression {at:g}")
+    _note_missing(t, lambda lab, c: f"{c}")
+    # One note per pruner is enough for layer tables.
+    t.notes = list(dict.fromkeys(t.notes))
+    return t
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def to_markdown(report: Report, title: str = "Pruning report") -> str:
+    """The report as markdown, laid out like the reference (figures linked by file name)."""
+    lines = [f"# {title}", "", f"{report.runs} stored runs.", ""]
+    for t in report.tables:
+        lines += [f"#### {t.section} {t.title}", ""]
+        if t.intro:
+            lines += [t.intro, ""]
+        lines += markdown_table(t)
+        if t.notes:
+            lines += [""] + [f"- {n}" for n in t.notes]
+        lines.append("")
+    if report.figures:
+        lines += ["#### 2.1 Weight histograms", "",
+                  "x: weight value, y: layer, colour: fraction of the layer's weights in the bin "
+                  "(kept weights only; normalized by the layer's total number of weights).", ""]
+        for f in report.figures:
+            lines += [f"##### {f.title}", f"![{f.title}]({f.filename})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def markdown_table(t: Table) -> list[str]:
+    """The table's rows as markdown lines."""
+    head = [*t.corner, *t.columns]
+    body = [[*labels, *(c.text(t.digits) for c in cells)] for labels, cells in t.rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    return [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+            *(line(r) for r in body)]
+
+
+def to_csv(report: Report) -> str:
+    """Long-format CSV: one line per cell (table, row labels, column, mean, std, n, note)."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["table", "section", "row", "column", "mean", "std", "n", "collapsed", "missing"])
+    for t in report.tables:
+        for labels, cells in t.rows:
+            for col, c in zip(t.columns, cells, strict=True):
+                j = c.to_json()
+                w.writerow([t.key, t.section, " ".join(labels), col, j.get("mean", ""),
+                            j.get("std", ""), j["n"], int(c.collapsed), j.get("missing", "")])
+    return buf.getvalue()
+
+
+def to_json(report: Report) -> str:
+    """The report as one JSON document."""
+    return json.dumps({"runs": report.runs, "tables": [t.to_json() for t in report.tables],
+                       "figures": [f.__dict__ for f in report.figures]}, indent=2)

@@ -1,0 +1,325 @@
+"""Sweeps: a grid of runs with shared settings and per-pruner overrides, run in order or in
+worker processes, resumable by re-running the same sweep.
+
+Each cell is an ordinary run with its own ``run_id``, so a re-run skips finished cells and
+resumes unfinished ones from their checkpoints. Workers are spawned processes (torch and fork
+don't mix); they write to the store themselves — SQLite serialises concurrent writers — and
+send their events back to the driver through a queue for the progress display.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing as mp
+import os
+import queue
+import tomllib
+import typing
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from prunetui.core import catalog
+from prunetui.core.config import RunConfig
+from prunetui.core.errors import ConfigError, PrunetuiError, choices_message
+from prunetui.core.events import CancelToken, Emit, Event, ignore
+
+GRID_KEYS = ("models", "datasets", "pruners", "compressions", "seeds")
+_GRID_FIELD = {"models": "model", "datasets": "dataset", "pruners": "pruner",
+               "compressions": "compression", "seeds": "seed"}
+# Settings a sweep shares; grid fields and labels are set per cell.
+SETTING_NAMES = tuple(f.name for f in fields(RunConfig)
+                      if f.name not in set(_GRID_FIELD.values()) | {"sweep"})
+
+
+@dataclass
+class SweepSpec:
+    """A grid (lists per axis), shared settings, and per-pruner setting overrides."""
+
+    models: list[str]
+    datasets: list[str]
+    pruners: list[str]
+    compressions: list[float]
+    seeds: list[int] = field(default_factory=lambda: [1])
+    settings: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    name: str = ""
+
+    def label(self) -> str:
+        """The sweep's name: given, or made from its models and datasets."""
+        return self.name or "-".join([*self.models, *self.datasets])
+
+    def configs(self) -> list[RunConfig]:
+        """Every cell of the grid as a validated RunConfig, in grid order, without repeats."""
+        for pruner in self.overrides:
+            if pruner not in catalog.PRUNERS:
+                raise ConfigError(choices_message("pruner in override", pruner,
+                                                  list(catalog.PRUNERS)))
+        out: list[RunConfig] = []
+        seen: set[str] = set()
+        for model, dataset, pruner, c, seed in itertools.product(
+                self.models, self.datasets, self.pruners, self.compressions, self.seeds):
+            kw = {**self.settings, **self.overrides.get(pruner, {})}
+            cfg = RunConfig(model=model, dataset=dataset, pruner=pruner, compression=c,
+                            seed=seed, sweep=self.label(), **kw).validate()
+            if cfg.run_id not in seen:
+                seen.add(cfg.run_id)
+                out.append(cfg)
+        return out
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Check and convert one setting's value to its RunConfig field type (from --set or TOML)."""
+    if key not in SETTING_NAMES:
+        raise ConfigError(choices_message("setting", key, list(SETTING_NAMES)))
+    hint = typing.get_type_hints(RunConfig)[key]
+    text = isinstance(value, str)
+    try:
+        if hint is bool:
+            if text and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+                return value.lower() in ("true", "1", "yes")
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if hint is int or hint == (int | None):
+            if isinstance(value, bool) or (not text and not isinstance(value, int)):
+                raise ValueError
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if hint is str:
+            if not text:
+                raise ValueError
+            return value
+        if hint == tuple[int, ...]:
+            items = value.split(",") if text else value
+            if not isinstance(items, list | tuple):
+                raise ValueError
+            return tuple(int(v) for v in items if str(v).strip())
+    except (TypeError, ValueError):
+        pass
+    kind = getattr(hint, "__name__", str(hint))
+    raise ConfigError(f"invalid value {value!r} for setting {key!r}; expected {kind}")
+
+
+def parse_sets(items: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``--set key=value`` (shared) and ``--set pruner.key=value`` (per pruner) options."""
+    shared: dict[str, Any] = {}
+    per: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"invalid --set {item!r}; write KEY=VALUE or PRUNER.KEY=VALUE")
+        key, value = (s.strip() for s in item.split("=", 1))
+        key = key.replace("-", "_")
+        if "." in key:
+            pruner, key = key.split(".", 1)
+            if pruner not in catalog.PRUNERS:
+                raise ConfigError(choices_message("pruner in --set", pruner,
+                                                  list(catalog.PRUNERS)))
+            per.setdefault(pruner, {})[key] = coerce(key, value)
+        else:
+            shared[key] = coerce(key, value)
+    return shared, per
+
+
+def load_toml(path: Path) -> SweepSpec:
+    """A sweep file: ``name``, ``[grid]`` lists, ``[settings]``, ``[pruner.NAME]`` tables."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"sweep file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"sweep file {path} is not valid TOML: {e}") from None
+    allowed = {"name", "grid", "settings", "pruner"}
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(choices_message(f"table in {path.name}", key, sorted(allowed)))
+    grid = data.get("grid", {})
+    if not isinstance(grid, dict):
+        raise ConfigError(f"[grid] in {path} must be a table")
+    for key, value in grid.items():
+        if key not in GRID_KEYS:
+            raise ConfigError(choices_message(f"grid key in {path.name}", key, list(GRID_KEYS)))
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"grid.{key} in {path} must be a non-empty list")
+    for key in ("models", "datasets", "pruners", "compressions"):
+        if key not in grid:
+            raise ConfigError(f"{path} has no grid.{key}; a sweep needs {', '.join(GRID_KEYS[:4])}")
+    settings = {k: coerce(k, v) for k, v in _table(data, "settings", path).items()}
+    overrides = {p: {k: coerce(k, v) for k, v in _table(t, "", path, p).items()}
+                 for p, t in _table(data, "pruner", path).items()}
+    name = data.get("name", "")
+    if not isinstance(name, str):
+        raise ConfigError(f"name in {path} must be a string")
+    return SweepSpec(
+        models=[_typed(v, str, "models", path) for v in grid["models"]],
+        datasets=[_typed(v, str, "datasets", path) for v in grid["datasets"]],
+        pruners=[_typed(v, str, "pruners", path) for v in grid["pruners"]],
+        compressions=[float(_typed(v, (int, float), "compressions", path))
+                      for v in grid["compressions"]],
+        seeds=[_typed(v, int, "seeds", path) for v in grid.get("seeds", [1])],
+        settings=settings, overrides=overrides, name=name)
+
+
+def _table(data: Any, key: str, path: Path, label: str = "") -> dict[str, Any]:
+    value = data.get(key, {}) if key else data
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{key or 'pruner.' + label}] in {path} must be a table")
+    return value
+
+
+def _typed(value: Any, kind: Any, key: str, path: Path) -> Any:
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"grid.{key} in {path} has {value!r}; expected "
+                          f"{getattr(kind, '__name__', 'a number')} values")
+    return value
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+@dataclass
+class CellOutcome:
+    """How one cell of a sweep ended."""
+
+    config: RunConfig
+    status: str  # finished | cached | failed | cancelled | diverged | oom | interrupted
+    error: str = ""
+
+
+@dataclass
+class SweepRunner:
+    """Runs a sweep's cells: in this process (jobs=1) or in worker processes."""
+
+    store_root: Path
+    data_dir: Path | None = None
+    download: bool = True
+    jobs: int = 1
+    devices: list[str] = field(default_factory=list)
+    emit: Emit = ignore
+    cancel: CancelToken | None = None
+    on_cell: Callable[[CellOutcome], None] | None = None
+
+    def run(self, configs: list[RunConfig]) -> list[CellOutcome]:
+        """Run every cell; a failing cell is recorded and the sweep goes on."""
+        if self.jobs <= 1:
+            return [self._done(self._one(c, self.devices[0] if self.devices else None))
+                    for c in configs if not self._stop()]
+        return self._parallel(configs)
+
+    def _stop(self) -> bool:
+        return self.cancel is not None and self.cancel.cancelled
+
+    def _done(self, outcome: CellOutcome) -> CellOutcome:
+        if self.on_cell is not None:
+            self.on_cell(outcome)
+        return outcome
+
+    def _one(self, config: RunConfig, device: str | None) -> CellOutcome:
+        from prunetui.core.store import Store
+
+        if device:
+            config = config.with_(device=device)
+        return run_cell(config, Store(self.store_root), self.data_dir, self.download,
+                        self.emit, self.cancel)
+
+    def _parallel(self, configs: list[RunConfig]) -> list[CellOutcome]:
+        ctx = mp.get_context("spawn")
+        manager = ctx.Manager()
+        events: Any = manager.Queue()
+        slots: Any = manager.Queue()
+        devices = self.devices or [""]
+        for i in range(self.jobs):
+            slots.put(devices[i % len(devices)])
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        outcomes: list[CellOutcome] = []
+        pool = ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_worker_init,
+                                   initargs=(slots, events, threads))
+        try:
+            pending: dict[Future[CellOutcome], RunConfig] = {}
+            todo = list(configs)
+            while todo or pending:
+                while todo and len(pending) < self.jobs and not self._stop():
+                    cfg = todo.pop(0)
+                    pending[pool.submit(_worker_run, cfg, str(self.store_root), self.data_dir,
+                                        self.download)] = cfg
+                if not pending:
+                    break
+                done, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                self._drain(events)
+                for fut in done:
+                    cfg = pending.pop(fut)
+                    try:
+                        outcome = fut.result()
+                    except Exception as e:  # a worker died (killed, out of memory)
+                        outcome = CellOutcome(cfg, "failed", f"worker process died: {e}")
+                    outcomes.append(self._done(outcome))
+            self._drain(events)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            manager.shutdown()
+        return outcomes
+
+    def _drain(self, events: Any) -> None:
+        while True:
+            try:
+                event = events.get_nowait()
+            except queue.Empty:
+                return
+            self.emit(event)
+
+
+def run_cell(config: RunConfig, store: Any, data_dir: Path | None, download: bool,
+             emit: Emit, cancel: CancelToken | None) -> CellOutcome:
+    """Run one cell, turning its failure into an outcome (the sweep goes on); Ctrl-C and
+    cancellation propagate."""
+    from prunetui.core import experiment
+    from prunetui.core.errors import RunCancelled
+
+    already = store.get(config.run_id)
+    try:
+        experiment.run(config, store=store, data_dir=data_dir, download=download, emit=emit,
+                       cancel=cancel)
+    except RunCancelled:
+        raise
+    except PrunetuiError as e:
+        row = store.get(config.run_id)
+        return CellOutcome(config, row.status if row else "failed", str(e))
+    except Exception as e:
+        return CellOutcome(config, "failed", f"{type(e).__name__}: {e}")
+    cached = already is not None and already.status == "finished"
+    return CellOutcome(config, "cached" if cached else "finished")
+
+
+_worker_events: Any = None
+_worker_device: str = ""
+
+
+def _worker_init(slots: Any, events: Any, threads: int) -> None:
+    global _worker_events, _worker_device
+    import torch
+
+    torch.set_num_threads(threads)
+    _worker_events = events
+    _worker_device = slots.get()
+
+
+def _forward(event: Event) -> None:
+    # Per-batch progress would flood the queue from several workers; epochs are enough.
+    from prunetui.core.events import BatchProgress
+
+    if not isinstance(event, BatchProgress):
+        _worker_events.put(event)
+
+
+def _worker_run(config: RunConfig, store_root: str, data_dir: Path | None,
+                download: bool) -> CellOutcome:
+    from prunetui.core.store import Store
+
+    if _worker_device:
+        config = config.with_(device=_worker_device)
+    return run_cell(config, Store(Path(store_root)), data_dir, download, _forward, None)

@@ -1,0 +1,112 @@
+"""Export tables from a known store, compared with expected markdown cell by cell."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prunetui.core.config import RunConfig
+from prunetui.core.report import build_report, markdown_table, to_csv, to_json, to_markdown
+from prunetui.core.store import Store
+
+LAYERS = [("layers.0.conv", 1769472), ("fc", 5120)]
+
+
+def put(store: Store, pruner: str, c: float, seed: int, top1: float, *, t: float = 0.6,
+        ratio: float = 0.5, status: str = "finished", collapsed: bool = False,
+        density: tuple[float, float] = (0.5, 0.25)) -> str:
+    cfg = RunConfig(model="vgg16", dataset="cifar10", pruner=pruner, compression=c, seed=seed)
+    rid = cfg.run_id
+    store.start_run(cfg.to_dict(), rid, "ref")
+    if status != "finished":
+        store.fail_run(rid, status, "boom")
+        return rid
+    layers = [{"name": n, "kind": "conv", "shape": [1], "params": 1, "remaining": 1,
+               "density": d, "flops_dense": f, "flops_pruned": round(f * d)}
+              for (n, f), d in zip(LAYERS, density, strict=True)]
+    result: dict[str, Any] = {
+        "run_id": rid, "top1": top1, "top5": 99.0, "density": 0.1, "seconds": 1.0,
+        "flops": {"dense": 313478154, "pruned": round(313478154 * ratio), "ratio": ratio},
+        "collapse": {"collapsed": collapsed, "empty_layers": [], "disconnected": collapsed},
+        "inference": {"median": t, "min": t, "max": t, "repeats": 5, "batch_size": 256,
+                      "images": 10000, "device": "cpu"},
+        "layers": layers}
+    store.finish_run(rid, result)
+    d = store.run_dir(rid)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "histograms.json").write_text(json.dumps(
+        [{"layer": n, "edges": [-1.0, 0.0, 1.0], "fractions": [0.2, 0.3]} for n, _ in LAYERS]))
+    return rid
+
+
+def make_store(tmp_path: Path) -> Store:
+    s = Store(tmp_path)
+    put(s, "rand", 1.0, 1, 10.0, collapsed=True)
+    put(s, "mag", 1.0, 1, 89.0, t=0.5, ratio=0.25)
+    put(s, "mag", 1.0, 2, 91.0, t=0.7, ratio=0.25)
+    put(s, "snip", 1.0, 1, 0.0, status="failed")
+    put(s, "rand", 0.5, 1, 88.0, density=(0.3, 0.4))
+    put(s, "mag", 0.5, 1, 89.5, density=(0.9, 0.1))
+    return s
+
+
+def test_report_tables(tmp_path: Path) -> None:
+    s = make_store(tmp_path)
+    rep = build_report(s.query(sweep="ref"), at=1.0, layers_at=0.5)
+    by = {t.key: t for t in rep.tables}
+    assert markdown_table(by["accuracy_by_arch"]) == [
+        "| Data    | Arch  | Rand    | Mag                | SNIP |",
+        "|---------|-------|---------|--------------------|------|",
+        "| Cifar10 | VGG16 | 10.00 ‡ | 90.00 ± 1.41 (n=2) | —    |",
+    ]
+    assert markdown_table(by["accuracy:vgg16:cifar10"]) == [
+        "| Compression | Rand    | Mag                | SNIP |",
+        "|-------------|---------|--------------------|------|",
+        "| 0.5         | 88.00   | 89.50              | —    |",
+        "| 1           | 10.00 ‡ | 90.00 ± 1.41 (n=2) | —    |",
+    ]
+    assert markdown_table(by["time:vgg16:cifar10"])[3] == (
+        "| 1           | 0.600 ‡ | 0.600 ± 0.141 (n=2) | —    |")
+    assert markdown_table(by["flop_ratio:vgg16:cifar10"])[3] == (
+        "| 1           | 0.5000 ‡ | 0.2500 ± 0.0000 (n=2) | —    |")
+    assert "313478154" in by["flop_ratio:vgg16:cifar10"].intro
+    assert markdown_table(by["layer_flops:vgg16:cifar10"]) == [
+        "| Layers        | Unpruned | Rand   | Mag     | SNIP |",
+        "|---------------|----------|--------|---------|------|",
+        "| layers.0.conv | 1769472  | 530842 | 1592525 | —    |",
+        "| fc            | 5120     | 2048   | 512     | —    |",
+    ]
+    assert markdown_table(by["layer_density:vgg16:cifar10"])[2] == (
+        "| layers.0.conv | 0.3000 | 0.9000 | —    |")
+    notes = by["accuracy:vgg16:cifar10"].notes
+    assert "— SNIP at compression 1: failed" in notes
+    assert "— SNIP at compression 0.5: not run" in notes
+    assert any(n.startswith("‡ layer collapse") for n in notes)
+    assert [f.filename for f in rep.figures] == ["weight_hist_rand.png", "weight_hist_mag.png"]
+
+
+def test_report_renderers(tmp_path: Path) -> None:
+    rep = build_report(make_store(tmp_path).query())
+    md = to_markdown(rep)
+    assert "#### 1.1 Testing accuracy (top 1)" in md
+    assert "#### 1.2.3 FLOP — VGG16 on Cifar10" in md
+    assert "![Rand — VGG16 on Cifar10, compression 0.5](weight_hist_rand.png)" in md
+    rows = to_csv(rep).splitlines()
+    assert rows[0] == "table,section,row,column,mean,std,n,collapsed,missing"
+    assert "accuracy_by_arch,1.1,Cifar10 VGG16,Mag,90.0,1.4142135623730951,2,0," in rows
+    doc = json.loads(to_json(rep))
+    cell = doc["tables"][0]["rows"][0]["cells"][2]
+    assert cell == {"n": 0, "values": [], "collapsed": False, "missing": "failed"}
+
+
+def test_two_architectures_get_numbered_sections(tmp_path: Path) -> None:
+    s = make_store(tmp_path)
+    cfg = RunConfig(model="fc", dataset="mnist", pruner="rand", compression=1.0)
+    s.start_run(cfg.to_dict(), cfg.run_id)
+    s.fail_run(cfg.run_id, "diverged", "nan")
+    rep = build_report(s.query())
+    t = rep.tables[0]
+    assert [labels for labels, _ in t.rows] == [["Cifar10", "VGG16"], ["MNIST", "FC"]]
+    assert {x.section for x in rep.tables[1:4]} == {"1.2.1.1", "1.2.1.2", "1.2.1.3"}
+    assert "— MNIST FC, Rand: diverged" in t.notes

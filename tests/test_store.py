@@ -1,0 +1,126 @@
+"""The SQLite result store: transactions, resolution, schema checks, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prunetui.core.errors import ConfigError, StoreError
+from prunetui.core.store import SCHEMA_VERSION, Store
+
+
+def fake_result(run_id: str, top1: float = 50.0) -> dict[str, Any]:
+    return {"run_id": run_id, "top1": top1, "top5": 90.0, "density": 0.1,
+            "flops": {"dense": 100, "pruned": 10, "ratio": 0.1}, "seconds": 1.0,
+            "collapse": {"collapsed": False, "empty_layers": [], "disconnected": False},
+            "layers": [{"name": "fc", "kind": "linear", "shape": [10, 4], "params": 40,
+                        "remaining": 4, "density": 0.1, "flops_dense": 40, "flops_pruned": 4}]}
+
+
+CFG = {"model": "fc", "dataset": "digits", "pruner": "rand", "compression": 1.0, "seed": 1}
+
+
+def test_run_lifecycle(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    s.start_run(CFG, "0123456789", "sw")
+    s.record_epoch("0123456789", {"phase": "train", "epoch": 1, "train_loss": 1.0,
+                                  "test_loss": 1.1, "top1": 40.0, "top5": 80.0, "lr": 0.1,
+                                  "seconds": 0.5}, 1)
+    s.finish_run("0123456789", fake_result("0123456789"))
+    row = s.get("0123456789")
+    assert row is not None and row.status == "finished" and row.epoch == 1
+    assert row.top1 == 50.0 and row.flop_ratio == 0.1
+    assert s.layers("0123456789")[0]["shape"] == [10, 4]
+    assert s.query(sweep="sw")[0].run_id == "0123456789"
+    assert s.integrity_check() == "ok"
+
+
+def test_truncate_epochs_past_checkpoint(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    s.start_run(CFG, "aaaaaaaaaa")
+    for e in (1, 2, 3):
+        s.record_epoch("aaaaaaaaaa", {"phase": "train", "epoch": e, "train_loss": 1.0,
+                                      "test_loss": 1.0, "top1": 1.0, "top5": 1.0, "lr": 0.1,
+                                      "seconds": 0.1}, e)
+    s.truncate_epochs("aaaaaaaaaa", "train", 2)
+    assert [e["epoch"] for e in s.epochs("aaaaaaaaaa")] == [1, 2]
+
+
+def test_resolve_prefix(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    s.start_run(CFG, "abc0000000")
+    s.start_run(CFG, "abd0000000")
+    assert s.resolve("abc").run_id == "abc0000000"
+    with pytest.raises(ConfigError, match="matches 2 runs"):
+        s.resolve("ab")
+    with pytest.raises(ConfigError, match="no stored run matches 'fff'"):
+        s.resolve("fff")
+    with pytest.raises(ConfigError, match="invalid run id 'xyz'"):
+        s.resolve("xyz")
+
+
+def test_not_sqlite_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "runs.sqlite").write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(StoreError, match="is not a prunetui results store"):
+        Store(tmp_path)
+
+
+def test_future_schema_is_refused(tmp_path: Path) -> None:
+    Store(tmp_path).start_run(CFG, "0123456789")
+    con = sqlite3.connect(tmp_path / "runs.sqlite")
+    con.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="newer than this prunetui understands"):
+        Store(tmp_path)
+
+
+def test_older_store_is_migrated(tmp_path: Path) -> None:
+    """A store made before the schema version was recorded (no meta table) is brought forward
+    without losing its runs."""
+    Store(tmp_path).start_run(CFG, "0123456789")
+    con = sqlite3.connect(tmp_path / "runs.sqlite")
+    con.execute("DROP TABLE meta")
+    con.execute("DROP TABLE sweep_runs")
+    con.commit()
+    con.close()
+    s = Store(tmp_path)
+    assert s.get("0123456789") is not None
+    s.add_to_sweep("later", ["0123456789"])
+    assert s.sweeps() == [("later", 1)]
+
+
+def test_missing_store_without_create(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no results store"):
+        Store(tmp_path / "nope", create=False)
+
+
+def _writer(root: str, worker: int, n: int) -> None:
+    s = Store(root)
+    for i in range(n):
+        rid = f"{worker:02d}{i:08d}"
+        s.start_run({**CFG, "seed": i}, rid, "para")
+        s.record_epoch(rid, {"phase": "train", "epoch": 1, "train_loss": 1.0, "test_loss": 1.0,
+                             "top1": 1.0, "top5": 1.0, "lr": 0.1, "seconds": 0.1}, 1)
+        s.finish_run(rid, fake_result(rid, top1=float(i)))
+
+
+def test_four_concurrent_writers(tmp_path: Path) -> None:
+    Store(tmp_path).query()  # nothing yet; the writers create the schema concurrently
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), w, 15)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    s = Store(tmp_path)
+    rows = s.query(sweep="para")
+    assert len(rows) == 60
+    assert all(r.status == "finished" and r.top1 == float(int(r.run_id[2:])) for r in rows)
+    assert all(len(s.epochs(r.run_id)) == 1 for r in rows)
+    assert s.integrity_check() == "ok"

@@ -1,0 +1,112 @@
+"""Sweep grids: expansion, per-pruner overrides, TOML and --set agree, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prunetui.core.errors import ConfigError
+from prunetui.core.sweep import SweepSpec, coerce, load_toml, parse_sets
+
+TOML = """
+name = "ref"
+[grid]
+models = ["fc"]
+datasets = ["digits"]
+pruners = ["rand", "mag", "grasp"]
+compressions = [0.5, 1, 2]
+seeds = [1, 2]
+[settings]
+post_epochs = 3
+optimizer = "momentum"
+lr = 0.1
+lr_drops = [2]
+[pruner.grasp]
+post_epochs = 5
+[pruner.mag]
+pre_epochs = 2
+"""
+
+
+def test_grid_expansion_and_overrides(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text(TOML)
+    spec = load_toml(f)
+    configs = spec.configs()
+    assert len(configs) == 1 * 1 * 3 * 3 * 2
+    grasp = [c for c in configs if c.pruner == "grasp"]
+    mag = [c for c in configs if c.pruner == "mag"]
+    rand = [c for c in configs if c.pruner == "rand"]
+    assert {c.post_epochs for c in grasp} == {5}
+    assert {c.pre_epochs for c in mag} == {2} and {c.post_epochs for c in mag} == {3}
+    assert {c.pre_epochs for c in rand} == {0}
+    assert all(c.optimizer == "momentum" and c.lr_drops == (2,) for c in configs)
+    assert all(c.sweep == "ref" for c in configs)
+    assert len({c.run_id for c in configs}) == len(configs)
+
+
+def test_toml_and_set_agree(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text(TOML)
+    from_toml = load_toml(f).configs()
+    shared, per = parse_sets(["post_epochs=3", "optimizer=momentum", "lr=0.1", "lr-drops=2",
+                              "grasp.post_epochs=5", "mag.pre_epochs=2"])
+    spec = SweepSpec(["fc"], ["digits"], ["rand", "mag", "grasp"], [0.5, 1.0, 2.0], [1, 2],
+                     shared, per, name="ref")
+    assert [c.run_id for c in spec.configs()] == [c.run_id for c in from_toml]
+
+
+@pytest.mark.parametrize(
+    ("items", "needle"),
+    [
+        (["epochs=3"], "unknown setting 'epochs'"),
+        (["foo.post_epochs=3"], "unknown pruner in --set 'foo'"),
+        (["post_epochs=three"], "invalid value 'three' for setting 'post_epochs'"),
+        (["post_epochs"], "write KEY=VALUE"),
+        (["amp=maybe"], "invalid value 'maybe' for setting 'amp'"),
+        (["model=fc"], "unknown setting 'model'"),
+    ],
+)
+def test_bad_sets(items: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        parse_sets(items)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[grid\nmodels=", "is not valid TOML"),
+        ("[grid]\nmodels=['fc']\ndatasets=['digits']\npruners=['rand']\ncompressions=['1']",
+         "grid.compressions .* has '1'; expected"),
+        ("[grid]\nmodels=['fc']\ndatasets=['digits']\npruners=['rand']", "has no grid.compressions"),
+        ("[grid]\nmodels=['fc']\ndatasets=['digits']\npruners=['rand']\ncompressions=[1]\n"
+         "[settings]\npost_epochs='ten'", "invalid value 'ten' for setting 'post_epochs'"),
+        ("[grid]\nmodels=['fc']\ndatasets=['digits']\npruners=['rand']\ncompressions=[1]\n"
+         "[settings]\nepochs=3", "unknown setting 'epochs'"),
+        ("[grid]\nmodels=['fc']\ndatasets=['digits']\npruners=['rand']\ncompressions=[1]\n"
+         "[pruner.bogus]\npost_epochs=3", "unknown pruner in override 'bogus'"),
+        ("[grids]\nx=1", "unknown table in s.toml 'grids'"),
+        ("[grid]\nmodels=['vgg99']\ndatasets=['digits']\npruners=['rand']\ncompressions=[1]",
+         "unknown model 'vgg99'"),
+    ],
+)
+def test_bad_toml(tmp_path: Path, text: str, needle: str) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        load_toml(f).configs()
+
+
+def test_missing_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_toml(tmp_path / "none.toml")
+
+
+def test_coerce_types() -> None:
+    assert coerce("prune_iterations", "5") == 5
+    assert coerce("lr_drops", "60,120") == (60, 120)
+    assert coerce("amp", "true") is True
+    assert coerce("lr", 1) == 1.0
+    with pytest.raises(ConfigError):
+        coerce("batch_size", True)

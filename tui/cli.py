@@ -1,0 +1,544 @@
+"""The ``prunetui`` command: Typer subcommands over the engine; no subcommand opens the app.
+
+Torch and Textual are imported inside the commands that need them, so ``--help``, ``runs``
+and input validation stay fast. Every deliberate error (``PrunetuiError``) and every usage
+error is printed as one line on stderr with its exit code (2 for bad input); nothing is
+written before input is validated.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from prunetui.core import catalog
+from prunetui.core.config import RunConfig
+from prunetui.core.errors import ConfigError, PrunetuiError
+from prunetui.core.store import Store
+
+out = Console()
+err = Console(stderr=True)
+D = RunConfig()  # defaults shown in --help come from the config itself
+
+
+class _OneLineErrors(TyperGroup):
+    """Turns usage errors and PrunetuiErrors into one line on stderr and an exit code."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            _fail(e.format_message(), 2)
+        except click.ClickException as e:
+            _fail(e.format_message(), e.exit_code)
+        except PrunetuiError as e:
+            _fail(str(e), e.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            _fail("interrupted; run the same command again to resume", 130)
+        if isinstance(rv, int) and not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+app = typer.Typer(
+    cls=_OneLineErrors, no_args_is_help=False, invoke_without_command=True,
+    add_completion=False, rich_markup_mode=None,
+    help="Pruning-at-initialization experiments: run, sweep, inspect, browse and export.",
+)
+
+# -- shared options ----------------------------------------------------------------------------
+
+ResultsDir = Annotated[Path | None, typer.Option(
+    "--results-dir", envvar="PRUNETUI_RESULTS",
+    help="Result store directory [default: ./results].")]
+DataDir = Annotated[Path | None, typer.Option(
+    "--data-dir", envvar="PRUNETUI_DATA",
+    help="Dataset directory in torchvision's layout [default: ~/.cache/prunetui/data].")]
+Download = Annotated[bool, typer.Option(
+    "--download/--no-download", help="Download missing datasets when a network exists.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object instead.")]
+
+Scope = Annotated[str, typer.Option(help="global | local (per layer).")]
+Schedule = Annotated[str, typer.Option(help="exponential | linear.")]
+Iters = Annotated[int | None, typer.Option(
+    "--prune-iterations", help="Pruning iterations [default: 100 for synflow, 1 otherwise].")]
+PerClass = Annotated[int, typer.Option(help="Images per class in the SNIP/GraSP batch.")]
+PruneBias = Annotated[bool, typer.Option("--prune-bias", help="Prune biases too.")]
+PruneBN = Annotated[bool, typer.Option("--prune-batchnorm", help="Prune batch-norm params.")]
+Shuffle = Annotated[bool, typer.Option("--shuffle-masks", help="Permute each layer's mask.")]
+Reinit = Annotated[bool, typer.Option("--reinit", help="Re-initialize kept weights.")]
+PreEpochs = Annotated[int, typer.Option(help="Dense training epochs before pruning.")]
+PostEpochs = Annotated[int, typer.Option(help="Training epochs after pruning.")]
+Optim = Annotated[str, typer.Option(help="sgd | momentum | adam | rmsprop.")]
+Lr = Annotated[float, typer.Option(help="Learning rate.")]
+LrDrops = Annotated[list[int] | None, typer.Option(
+    "--lr-drops", help="Epochs at which the lr is multiplied by --lr-drop-rate (repeat).")]
+LrRate = Annotated[float, typer.Option(help="Factor applied at each lr drop.")]
+Wd = Annotated[float, typer.Option(help="Weight decay.")]
+Bs = Annotated[int, typer.Option(help="Training batch size.")]
+TBs = Annotated[int, typer.Option(help="Test batch size.")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps.")]
+Amp = Annotated[bool, typer.Option("--amp", help="bf16 autocast on CUDA.")]
+Repeats = Annotated[int, typer.Option(help="Timed passes over the test set.")]
+CkptEvery = Annotated[int, typer.Option(help="Write a resume checkpoint every N epochs.")]
+Force = Annotated[bool, typer.Option("--force", help="Rerun even if a finished run exists.")]
+
+
+def _store(results_dir: Path | None, create: bool = True) -> Store:
+    return Store(results_dir, create=create)
+
+
+def _emit_json(obj: Any) -> None:
+    # Plain print, not rich: --json output must be exactly one parseable object.
+    sys.stdout.write(json.dumps(obj, indent=None, default=str) + "\n")
+
+
+def _show_warnings(result: dict[str, Any]) -> None:
+    from prunetui.core.experiment import collapse_message
+
+    msg = collapse_message(result["collapse"])
+    if msg:
+        err.print(f"[bold yellow]warning:[/] {msg}")
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    """With no subcommand, open the Textual app."""
+    if ctx.invoked_subcommand is None:
+        from prunetui.tui.app import PruneApp
+
+        PruneApp().run()
+
+
+@app.command("models")
+def models_cmd(as_json: AsJson = False) -> None:
+    """List the models with their parameter counts (on each one's default dataset)."""
+    from prunetui.core.models import parameter_count
+
+    rows = []
+    for m in catalog.MODELS.values():
+        data = "cifar10" if m.needs_hw else "mnist"
+        info = catalog.DATASETS[data]
+        total, prunable = parameter_count(m.name, info.shape, info.num_classes)
+        rows.append({"model": m.name, "family": m.family, "dataset": data, "params": total,
+                     "prunable": prunable, "description": m.description})
+    if as_json:
+        _emit_json(rows)
+        return
+    from rich.table import Table
+
+    t = Table("model", "params", "prunable", "on", "description")
+    for r in rows:
+        t.add_row(r["model"], f"{r['params']:,}", f"{r['prunable']:,}", r["dataset"],
+                  r["description"])
+    out.print(t)
+
+
+@app.command("datasets")
+def datasets_cmd(data_dir: DataDir = None) -> None:
+    """List the datasets, their shapes, and whether their files are in the data dir."""
+    from rich.table import Table
+
+    from prunetui.core.data import default_data_dir, find_files
+
+    root = data_dir or default_data_dir()
+    t = Table("dataset", "shape", "classes", "train", "test", "files", title=f"data dir: {root}",
+              title_justify="left")
+    for d in catalog.DATASETS.values():
+        t.add_row(d.name, "×".join(map(str, d.shape)), str(d.num_classes), f"{d.train_size:,}",
+                  f"{d.test_size:,}", find_files(d.name, root))
+    out.print(t)
+
+
+def _config(**kw: Any) -> RunConfig:
+    kw["lr_drops"] = tuple(kw.get("lr_drops") or ())
+    return RunConfig(**kw).validate()
+
+
+@app.command("run")
+def run_cmd(
+    model: Annotated[str, typer.Option(help="Model name; see `prunetui models`.")] = D.model,
+    dataset: Annotated[str, typer.Option(help="Dataset; see `prunetui datasets`.")] = D.dataset,
+    pruner: Annotated[str, typer.Option(help="rand | mag | snip | grasp | synflow.")] = D.pruner,
+    compression: Annotated[float, typer.Option(help="Keep 10^-c of the weights.")] = D.compression,
+    scope: Scope = D.scope, schedule: Schedule = D.schedule, prune_iterations: Iters = None,
+    prune_samples_per_class: PerClass = D.prune_samples_per_class,
+    prune_bias: PruneBias = False, prune_batchnorm: PruneBN = False,
+    shuffle_masks: Shuffle = False, reinit: Reinit = False,
+    pre_epochs: PreEpochs = D.pre_epochs, post_epochs: PostEpochs = D.post_epochs,
+    optimizer: Optim = D.optimizer, lr: Lr = D.lr, lr_drops: LrDrops = None,
+    lr_drop_rate: LrRate = D.lr_drop_rate, weight_decay: Wd = D.weight_decay,
+    batch_size: Bs = D.batch_size, test_batch_size: TBs = D.test_batch_size,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = D.seed,
+    device: Device = D.device, amp: Amp = False, timing_repeats: Repeats = D.timing_repeats,
+    checkpoint_every: CkptEvery = D.checkpoint_every,
+    data_dir: DataDir = None, download: Download = True, results_dir: ResultsDir = None,
+    force: Force = False, as_json: AsJson = False,
+) -> None:
+    """Prune a model at initialization, train it, measure it and store the result."""
+    config = _config(
+        model=model, dataset=dataset, pruner=pruner, compression=compression, scope=scope,
+        schedule=schedule, prune_iterations=prune_iterations,
+        prune_samples_per_class=prune_samples_per_class, prune_bias=prune_bias,
+        prune_batchnorm=prune_batchnorm, shuffle_masks=shuffle_masks, reinit=reinit,
+        pre_epochs=pre_epochs, post_epochs=post_epochs, optimizer=optimizer, lr=lr,
+        lr_drops=lr_drops, lr_drop_rate=lr_drop_rate, weight_decay=weight_decay,
+        batch_size=batch_size, test_batch_size=test_batch_size, seed=seed, device=device,
+        amp=amp, timing_repeats=timing_repeats, checkpoint_every=checkpoint_every)
+    store = _store(results_dir)
+    from prunetui.core import experiment
+    from prunetui.tui.console import ConsoleSink, layer_table, summary_table
+
+    stored = store.get(config.run_id)
+    if stored is not None and stored.status == "finished" and not force:
+        err.print(f"run {config.run_id} is already stored; showing it (--force reruns it)")
+    elif stored is not None and stored.status != "finished":
+        err.print(f"run {config.run_id} was {stored.status} at epoch {stored.epoch}; resuming")
+    with ConsoleSink(err) as sink:
+        result = experiment.run(config, store=store, data_dir=data_dir, download=download,
+                                emit=sink, force=force)
+    if as_json:
+        _emit_json(result)
+        return
+    out.print(summary_table(result))
+    out.print(layer_table(result["layers"]))
+    _show_warnings(result)
+
+
+@app.command("inspect")
+def inspect_cmd(
+    model: Annotated[str, typer.Argument(help="Model name; see `prunetui models`.")],
+    dataset: Annotated[str, typer.Option(help="Dataset (sets input shape and classes).")] = (
+        D.dataset),
+    pruner: Annotated[str, typer.Option(help="rand | mag | snip | grasp | synflow.")] = D.pruner,
+    compression: Annotated[float, typer.Option(
+        help="Keep 10^-c of the weights; 0 shows the dense model.")] = 0.0,
+    scope: Scope = D.scope, schedule: Schedule = D.schedule, prune_iterations: Iters = None,
+    prune_samples_per_class: PerClass = D.prune_samples_per_class,
+    prune_bias: PruneBias = False, prune_batchnorm: PruneBN = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = D.seed,
+    device: Device = "cpu", data_dir: DataDir = None, download: Download = True,
+    as_json: AsJson = False,
+) -> None:
+    """Build a model and prune it at initialization (no training): per-layer table, FLOPs,
+    collapse warnings. Data is loaded only for snip and grasp."""
+    config = _config(model=model, dataset=dataset, pruner=pruner, compression=compression,
+                     scope=scope, schedule=schedule, prune_iterations=prune_iterations,
+                     prune_samples_per_class=prune_samples_per_class, prune_bias=prune_bias,
+                     prune_batchnorm=prune_batchnorm, seed=seed, device=device)
+    from prunetui.core import experiment
+    from prunetui.tui.console import ConsoleSink, layer_table, summary_table
+
+    with ConsoleSink(err) as sink:
+        result = experiment.inspect(config, data_dir=data_dir, download=download, emit=sink)
+    if as_json:
+        _emit_json(result)
+        return
+    out.print(summary_table(result))
+    out.print(layer_table(result["layers"]))
+    _show_warnings(result)
+
+
+def _csv(value: str | None, kind: type, what: str) -> list[Any]:
+    if value is None:
+        return []
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        return [kind(v) for v in items]
+    except ValueError:
+        raise ConfigError(f"invalid {what} {value!r}; give a comma-separated list of "
+                          f"{kind.__name__} values") from None
+
+
+def _catch_sigterm() -> None:
+    """Treat SIGTERM like Ctrl-C: the current run is stored as interrupted, then we exit."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@app.command("sweep")
+def sweep_cmd(
+    file: Annotated[Path | None, typer.Argument(help="A sweep TOML file (optional).")] = None,
+    models: Annotated[str | None, typer.Option(help="Comma list, e.g. fc,vgg16.")] = None,
+    datasets: Annotated[str | None, typer.Option(help="Comma list, e.g. mnist.")] = None,
+    pruners: Annotated[str | None, typer.Option(help="Comma list [default: all five].")] = None,
+    compressions: Annotated[str | None, typer.Option(help="Comma list, e.g. 0.5,1,2.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Comma list [default: 1].")] = None,
+    sets: Annotated[list[str] | None, typer.Option(
+        "--set", help="KEY=VALUE shared setting or PRUNER.KEY=VALUE override (repeat), "
+                      "e.g. --set post_epochs=100 --set grasp.post_epochs=400.")] = None,
+    name: Annotated[str | None, typer.Option(help="Sweep name [default: models-datasets].")] = (
+        None),
+    jobs: Annotated[int, typer.Option(help="Runs in parallel (worker processes).")] = 1,
+    devices: Annotated[str | None, typer.Option(
+        help="Comma list of devices, one per worker in turn, e.g. cuda:0,cuda:1.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs only.")] = False,
+    data_dir: DataDir = None, download: Download = True, results_dir: ResultsDir = None,
+) -> None:
+    """Run a grid of runs (resumable: re-running skips finished runs, resumes the rest)."""
+    from prunetui.core.sweep import SweepSpec, load_toml, parse_sets
+
+    spec = load_toml(file) if file else SweepSpec([], [], list(catalog.PRUNERS), [])
+    for attr, value, kind in (("models", models, str), ("datasets", datasets, str),
+                              ("pruners", pruners, str), ("compressions", compressions, float),
+                              ("seeds", seeds, int)):
+        if value is not None:
+            setattr(spec, attr, _csv(value, kind, attr))
+    shared, per = parse_sets(sets or [])
+    spec.settings.update(shared)
+    for p, kv in per.items():
+        spec.overrides.setdefault(p, {}).update(kv)
+    if name:
+        spec.name = name
+    for attr in ("models", "datasets", "compressions"):
+        if not getattr(spec, attr):
+            raise ConfigError(f"a sweep needs --{attr} (or a sweep file with grid.{attr})")
+    if jobs < 1:
+        raise ConfigError(f"invalid --jobs {jobs}; it must be >= 1")
+    device_list = _csv(devices, str, "devices")
+    for d in device_list:
+        RunConfig(device=d).validate()
+    configs = spec.configs()
+    store = _store(results_dir, create=not dry_run)
+    stored = {r.run_id: r for r in store.query(run_ids=[c.run_id for c in configs])}
+    done = sum(1 for c in configs if c.run_id in stored and stored[c.run_id].status == "finished")
+    if dry_run:
+        from rich.table import Table
+
+        t = Table("run", "model", "dataset", "pruner", "c", "seed", "stored",
+                  title=f"sweep {spec.label()}: {len(configs)} runs, {done} already finished",
+                  title_justify="left")
+        for c in configs:
+            row = stored.get(c.run_id)
+            t.add_row(c.run_id, c.model, c.dataset, c.pruner, f"{c.compression:g}", str(c.seed),
+                      f"{row.status} (epoch {row.epoch})" if row else "—")
+        out.print(t)
+        return
+    from prunetui.core.sweep import CellOutcome, SweepRunner
+    from prunetui.tui.console import ConsoleSink
+
+    _catch_sigterm()
+    err.print(f"sweep {spec.label()}: {len(configs)} runs, {done} already finished")
+    outcomes: list[CellOutcome] = []
+    with ConsoleSink(err) as sink:
+        overall = sink.progress.add_task("sweep", total=len(configs), info="")
+
+        def on_cell(o: CellOutcome) -> None:
+            outcomes.append(o)
+            sink.progress.update(overall, advance=1, info=f"{o.config.run_id} {o.status}")
+            if o.status not in ("finished", "cached"):
+                err.print(f"[red]{o.status}[/] {o.config.run_id} {o.config.pruner} "
+                          f"c={o.config.compression:g}: {o.error}")
+
+        SweepRunner(store.root, data_dir, download, jobs, device_list, sink,
+                    on_cell=on_cell).run(configs)
+    bad = [o for o in outcomes if o.status not in ("finished", "cached")]
+    out.print(f"sweep {spec.label()}: {len(outcomes) - len(bad)} of {len(configs)} runs "
+              f"finished ({sum(o.status == 'cached' for o in outcomes)} were already stored)")
+    if bad:
+        for o in bad:
+            out.print(f"  {o.status}: {o.config.run_id} {o.config.model}/{o.config.dataset}/"
+                      f"{o.config.pruner} c={o.config.compression:g} seed {o.config.seed}: "
+                      f"{o.error}")
+        raise typer.Exit(1)
+
+
+@app.command("runs")
+def runs_cmd(
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Only this dataset.")] = None,
+    pruner: Annotated[str | None, typer.Option(help="Only this pruner.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    sweep: Annotated[str | None, typer.Option(help="Only runs of this sweep.")] = None,
+    results_dir: ResultsDir = None, as_json: AsJson = False,
+) -> None:
+    """List stored runs."""
+    from prunetui.core.store import STATUSES
+
+    _check_filters(model, dataset, pruner)
+    if status is not None and status not in STATUSES:
+        from prunetui.core.errors import choices_message
+
+        raise ConfigError(choices_message("status", status, list(STATUSES)))
+    rows = _store(results_dir).query(model=model, dataset=dataset, pruner=pruner,
+                                     status=status, sweep=sweep)
+    if as_json:
+        _emit_json([{k: v for k, v in r.__dict__.items() if k != "result"} for r in rows])
+        return
+    from rich.table import Table
+
+    t = Table("id", "model", "dataset", "pruner", "c", "seed", "status", "top-1", "density",
+              "FLOP ratio", "time", title=f"{len(rows)} runs", title_justify="left")
+    for r in rows:
+        t.add_row(r.run_id, r.model, r.dataset, r.pruner, f"{r.compression:g}", str(r.seed),
+                  r.status + (" ‡" if r.collapsed else ""),
+                  f"{r.top1:.2f}" if r.top1 is not None else "—",
+                  f"{r.density:.4g}" if r.density is not None else "—",
+                  f"{r.flop_ratio:.4f}" if r.flop_ratio is not None else "—",
+                  f"{r.seconds:.0f}s" if r.seconds is not None else "—")
+    out.print(t)
+
+
+def _check_filters(model: str | None, dataset: str | None, pruner: str | None) -> None:
+    from prunetui.core.errors import choices_message
+
+    for what, value, names in (("model", model, catalog.MODELS), ("dataset", dataset,
+                               catalog.DATASETS), ("pruner", pruner, catalog.PRUNERS)):
+        if value is not None and value not in names:
+            raise ConfigError(choices_message(what, value, list(names)))
+
+
+@app.command("show")
+def show_cmd(
+    run: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")],
+    results_dir: ResultsDir = None, as_json: AsJson = False,
+) -> None:
+    """Show one stored run: config, training curve, per-layer table, histograms, warnings."""
+    store = _store(results_dir, create=False)
+    row = store.resolve(run)
+    epochs = store.epochs(row.run_id)
+    if as_json:
+        _emit_json(row.result or {"run_id": row.run_id, "config": row.config,
+                                  "status": row.status, "error": row.error, "epochs": epochs})
+        return
+    from rich.table import Table
+
+    from prunetui.tui.console import layer_table, summary_table
+
+    cfg = Table(show_header=False, box=None, title=f"run {row.run_id}: {row.status}",
+                title_justify="left")
+    for k, v in row.config.items():
+        cfg.add_row(k, str(v))
+    out.print(cfg)
+    if row.error:
+        out.print(f"[red]{row.error}[/]")
+    if epochs:
+        out.print(_curve(epochs))
+    if row.result:
+        out.print(summary_table(row.result))
+        out.print(layer_table(row.result["layers"]))
+        out.print(_histogram_rows(store.run_dir(row.run_id)))
+        _show_warnings(row.result)
+
+
+def _curve(epochs: list[dict[str, Any]]) -> str:
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.plotsize(min(out.width, 100), 15)
+    plt.theme("clear")
+    for phase in ("pretrain", "train"):
+        rows = [e for e in epochs if e["phase"] == phase]
+        if rows:
+            plt.plot([e["epoch"] for e in rows], [e["top1"] for e in rows],
+                     label=f"{phase} top-1 %", marker="braille")
+    plt.xlabel("epoch")
+    text: str = plt.build()
+    return text
+
+
+def _histogram_rows(run_dir: Path) -> Any:
+    """Each layer's weight histogram as a row of block characters."""
+    from rich.table import Table
+
+    from prunetui.core.figures import load_histograms
+
+    blocks = " ▁▂▃▄▅▆▇█"
+    try:
+        hists = load_histograms(run_dir)
+    except (OSError, ValueError):
+        return "(no histograms stored)"
+    t = Table("layer", "kept-weight histogram", title=(
+        f"weight histograms, {hists[0]['edges'][0]:.3g} … {hists[0]['edges'][-1]:.3g}"
+        if hists else "weight histograms"), title_justify="left", box=None)
+    for h in hists:
+        top = max(h["fractions"]) or 1.0
+        t.add_row(h["layer"], "".join(blocks[round(f / top * 8)] for f in h["fractions"]))
+    return t
+
+
+@app.command("rm")
+def rm_cmd(
+    runs: Annotated[list[str], typer.Argument(help="Run ids or unique prefixes.")],
+    results_dir: ResultsDir = None,
+) -> None:
+    """Delete stored runs and their artifacts."""
+    store = _store(results_dir, create=False)
+    ids = [store.resolve(r).run_id for r in runs]
+    store.remove(ids)
+    out.print(f"removed {len(ids)} run(s): {', '.join(ids)}")
+
+
+@app.command("gc")
+def gc_cmd(results_dir: ResultsDir = None) -> None:
+    """Delete artifact folders of runs that are no longer in the store."""
+    import shutil
+
+    store = _store(results_dir, create=False)
+    orphans = store.orphan_dirs()
+    for p in orphans:
+        shutil.rmtree(p)
+    out.print(f"removed {len(orphans)} orphaned artifact folder(s)")
+
+
+@app.command("export")
+def export_cmd(
+    sweep: Annotated[str | None, typer.Option(help="Runs of this sweep.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Only this dataset.")] = None,
+    pruner: Annotated[str | None, typer.Option(help="Only this pruner.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="md | csv | json.")] = "md",
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Write report.<fmt> and figures into this folder (else stdout).")] = None,
+    at: Annotated[float, typer.Option(help="Compression of the by-architecture table.")] = 1.0,
+    layers_at: Annotated[float, typer.Option(
+        help="Compression of the per-layer tables and histograms.")] = 0.5,
+    title: Annotated[str, typer.Option(help="Report title.")] = "Pruning report",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    results_dir: ResultsDir = None,
+) -> None:
+    """Write the report's tables (and histogram figures) from stored runs."""
+    from prunetui.core.errors import choices_message
+    from prunetui.tui.export import export_report
+
+    if fmt not in ("md", "csv", "json"):
+        raise ConfigError(choices_message("format", fmt, ["md", "csv", "json"]))
+    _check_filters(model, dataset, pruner)
+    store = _store(results_dir, create=False)
+    rows = store.query(sweep=sweep, model=model, dataset=dataset, pruner=pruner)
+    if not rows:
+        raise ConfigError("no stored runs match the selection; see `prunetui runs`")
+    written = export_report(store, rows, fmt, out_dir, at=at, layers_at=layers_at, title=title,
+                            force=force)
+    if written is None:
+        return
+    err.print(f"wrote {len(written)} file(s) to {out_dir}: " + ", ".join(p.name for p in written))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The headless face: engine events rendered as rich progress bars, results as rich tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from prunetui.core import events as ev
+from prunetui.core.catalog import PRUNERS
+
+
+class ConsoleSink:
+    """An ``Emit`` that draws progress for one or more runs; use as a context manager."""
+
+    def __init__(self, console: Console, label: str = "") -> None:
+        self.console = console
+        self.label = label
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, transient=True,
+        )
+        self._tasks: dict[tuple[str, str], TaskID] = {}
+        self.warnings: list[str] = []
+
+    def __enter__(self) -> ConsoleSink:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def _task(self, run_id: str, kind: str, total: int, desc: str) -> TaskID:
+        key = (run_id, kind)
+        if key not in self._tasks:
+            self._tasks[key] = self.progress.add_task(desc, total=total or None, info="")
+        else:
+            self.progress.reset(self._tasks[key], total=total or None, description=desc)
+        return self._tasks[key]
+
+    def _drop(self, run_id: str) -> None:
+        for key in [k for k in self._tasks if k[0] == run_id]:
+            self.progress.remove_task(self._tasks.pop(key))
+
+    def __call__(self, event: ev.Event) -> None:
+        rid = event.run_id
+        tag = f"{self.label}{rid[:7]}"
+        if isinstance(event, ev.PhaseStarted):
+            if event.phase == "prune":
+                self._task(rid, "prune", event.total, f"{tag} prune")
+            elif event.phase in ("pretrain", "train") and event.total:
+                self._task(rid, "epoch", event.total, f"{tag} {event.phase} epochs")
+                self._task(rid, "batch", 0, f"{tag} batches")
+        elif isinstance(event, ev.PruneStep):
+            t = self._tasks.get((rid, "prune"))
+            if t is not None:
+                self.progress.update(t, completed=event.iteration,
+                                     info=f"density {event.density:.4g}")
+        elif isinstance(event, ev.BatchProgress):
+            t = self._tasks.get((rid, "batch"))
+            if t is not None:
+                self.progress.update(t, completed=event.batch, total=event.batches)
+        elif isinstance(event, ev.EpochEnd):
+            t = self._tasks.get((rid, "epoch"))
+            if t is not None:
+                self.progress.update(
+                    t, completed=event.epoch,
+                    info=f"loss {event.train_loss:.3f} top-1 {event.top1:.2f}%")
+        elif isinstance(event, ev.RunWarning):
+            self.warnings.append(event.message)
+            self.console.print(f"[yellow]warning[/] {tag}: {event.message}")
+        elif isinstance(event, (ev.RunFinished, ev.RunFailed)):
+            self._drop(rid)
+
+
+def fmt_int(n: int) -> str:
+    """Thousands separators, as the tables show counts."""
+    return f"{n:,}"
+
+
+def layer_table(layers: list[dict[str, Any]], title: str = "Per-layer") -> Table:
+    """The per-layer table every face shows."""
+    t = Table(title=title, title_justify="left")
+    for col in ("layer", "shape", "params", "remaining", "density", "FLOPs dense",
+                "FLOPs pruned"):
+        t.add_column(col, justify="left" if col in ("layer", "shape") else "right")
+    for r in layers:
+        t.add_row(r["name"], "×".join(str(s) for s in r["shape"]), fmt_int(r["params"]),
+                  fmt_int(r["remaining"]), f"{r['density']:.4f}", fmt_int(r["flops_dense"]),
+                  fmt_int(r["flops_pruned"]))
+    return t
+
+
+def summary_table(result: dict[str, Any]) -> Table:
+    """Key numbers of a run (or an inspected model when it has no accuracy)."""
+    cfg = result["config"]
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("run", f"{result.get('run_id', '—')}  {cfg['model']} / {cfg['dataset']} / "
+                     f"{PRUNERS[cfg['pruner']]} / c={cfg['compression']:g} / seed {cfg['seed']}")
+    if "top1" in result:
+        t.add_row("top-1 / top-5", f"{result['top1']:.2f}% / {result['top5']:.2f}%")
+    p = result["params"]
+    t.add_row("weights", f"{fmt_int(p['remaining'])} of {fmt_int(p['prunable'])} prunable kept "
+                         f"(density {result['density']:.4g}); {fmt_int(p['total'])} parameters")
+    f = result["flops"]
+    t.add_row("FLOPs", f"{fmt_int(f['pruned'])} of {fmt_int(f['dense'])} "
+                       f"(ratio {f['ratio']:.4f})")
+    if "inference" in result:
+        i = result["inference"]
+        t.add_row("inference", f"{i['median']:.4f} s median (min {i['min']:.4f}, max "
+                               f"{i['max']:.4f}; {i['repeats']} passes over {i['images']:,} "
+                               f"images, batch {i['batch_size']}, {i['device']})")
+    if "seconds" in result:
+        t.add_row("time", f"{result['seconds']:.1f} s (pruning {result['prune_seconds']:.2f} s)")
+    return t

@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
+
 from prunetui.core import catalog
 from prunetui.core.errors import ConfigError, DataError, choices_message
-from torch import Tensor
 
 CIFAR_PAD = 4  # pixels of zero padding before the random crop, as in torchvision's CIFAR recipes
 
@@ -60,7 +61,7 @@ def default_data_dir() -> Path:
     return base / "prunetui" / "data"
 
 
-@dataclass
+@dataclass(eq=False)  # == on tensors is elementwise; comparing two Splits is a mistake
 class Splits:
     """A dataset in memory: uint8 images N×C×H×W and int64 labels N, for train and test."""
 
@@ -206,8 +207,8 @@ def _download(name: str, layout: _Layout, root: Path, missing: list[Path]) -> No
             cls(str(root), download=True)
     except _DOWNLOAD_ERRORS as e:
         raise DataError(
-            f"{name} not found at {_describe_missing(layout, missing)} and downloading it "
-            f"failed ({_one_line(e)}); {fix}"
+            f"{name} not found (expected {_describe_missing(layout, missing)}) and "
+            f"downloading it failed ({_one_line(e)}); {fix}"
         ) from e
     still = _missing(layout, root)
     if still:
@@ -309,7 +310,7 @@ class _CifarUnpickler(pickle.Unpickler):
         try:
             return self._allowed[(module, name)]
         except KeyError:
-            raise _Refused(f"it references {module}.{name}, which is not allowed") from None
+            raise _Refused(f"it asks for the Python object {module}.{name}") from None
 
 
 def _unpickle(path: Path) -> Any:
@@ -318,8 +319,8 @@ def _unpickle(path: Path) -> Any:
         return _CifarUnpickler(io.BytesIO(data), encoding="bytes").load()
     except _Refused as e:
         raise DataError(
-            f"{path} is not a CIFAR batch and was refused unopened ({e}); it is corrupt or "
-            f"unsafe: delete it to re-download it"
+            f"{path} was refused: {e}, which a CIFAR batch never does; the file is corrupt "
+            f"or unsafe: delete it to re-download it"
         ) from e
     except Exception as e:
         # Garbage bytes can make the unpickler (and numpy's __setstate__) raise almost any

@@ -198,6 +198,7 @@ def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,
     if config.amp and device.type != "cuda":
         emit(RunWarning(run_id, f"--amp has no effect on {device.type}; training in float32"))
     # Everything that can fail on bad input happens before the first write.
+    gens = _seed(config)  # before the build: initial weights come from the seed
     model, prunables = build(config, device)
     splits = load_dataset(config.dataset, data_dir, download)
     run_dir = store.run_dir(run_id)
@@ -206,7 +207,7 @@ def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,
     store.start_run(config.to_dict(), run_id, config.sweep)
     try:
         result = _execute(config, model, prunables, splits, device, store, run_dir, emit,
-                          cancel)
+                          cancel, gens)
     except RunCancelled:
         store.fail_run(run_id, "cancelled", "cancelled by the user")
         emit(RunFailed(run_id, "cancelled", "cancelled by the user"))
@@ -236,11 +237,12 @@ def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,
 
 def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], splits: Splits,
              device: torch.device, store: Store, run_dir: Path, emit: Emit,
-             cancel: CancelToken | None) -> dict[str, Any]:
+             cancel: CancelToken | None,
+             gens: tuple[torch.Generator, torch.Generator]) -> dict[str, Any]:
     run_id = config.run_id
     info = splits.info
     start = time.perf_counter()
-    data_gen, prune_gen = _seed(config)
+    data_gen, prune_gen = gens
     channels_last = device.type == "cuda" and config.model != "fc"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

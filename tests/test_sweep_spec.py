@@ -79,7 +79,8 @@ def test_bad_sets(items: list[str], needle: str) -> None:
         ("[grid\nmodels=", "is not valid TOML"),
         ("[grid]\nmodels=['fc']\ndatasets=['digits']\npruners=['rand']\ncompressions=['1']",
          "grid.compressions .* has '1'; expected"),
-        ("[grid]\nmodels=['fc']\ndatasets=['digits']\npruners=['rand']", "has no grid.compressions"),
+        ("[grid]\nmodels=['fc']\ndatasets=['digits']\npruners=['rand']",
+         "has no grid.compressions"),
         ("[grid]\nmodels=['fc']\ndatasets=['digits']\npruners=['rand']\ncompressions=[1]\n"
          "[settings]\npost_epochs='ten'", "invalid value 'ten' for setting 'post_epochs'"),
         ("[grid]\nmodels=['fc']\ndatasets=['digits']\npruners=['rand']\ncompressions=[1]\n"

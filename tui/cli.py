@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -35,21 +34,33 @@ class _OneLineErrors(TyperGroup):
              standalone_mode: bool = True, **extra: Any) -> Any:
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.UsageError as e:
-            _fail(e.format_message(), 2)
-        except click.ClickException as e:
-            _fail(e.format_message(), e.exit_code)
+        except typer.TyperException as e:  # usage errors: bad option, wrong type, no command
+            _fail(e.format_message() + _given(e, args), e.exit_code)
         except PrunetuiError as e:
             _fail(str(e), e.exit_code)
-        except (click.Abort, KeyboardInterrupt):
-            _fail("interrupted; run the same command again to resume", 130)
-        if isinstance(rv, int) and not standalone_mode:
-            return rv
+        except (typer.Abort, KeyboardInterrupt):
+            rv = 130
+        if rv == 130:  # typer turns Ctrl-C into exit code 130
+            _fail("interrupted; the run is stored as interrupted and the same command "
+                  "resumes it", 130)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def _given(e: Exception, args: Any) -> str:
+    """' (got VALUE)' for a badly typed option, since typer's message omits the value."""
+    param = getattr(e, "param", None)
+    argv = list(sys.argv[1:] if args is None else args)
+    for i, tok in enumerate(argv):
+        for opt in getattr(param, "opts", []):
+            if tok == opt and i + 1 < len(argv):
+                return f" (got {argv[i + 1]!r})"
+            if tok.startswith(opt + "="):
+                return f" (got {tok.split('=', 1)[1]!r})"
+    return ""
+
+
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    sys.stderr.write(f"error: {message}\n")
     sys.exit(code)
 
 
@@ -319,7 +330,7 @@ def sweep_cmd(
     for d in device_list:
         RunConfig(device=d).validate()
     configs = spec.configs()
-    store = _store(results_dir, create=not dry_run)
+    store = _store(results_dir)  # creates nothing until the first write
     stored = {r.run_id: r for r in store.query(run_ids=[c.run_id for c in configs])}
     done = sum(1 for c in configs if c.run_id in stored and stored[c.run_id].status == "finished")
     if dry_run:

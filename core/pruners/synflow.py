@@ -124,12 +124,12 @@ def score(
     with scoring_state(model, params), linearized(model) as bias_abs:
         ones = torch.ones((1, *shape), dtype=torch.float64, device=device)
         flow = model(ones).sum()
-        grads = list(torch.autograd.grad(flow, params, allow_unused=True))
+        grads: list[Tensor | None] = list(torch.autograd.grad(flow, params, allow_unused=True))
         del flow, ones  # free the graph before building the scores
         scores: list[Tensor] = []
         for i, param in enumerate(params):
             g = grads[i]
-            grads[i] = None  # type: ignore[call-overload]  # hand the buffer over to scores
+            grads[i] = None  # hand the buffer over to the scores
             magnitude = bias_abs.get(id(param), param.data)
             if g is None:
                 scores.append(torch.zeros_like(param.data, dtype=torch.float64))

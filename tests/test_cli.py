@@ -1,0 +1,172 @@
+"""The CLI through typer's CliRunner: runs, JSON output, listing, export, and bad input
+(one line, exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from prunetui.tui.cli import app
+
+runner = CliRunner()
+FAST = ["--model", "fc", "--dataset", "digits", "--device", "cpu", "--timing-repeats", "1",
+        "--batch-size", "128"]
+
+
+def results() -> Path:
+    return Path(os.environ["PRUNETUI_RESULTS"])
+
+
+def test_help_lists_commands() -> None:
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0
+    for cmd in ("run", "inspect", "sweep", "runs", "show", "export", "models", "rm", "gc"):
+        assert cmd in r.output
+
+
+def test_run_json_then_runs_show_export(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["run", *FAST, "--pruner", "mag", "--compression", "0.5",
+                            "--post-epochs", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    for key in ("run_id", "config", "status", "epochs", "top1", "top5", "params", "density",
+                "flops", "inference", "layers", "collapse"):
+        assert key in doc
+    assert doc["params"]["remaining"] == round(doc["params"]["prunable"] * 10 ** -0.5)
+    rid = doc["run_id"]
+
+    r = runner.invoke(app, ["runs"])
+    assert r.exit_code == 0 and rid in r.output and "finished" in r.output
+    r = runner.invoke(app, ["runs", "--json"])
+    assert json.loads(r.stdout)[0]["run_id"] == rid
+    r = runner.invoke(app, ["show", rid[:4]])
+    assert r.exit_code == 0 and "Per-layer" in r.output and "weight histograms" in r.output
+    r = runner.invoke(app, ["show", rid, "--json"])
+    assert json.loads(r.stdout)["run_id"] == rid
+
+    r = runner.invoke(app, ["export"])
+    assert r.exit_code == 0 and "| Data | Arch | Mag |" in re.sub(" +", " ", r.stdout)
+    out = tmp_path / "report"
+    r = runner.invoke(app, ["export", "--out", str(out), "--layers-at", "0.5"])
+    assert r.exit_code == 0, r.output
+    assert (out / "report.md").exists() and (out / "weight_hist_mag.png").exists()
+    assert "![Mag" in (out / "report.md").read_text()
+    r = runner.invoke(app, ["export", "--out", str(out)])
+    assert r.exit_code == 2 and "pass --force" in r.stderr
+    r = runner.invoke(app, ["export", "--out", str(out), "--force"])
+    assert r.exit_code == 0
+
+    r = runner.invoke(app, ["run", *FAST, "--pruner", "mag", "--compression", "0.5",
+                            "--post-epochs", "2"])
+    assert r.exit_code == 0 and "already stored" in r.stderr
+    r = runner.invoke(app, ["rm", rid])
+    assert r.exit_code == 0 and not (results() / rid).exists()
+
+
+def test_inspect_prints_table() -> None:
+    r = runner.invoke(app, ["inspect", "vgg16", "--dataset", "cifar10", "--pruner", "synflow",
+                            "--compression", "1", "--prune-iterations", "2"])
+    assert r.exit_code == 0, r.output
+    assert "layers.0.conv" in r.stdout and "313,478,154" in r.stdout
+    assert not results().exists()  # inspect stores nothing
+
+
+def test_inspect_json_collapse_flag() -> None:
+    r = runner.invoke(app, ["inspect", "fc", "--pruner", "synflow", "--compression", "2",
+                            "--prune-iterations", "1", "--json"])
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["collapse"]["collapsed"] is True
+    r = runner.invoke(app, ["inspect", "fc", "--pruner", "synflow", "--compression", "2",
+                            "--prune-iterations", "1"])
+    assert "layer collapse" in r.stderr
+
+
+def test_models_lists_counts() -> None:
+    r = runner.invoke(app, ["models"])
+    assert r.exit_code == 0 and "vgg16" in r.output and "resnet110" in r.output
+
+
+def test_sweep_dry_run_and_run() -> None:
+    args = ["sweep", "--models", "fc", "--datasets", "digits", "--pruners", "rand,snip",
+            "--compressions", "0.5,1", "--set", "post_epochs=1", "--set", "device=cpu",
+            "--set", "timing_repeats=1", "--set", "snip.post_epochs=2", "--name", "t"]
+    r = runner.invoke(app, [*args, "--dry-run"])
+    assert r.exit_code == 0 and "4 runs, 0 already finished" in r.output
+    assert not results().exists()
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "4 of 4 runs finished" in r.stdout
+    r = runner.invoke(app, [*args, "--dry-run"])
+    assert "4 runs, 4 already finished" in r.output
+    r = runner.invoke(app, args)
+    assert "(4 were already stored)" in r.stdout
+    r = runner.invoke(app, ["runs", "--sweep", "t", "--json"])
+    snip = [x for x in json.loads(r.stdout) if x["pruner"] == "snip"]
+    assert {x["config"]["post_epochs"] for x in snip} == {2}
+
+
+BAD = [
+    (["run", "--model", "vgg99"], "unknown model 'vgg99'; choose one of: fc, conv"),
+    (["run", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["run", "--pruner", "obd"], "unknown pruner 'obd'; choose one of: rand, mag, snip"),
+    (["run", "--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
+    (["run", "--scope", "layer"], "unknown scope 'layer'"),
+    (["run", "--schedule", "cubic"], "unknown schedule 'cubic'"),
+    (["run", "--device", "tpu"], "invalid device 'tpu'"),
+    (["run", "--device", "cuda:7", "--dataset", "digits"], "device 'cuda:7' is not available"),
+    (["run", "--compression", "-1"], "invalid compression -1.0"),
+    (["run", "--compression", "abc"], "Invalid value for '--compression'"),
+    (["run", "--compression", "abc"], "(got 'abc')"),
+    (["run", "--dataset", "digits", "--compression", "9"], "keeps no weight of"),
+    (["run", "--post-epochs", "-2"], "invalid post-epochs -2"),
+    (["run", "--pre-epochs=x"], "Invalid value for '--pre-epochs'"),
+    (["run", "--batch-size", "0"], "invalid batch-size 0"),
+    (["run", "--test-batch-size", "-1"], "invalid test-batch-size -1"),
+    (["run", "--lr", "0"], "invalid lr 0.0"),
+    (["run", "--model", "vgg16", "--dataset", "mnist"], "model 'vgg16' needs 32x32 inputs"),
+    (["run", "--dataset", "mnist", "--no-download"], "MNIST"),
+    (["run", "--bogus"], "No such option: --bogus"),
+    (["inspect", "nope"], "unknown model 'nope'"),
+    (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
+      "epochs=3"], "unknown setting 'epochs'"),
+    (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "x"],
+     "invalid compressions 'x'"),
+    (["sweep", "--models", "fc", "--datasets", "digits"], "a sweep needs --compressions"),
+    (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--jobs", "0"],
+     "invalid --jobs 0"),
+    (["runs", "--pruner", "nope"], "unknown pruner 'nope'"),
+    (["runs", "--status", "done"], "unknown status 'done'"),
+    (["export", "--format", "pdf"], "unknown format 'pdf'; choose one of: md, csv, json"),
+    (["bogus"], "No such command 'bogus'"),
+]
+
+
+@pytest.mark.parametrize(("args", "needle"), BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_one_line_exit_2_nothing_written(args: list[str], needle: str) -> None:
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: ") and needle in lines[0]
+    assert "Traceback" not in r.output
+    assert not results().exists()
+
+
+def test_show_and_export_on_empty_store() -> None:
+    r = runner.invoke(app, ["show", "abc"])
+    assert r.exit_code == 2 and "no results store" in r.stderr
+    r = runner.invoke(app, ["export"])
+    assert r.exit_code == 2
+
+
+def test_show_unknown_prefix(tmp_path: Path) -> None:
+    runner.invoke(app, ["run", *FAST, "--pruner", "rand", "--post-epochs", "1"])
+    r = runner.invoke(app, ["show", "fffff"])
+    assert r.exit_code == 2 and "no stored run matches 'fffff'" in r.stderr
+    r = runner.invoke(app, ["export", "--model", "conv"])
+    assert r.exit_code == 2 and "no stored runs match" in r.stderr

@@ -1,0 +1,194 @@
+"""The experiment runner end to end on tiny real data: training keeps masks, determinism,
+collapse, resume, divergence, stored results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from prunetui.core import experiment
+from prunetui.core.config import RunConfig
+from prunetui.core.errors import RunCancelled, RunDiverged
+from prunetui.core.events import CancelToken, EpochEnd, Event, RunFinished
+from prunetui.core.masks import attach_masks
+from prunetui.core.models import build_model
+from prunetui.core.store import Store
+from prunetui.core.train import make_optimizer, train_epoch
+
+FAST = {"model": "fc", "dataset": "digits", "device": "cpu", "timing_repeats": 1}
+
+
+def cfg(**kw: Any) -> RunConfig:
+    return RunConfig(**{**FAST, **kw})
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "sgd", "adam", "rmsprop"])
+def test_masked_weights_stay_zero_with_momentum_and_weight_decay(optimizer: str) -> None:
+    torch.manual_seed(0)
+    model = build_model("fc", (1, 8, 8), 10)
+    prunables = attach_masks(model)
+    for p in prunables:
+        p.set_mask(torch.rand_like(p.param) < 0.3)
+    from prunetui.core.masks import apply_masks
+
+    apply_masks(prunables)
+    opt = make_optimizer(optimizer, model.parameters(), 0.1, weight_decay=5e-4)
+    x, y = torch.randn(256, 1, 8, 8), torch.randint(0, 10, (256,))
+    batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 256, 32)]
+    for _ in range(3):
+        train_epoch(model, batches, opt, prunables, device=torch.device("cpu"))
+    for p in prunables:
+        assert torch.all(p.param[~p.mask] == 0)
+        assert torch.any(p.param[p.mask] != 0)
+
+
+def test_run_stores_result(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    seen: list[Event] = []
+    result = experiment.run(cfg(pruner="snip", compression=0.5, post_epochs=3), store=store,
+                            emit=seen.append)
+    assert result["status"] == "finished"
+    total, remaining = result["params"]["prunable"], result["params"]["remaining"]
+    assert remaining == round(total * 10**-0.5)
+    assert 0 < result["flops"]["ratio"] < 1
+    assert [e["epoch"] for e in result["epochs"]] == [1, 2, 3]
+    assert result["top1"] > 80  # digits is easy: far above chance (10%) after 3 epochs
+    assert sum(isinstance(e, EpochEnd) for e in seen) == 3
+    row = store.get(result["run_id"])
+    assert row is not None and row.status == "finished" and row.top1 == result["top1"]
+    run_dir = store.run_dir(result["run_id"])
+    assert (run_dir / "final.pt").exists() and (run_dir / "histograms.json").exists()
+    assert not (run_dir / "resume.pt").exists()
+    state = torch.load(run_dir / "final.pt", weights_only=True)
+    kept = sum(int(v.sum()) for k, v in state.items() if k.endswith("weight_mask"))
+    assert kept == remaining
+
+
+def test_second_request_reports_stored_run(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    c = cfg(pruner="rand", post_epochs=1)
+    first = experiment.run(c, store=store)
+    seen: list[Event] = []
+    again = experiment.run(c, store=store, emit=seen.append)
+    assert again == first
+    assert isinstance(seen[-1], RunFinished) and seen[-1].cached
+
+
+def test_same_seed_same_masks_and_metrics(tmp_path: Path) -> None:
+    c = cfg(pruner="rand", compression=1, post_epochs=2)
+    a = experiment.run(c, store=Store(tmp_path / "a"))
+    b = experiment.run(c, store=Store(tmp_path / "b"))
+    assert [e["top1"] for e in a["epochs"]] == [e["top1"] for e in b["epochs"]]
+    assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
+    ma = torch.load(tmp_path / "a" / a["run_id"] / "final.pt", weights_only=True)
+    mb = torch.load(tmp_path / "b" / b["run_id"] / "final.pt", weights_only=True)
+    assert all(torch.equal(ma[k], mb[k]) for k in ma)
+    c2 = experiment.run(c.with_(seed=2), store=Store(tmp_path / "c"))
+    mc = torch.load(tmp_path / "c" / c2["run_id"] / "final.pt", weights_only=True)
+    assert not torch.equal(ma["0.weight_mask"] if "0.weight_mask" in ma else
+                           next(v for k, v in ma.items() if k.endswith("_mask")),
+                           next(v for k, v in mc.items() if k.endswith("_mask")))
+
+
+def test_collapse_single_shot_synflow_but_not_iterative() -> None:
+    """The SynFlow paper's point: one-shot scoring collapses a layer at high compression,
+    100 iterations avoid it (fc on MNIST-shaped input, c = 2)."""
+    one = experiment.inspect(RunConfig(model="fc", dataset="mnist", pruner="synflow",
+                                       compression=2, prune_iterations=1, device="cpu"))
+    many = experiment.inspect(RunConfig(model="fc", dataset="mnist", pruner="synflow",
+                                        compression=2, device="cpu"))
+    assert one["collapse"]["collapsed"]
+    assert not many["collapse"]["collapsed"]
+    assert one["params"]["remaining"] == many["params"]["remaining"] == round(119_400 / 100)
+
+
+def test_inspect_dense_and_data_free() -> None:
+    r = experiment.inspect(RunConfig(model="vgg16", dataset="cifar10", compression=0,
+                                     device="cpu"))
+    assert r["flops"]["dense"] == 313_478_154 and r["flops"]["ratio"] == 1.0
+    assert r["params"]["remaining"] == r["params"]["prunable"]
+
+
+class _CancelAfter:
+    def __init__(self, token: CancelToken, epoch: int) -> None:
+        self.token, self.epoch = token, epoch
+
+    def __call__(self, e: Event) -> None:
+        if isinstance(e, EpochEnd) and e.phase == "train" and e.epoch == self.epoch:
+            self.token.cancel()
+
+
+def test_cancel_then_resume_from_checkpoint(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    c = cfg(pruner="mag", pre_epochs=1, post_epochs=4)
+    token = CancelToken()
+    with pytest.raises(RunCancelled):
+        experiment.run(c, store=store, cancel=token, emit=_CancelAfter(token, 2))
+    row = store.get(c.run_id)
+    assert row is not None and row.status == "cancelled" and row.epoch == 2
+    assert (store.run_dir(c.run_id) / "resume.pt").exists()
+    seen: list[Event] = []
+    resumed = experiment.run(c, store=store, emit=seen.append)
+    trained = [e.epoch for e in seen if isinstance(e, EpochEnd)]
+    assert trained == [3, 4]  # pre-training and pruning are not redone
+    assert [(e["phase"], e["epoch"]) for e in resumed["epochs"]] == [
+        ("pretrain", 1), ("train", 1), ("train", 2), ("train", 3), ("train", 4)]
+    straight = experiment.run(c, store=Store(tmp_path / "other"))
+    assert [e["top1"] for e in resumed["epochs"]] == [e["top1"] for e in straight["epochs"]]
+    assert [e["train_loss"] for e in resumed["epochs"]] == pytest.approx(
+        [e["train_loss"] for e in straight["epochs"]], rel=0, abs=0)
+
+
+def test_divergence_is_stored(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    c = cfg(pruner="rand", compression=0, optimizer="sgd", lr=1e6, post_epochs=3)
+    with pytest.raises(RunDiverged):
+        experiment.run(c, store=store)
+    row = store.get(c.run_id)
+    assert row is not None and row.status == "diverged" and "epoch 1" in (row.error or "")
+
+
+def test_failure_is_stored_and_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(tmp_path)
+    c = cfg(pruner="rand", post_epochs=1)
+
+    def boom(*a: Any, **k: Any) -> None:
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(experiment, "evaluate", boom)
+    with pytest.raises(RuntimeError, match="kaboom"):
+        experiment.run(c, store=store)
+    row = store.get(c.run_id)
+    assert row is not None and row.status == "failed" and "kaboom" in (row.error or "")
+
+
+def test_shuffle_masks_really_permutes() -> None:
+    from prunetui.core.masks import shuffle_masks
+
+    model = build_model("fc", (1, 8, 8), 10)
+    prunables = attach_masks(model)
+    for p in prunables:
+        p.set_mask(torch.arange(p.mask.numel()).reshape(p.mask.shape) % 3 == 0)
+    before = [p.mask.clone() for p in prunables]
+    shuffle_masks(prunables, torch.Generator().manual_seed(0))
+    for b, p in zip(before, prunables, strict=True):
+        assert int(b.sum()) == int(p.mask.sum())  # same density per layer
+        assert not torch.equal(b, p.mask)  # new positions
+
+
+def test_reinit_keeps_masks_and_draws_new_weights() -> None:
+    from prunetui.core.masks import apply_masks, reinit_kept
+
+    model = build_model("fc", (1, 8, 8), 10)
+    prunables = attach_masks(model)
+    for p in prunables:
+        p.set_mask(torch.rand_like(p.param) < 0.5)
+    apply_masks(prunables)
+    before = [p.param.detach().clone() for p in prunables]
+    reinit_kept(model, prunables)
+    for b, p in zip(before, prunables, strict=True):
+        assert torch.all(p.param[~p.mask] == 0)
+        assert not torch.equal(b[p.mask], p.param[p.mask])

@@ -1,0 +1,48 @@
+"""Test accuracy (top-1) per epoch, one line per run."""
+
+from __future__ import annotations
+
+from textual_plotext.plot import Plot
+
+from prunetui.tui.widgets.chart import Chart
+
+
+class AccuracyChart(Chart):
+    """Lines of (epoch, top-1), keyed by run id, labelled e.g. 'SynFlow c=1'."""
+
+    TITLE = "Test top-1 (%) per epoch"
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._series: dict[str, tuple[str, dict[int, float]]] = {}
+
+    def has_data(self) -> bool:
+        return any(points for _, points in self._series.values())
+
+    def clear_runs(self) -> None:
+        self._series.clear()
+        self.refresh()
+
+    def set_run(self, run_id: str, label: str, points: dict[int, float]) -> None:
+        """Replace a run's line (e.g. from stored epochs)."""
+        self._series[run_id] = (label, dict(points))
+        self.refresh()
+
+    def add_point(self, run_id: str, label: str, epoch: int, top1: float) -> None:
+        _, points = self._series.setdefault(run_id, (label, {}))
+        points[epoch] = top1
+        self.refresh()
+
+    def drop_after(self, run_id: str, epoch: int) -> None:
+        """Forget a resumed run's epochs past its checkpoint (they are recomputed)."""
+        if run_id in self._series:
+            label, points = self._series[run_id]
+            self._series[run_id] = (label, {e: v for e, v in points.items() if e <= epoch})
+            self.refresh()
+
+    def draw(self, plt: Plot) -> None:
+        for label, points in self._series.values():
+            if points:
+                xs = sorted(points)
+                plt.plot(xs, [points[x] for x in xs], label=label, marker="braille")
+        plt.xlabel("epoch")

@@ -1,0 +1,44 @@
+"""FLOP ratio (pruned / dense) against compression, one line per pruner."""
+
+from __future__ import annotations
+
+import math
+
+from textual_plotext.plot import Plot
+
+from prunetui.core.catalog import PRUNERS
+from prunetui.tui.widgets.chart import Chart
+
+
+class FlopRatioChart(Chart):
+    """Points (compression, FLOP ratio) per pruner, y on a log10 axis."""
+
+    TITLE = "FLOP ratio vs compression"
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._points: dict[str, dict[float, float]] = {}
+
+    def has_data(self) -> bool:
+        return any(self._points.values())
+
+    def clear_points(self) -> None:
+        self._points.clear()
+        self.refresh()
+
+    def add_point(self, pruner: str, compression: float, ratio: float) -> None:
+        self._points.setdefault(pruner, {})[compression] = ratio
+        self.refresh()
+
+    def draw(self, plt: Plot) -> None:
+        for pruner in PRUNERS:
+            points = self._points.get(pruner)
+            if not points:
+                continue
+            xs = sorted(points)
+            # log10 by hand: plotext's log scale drops the tick labels at small heights.
+            ys = [math.log10(max(points[x], 1e-12)) for x in xs]
+            plt.plot(xs, ys, label=PRUNERS[pruner], marker="braille")
+            plt.scatter(xs, ys, marker="●")
+        plt.xlabel("compression c")
+        plt.ylabel("log10 ratio")

@@ -1,0 +1,45 @@
+"""Small text formatters shared by the app's widgets (no widget here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prunetui.core.catalog import PRUNERS
+
+
+def count(n: float) -> str:
+    """1234567 → '1.23M'; small numbers as they are."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def pct(x: float | None, digits: int = 2) -> str:
+    """A top-1/top-5 accuracy (already in percent) or '—'."""
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def ratio(x: float | None) -> str:
+    return "—" if x is None else f"{x:.4f}"
+
+
+def pruner_name(key: str) -> str:
+    return PRUNERS.get(key, key)
+
+
+def cell_label(config: dict[str, Any] | Any) -> str:
+    """'SynFlow c=1' of a config (dict or RunConfig)."""
+    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k)
+    return f"{pruner_name(get('pruner'))} c={float(get('compression')):g}"
+
+
+def run_label(config: dict[str, Any] | Any) -> str:
+    """'fc·digits SynFlow c=1' of a config (dict or RunConfig)."""
+    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k)
+    return f"{get('model')}·{get('dataset')} {cell_label(config)}"
+
+
+def short_layer(name: str) -> str:
+    """A layer name short enough for a chart axis: 'layers.0.conv' → 'l0.conv'."""
+    return name.replace("layers.", "l").replace("features.", "f").replace("classifier", "cls")

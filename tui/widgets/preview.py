@@ -1,0 +1,79 @@
+"""The pruning preview: what the chosen pruner keeps of the chosen model at init, per layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from prunetui.core.config import RunConfig
+from prunetui.tui.widgets.fmt import count, run_label
+
+
+def collapse_text(collapse: dict[str, Any]) -> str | None:
+    """The engine's collapse warning (``experiment.collapse_message``), without torch."""
+    if not collapse.get("collapsed"):
+        return None
+    parts = []
+    if collapse.get("empty_layers"):
+        parts.append("no weight left in " + ", ".join(collapse["empty_layers"]))
+    if collapse.get("disconnected"):
+        parts.append("no path from input to output")
+    return "layer collapse: " + "; ".join(parts)
+
+
+class PreviewPanel(Vertical):
+    """Title, summary line, collapse warning and a per-layer table of one pruned-at-init model."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("Preview", id="preview-title")
+        yield Static("", id="preview-summary")
+        yield Static("", id="preview-warning")
+        table: DataTable[str] = DataTable(id="preview-layers", cursor_type="row",
+                                          zebra_stripes=True)
+        yield table
+
+    def on_mount(self) -> None:
+        self.border_title = "Preview at init"
+        table = self.query_one(DataTable)
+        for label, key in (("Layer", "layer"), ("Params", "params"), ("Density", "density"),
+                           ("FLOPs", "flops")):
+            table.add_column(label, key=key)
+
+    def _set(self, title: str, summary: str, warning: str = "", error: bool = False) -> None:
+        self.query_one("#preview-title", Static).update(title)
+        summary_w = self.query_one("#preview-summary", Static)
+        summary_w.update(summary)
+        summary_w.set_class(error, "-error")
+        warn = self.query_one("#preview-warning", Static)
+        warn.update(warning)
+        warn.display = bool(warning)
+
+    def show_pending(self, config: RunConfig, waiting: bool = False) -> None:
+        self._set(_title(config), "waiting for the run to start…" if waiting
+                  else "pruning at init…")
+
+    def show_error(self, config: RunConfig | None, message: str) -> None:
+        self.query_one(DataTable).clear()
+        self._set(_title(config) if config else "Preview", f"✗ {message}", error=True)
+
+    def show_info(self, config: RunConfig, info: dict[str, Any]) -> None:
+        params, flops = info["params"], info["flops"]
+        summary = (f"kept {count(params['remaining'])} of {count(params['prunable'])} weights "
+                   f"(density {info['density']:.4f})\n"
+                   f"FLOPs {count(flops['pruned'])} of {count(flops['dense'])} "
+                   f"· ratio {flops['ratio']:.4f}")
+        warning = info.get("warning") or collapse_text(info["collapse"]) or ""
+        self._set(_title(config), summary, f"⚠ {warning}" if warning else "")
+        table = self.query_one(DataTable)
+        table.clear()
+        for layer in info["layers"]:
+            table.add_row(layer["name"], count(layer["params"]), f"{layer['density']:.4f}",
+                          f"{count(layer['flops_pruned'])}/{count(layer['flops_dense'])}",
+                          key=layer["name"])
+
+
+def _title(config: RunConfig) -> str:
+    return f"{run_label(config)} · keeps {100 * config.density:.3g}%"

@@ -1,0 +1,271 @@
+"""The Run tab: progress bars, status line, live epoch table, sweep grid and charts.
+
+It is fed by the app: ``begin`` when a sweep starts, then the worker's messages (cell started,
+engine events, cell done, sweep done). Tests feed it synthetic events the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, DataTable, Select, Static, TabbedContent, TabPane
+
+from prunetui.core import events as ev
+from prunetui.core.config import RunConfig
+from prunetui.core.figures import load_histograms
+from prunetui.core.store import Store
+from prunetui.tui.widgets.accuracy_chart import AccuracyChart
+from prunetui.tui.widgets.density_chart import DensityChart
+from prunetui.tui.widgets.epoch_table import EpochTable
+from prunetui.tui.widgets.flops_chart import FlopRatioChart
+from prunetui.tui.widgets.fmt import cell_label, run_label
+from prunetui.tui.widgets.histogram_chart import HistogramChart
+from prunetui.tui.widgets.run_progress import RunProgress
+from prunetui.tui.widgets.sweep_grid import MARKS, SweepGrid
+
+IDLE = "No run yet: choose a config on Configure, then press r (or Run ▶)."
+
+
+class RunPanel(Vertical):
+    """Everything about the sweep being run (or the last one)."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.store: Store | None = None
+        self.configs: list[RunConfig] = []
+        self.results: dict[str, dict[str, Any]] = {}
+        self.current: RunConfig | None = None
+        self.warnings: list[str] = []
+        self._phase = ""
+        self._epochs: dict[str, int] = {}
+
+    def compose(self) -> ComposeResult:
+        yield RunProgress(id="progress")
+        with Horizontal(id="status-row"):
+            yield Static(IDLE, id="run-status")
+            yield Button("Cancel (c)", id="cancel", variant="error", compact=True,
+                         disabled=True)
+        yield Static("", id="run-warnings")
+        with TabbedContent(id="run-tabs"):
+            with TabPane("Live", id="tab-live"), Horizontal(id="live"):
+                yield EpochTable(id="epochs")
+                yield SweepGrid(id="grid")
+            with TabPane("Charts", id="tab-charts"), Horizontal(classes="charts"):
+                yield AccuracyChart(id="acc-chart")
+                yield FlopRatioChart(id="flop-chart")
+            with TabPane("Layers", id="tab-layers"), Vertical():
+                with Horizontal(id="layer-pickers"):
+                    yield Select[str]([], prompt="run", compact=True, id="pick-run")
+                    yield Select[str]([], prompt="layer", compact=True, id="pick-layer")
+                with Horizontal(classes="charts"):
+                    yield DensityChart(id="density-chart")
+                    yield HistogramChart(id="hist-chart")
+
+    def on_mount(self) -> None:
+        self.query_one(RunProgress).reset()
+        self.query_one("#run-warnings", Static).display = False
+
+    # -- the sweep's life ------------------------------------------------------------------
+
+    def begin(self, configs: list[RunConfig]) -> None:
+        """A new sweep: every cell pending, tables and charts cleared."""
+        self.configs = list(configs)
+        self.current = None
+        self.warnings = []
+        self.query_one(RunProgress).reset()
+        self.query_one(RunProgress).set("sweep", 0, len(configs))
+        self.query_one(SweepGrid).setup(configs)
+        self.query_one(EpochTable).clear()
+        self.query_one(AccuracyChart).clear_runs()
+        self.query_one(FlopRatioChart).clear_points()
+        self._show_warnings()
+        self._status(f"starting {len(configs)} run{'s' * (len(configs) != 1)}…")
+        self.query_one("#cancel", Button).disabled = False
+
+    def cell_started(self, index: int, total: int, config: RunConfig) -> None:
+        self.current = config
+        self._phase = "load"
+        self._epochs = {}
+        progress = self.query_one(RunProgress)
+        progress.set("sweep", index, total)
+        progress.reset("prune", "epoch", "batch")
+        progress.set("epoch", 0, config.post_epochs)
+        progress.set("prune", 0, config.iterations)
+        self.query_one(EpochTable).clear()
+        self.query_one(SweepGrid).set_cell(config, "▶", "running")
+        self._status_for("loading data")
+
+    def engine_event(self, event: ev.Event) -> None:
+        """One engine event of the current run."""
+        progress = self.query_one(RunProgress)
+        config = self.current
+        if isinstance(event, ev.RunStarted):
+            if event.resumed_from_epoch:
+                self._resume(event)
+            self._status_for("started" if not event.resumed_from_epoch
+                             else f"resumed after epoch {event.resumed_from_epoch}")
+        elif isinstance(event, ev.PhaseStarted):
+            self._phase = event.phase
+            if event.phase in ("pretrain", "train"):
+                self._epochs[event.phase] = event.total
+                done = sum(1 for k in self.query_one(EpochTable).rows
+                           if str(k.value).startswith(f"{event.phase}:"))
+                progress.set("epoch", done, event.total)
+                progress.set("batch", 0, 0)
+            elif event.phase == "prune":
+                progress.set("prune", 0, event.total)
+            self._status_for(_PHASES.get(event.phase, event.phase))
+        elif isinstance(event, ev.PruneStep):
+            progress.set("prune", event.iteration, event.iterations)
+            self._status_for(f"pruning {event.iteration}/{event.iterations} · density "
+                             f"{event.density:.4g}")
+        elif isinstance(event, ev.BatchProgress):
+            progress.set("batch", event.batch, event.batches)
+        elif isinstance(event, ev.EpochEnd):
+            self._epochs[event.phase] = event.epochs
+            progress.set("epoch", event.epoch, event.epochs)
+            self.query_one(EpochTable).add_epoch(event.phase, event.epoch, event.epochs,
+                                                 event.train_loss, event.test_loss,
+                                                 event.top1, event.top5, event.lr)
+            if event.phase == "train" and config is not None:
+                self.query_one(AccuracyChart).add_point(event.run_id, cell_label(config),
+                                                        event.epoch, event.top1)
+                self.query_one(SweepGrid).set_cell(
+                    config, f"▶ {event.epoch}/{event.epochs}", "running")
+            self._status_for(f"{event.phase} epoch {event.epoch}/{event.epochs} · top-1 "
+                             f"{event.top1:.2f}")
+        elif isinstance(event, ev.RunWarning):
+            self.warnings.append(event.message)
+            self._show_warnings()
+
+    def cell_done(self, index: int, total: int, config: RunConfig, status: str,
+                  result: dict[str, Any] | None, error: str = "") -> None:
+        progress = self.query_one(RunProgress)
+        progress.set("sweep", index + 1, total)
+        grid = self.query_one(SweepGrid)
+        if status == "finished" and result is not None:
+            self.results[config.run_id] = result
+            grid.set_cell(config, f"{result['top1']:.2f}", "finished")
+            self.query_one(FlopRatioChart).add_point(config.pruner, config.compression,
+                                                     result["flops"]["ratio"])
+            epochs = {r["epoch"]: r["top1"] for r in result.get("epochs", [])
+                      if r.get("phase") == "train"}
+            if epochs:
+                self.query_one(AccuracyChart).set_run(config.run_id, cell_label(config),
+                                                      epochs)
+            self._add_run_choice(config, result)
+        else:
+            grid.set_cell(config, MARKS.get(status, status), status)
+
+    def sweep_done(self, statuses: list[str], cancelled: bool) -> None:
+        self.current = None
+        self.query_one("#cancel", Button).disabled = True
+        done = statuses.count("finished")
+        failed = len(statuses) - done - statuses.count("cancelled")
+        parts = [f"{done}/{len(self.configs)} finished"]
+        if failed:
+            parts.append(f"{failed} failed")
+        if cancelled:
+            parts.append("cancelled: run it again to resume")
+        self._status("■ " + " · ".join(parts))
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _resume(self, event: ev.RunStarted) -> None:
+        """Show a resumed run's stored epochs (up to its checkpoint) again."""
+        if self.store is None or self.current is None:
+            return
+        try:
+            rows = self.store.epochs(event.run_id)
+        except Exception:
+            return
+        phase = "train" if any(r["phase"] == "train" for r in rows) else "pretrain"
+        rows = [r for r in rows if r["phase"] != phase or r["epoch"] <= event.resumed_from_epoch]
+        self.query_one(EpochTable).add_stored(rows, {"train": self.current.post_epochs,
+                                                     "pretrain": self.current.pre_epochs})
+        chart = self.query_one(AccuracyChart)
+        chart.set_run(event.run_id, cell_label(self.current),
+                      {r["epoch"]: r["top1"] for r in rows if r["phase"] == "train"})
+        self.query_one(RunProgress).set("prune", self.current.iterations,
+                                        self.current.iterations)
+
+    def _status(self, text: str) -> None:
+        self.query_one("#run-status", Static).update(text)
+
+    def _status_for(self, what: str) -> None:
+        if self.current is None:
+            return
+        n = len(self.configs)
+        index = next((i for i, c in enumerate(self.configs)
+                      if c.run_id == self.current.run_id), 0)
+        prefix = f"▶ {index + 1}/{n} " if n > 1 else "▶ "
+        self._status(f"{prefix}{run_label(self.current)} · {self.current.run_id} · {what}")
+
+    def _show_warnings(self) -> None:
+        w = self.query_one("#run-warnings", Static)
+        w.update("\n".join(f"⚠ {m}" for m in self.warnings[-2:]))
+        w.display = bool(self.warnings)
+
+    def _add_run_choice(self, config: RunConfig, result: dict[str, Any]) -> None:
+        pick = self.query_one("#pick-run", Select)
+        options = [(run_label(self.configs_by_id[r]), r) for r in self.results
+                   if r in self.configs_by_id]
+        pick.set_options(options)
+        pick.value = config.run_id
+
+    @property
+    def configs_by_id(self) -> dict[str, RunConfig]:
+        return {c.run_id: c for c in self.configs}
+
+    def select_run(self, run_id: str) -> None:
+        """Show the layers of finished run ``run_id`` in the Layers tab."""
+        if run_id in self.results:
+            self.query_one("#pick-run", Select).value = run_id
+
+    @on(Select.Changed, "#pick-run")
+    def _run_picked(self, event: Select.Changed) -> None:
+        event.stop()
+        result = self.results.get(str(event.value))
+        density = self.query_one(DensityChart)
+        layer_pick = self.query_one("#pick-layer", Select)
+        if result is None:
+            density.set_layers([])
+            layer_pick.set_options([])
+            self.query_one(HistogramChart).set_histogram(None)
+            return
+        density.set_layers(result["layers"])
+        names = [h["layer"] for h in self._histograms(str(event.value))]
+        layer_pick.set_options([(n, n) for n in names])
+        if names:
+            layer_pick.value = names[0]
+
+    @on(Select.Changed, "#pick-layer")
+    def _layer_picked(self, event: Select.Changed) -> None:
+        event.stop()
+        run_id = self.query_one("#pick-run", Select).value
+        hists = self._histograms(str(run_id)) if isinstance(run_id, str) else []
+        chosen = next((h for h in hists if h["layer"] == event.value), None)
+        self.query_one(HistogramChart).set_histogram(chosen)
+
+    def _histograms(self, run_id: str) -> list[dict[str, Any]]:
+        if self.store is None:
+            return []
+        try:
+            return load_histograms(self.store.run_dir(run_id))
+        except (OSError, ValueError, AssertionError):
+            return []
+
+    @on(DataTable.CellSelected, "#grid")
+    def _grid_selected(self, event: DataTable.CellSelected) -> None:
+        event.stop()
+        run_id = self.query_one(SweepGrid).run_at_cursor()
+        if run_id and run_id in self.results:
+            self.select_run(run_id)
+            self.query_one("#run-tabs", TabbedContent).active = "tab-layers"
+
+
+_PHASES = {"load": "loading data", "pretrain": "pre-training", "prune": "pruning",
+           "train": "training", "measure": "measuring FLOPs and inference time"}

@@ -1,0 +1,219 @@
+"""Glue between the engine (which runs in a worker thread) and the app (which owns the screen).
+
+The engine only knows an ``Emit`` callable and a ``CancelToken``. Here the emit callable wraps
+every engine event in a Textual ``Message`` and posts it to the app (``post_message`` is
+thread-safe), throttling the very frequent batch and prune-step events so a fast CPU run can't
+flood the message queue. Torch is imported lazily, inside the worker thread, so the app paints
+its first frame without paying for it.
+
+Torch's global RNG is shared by every thread of the process, and both ``experiment.run`` and
+``experiment.inspect`` seed it before building the model (the only step that draws from it:
+data order and pruning use their own generators). ``ENGINE_LOCK`` keeps a preview from
+reseeding it between a run's seeding and its build, so a run started from the app gives the
+same numbers as one started from the CLI. A run holds the lock until it reports
+``RunStarted`` (or ends), so previews still work while it trains.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textual.message import Message
+
+from prunetui.core import events as ev
+from prunetui.core.config import RunConfig
+from prunetui.core.errors import PrunetuiError, RunCancelled
+from prunetui.core.store import Store
+
+ENGINE_LOCK = threading.Lock()
+# Minimum seconds between two posted batch (or prune-step) events of one run; the last one of
+# an epoch (or of the pruning) is always posted.
+THROTTLE = 0.05
+
+Post = Callable[[Message], Any]
+
+
+class EngineEvent(Message):
+    """An engine event, crossed over from the worker thread."""
+
+    def __init__(self, event: ev.Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+class CellStarted(Message):
+    """The sweep moved on to its ``index``-th cell (0-based) of ``total``."""
+
+    def __init__(self, index: int, total: int, config: RunConfig) -> None:
+        super().__init__()
+        self.index = index
+        self.total = total
+        self.config = config
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """How one cell of a sweep ended."""
+
+    index: int
+    config: RunConfig
+    status: str  # finished | cached | cancelled | failed | diverged | oom | error
+    result: dict[str, Any] | None = None
+    error: str = ""
+
+
+class CellDone(Message):
+    """One cell of the sweep ended (finished, cached, cancelled or failed)."""
+
+    def __init__(self, outcome: CellOutcome, total: int) -> None:
+        super().__init__()
+        self.outcome = outcome
+        self.total = total
+
+
+class SweepDone(Message):
+    """The worker ran (or gave up on) every cell."""
+
+    def __init__(self, outcomes: list[CellOutcome], cancelled: bool) -> None:
+        super().__init__()
+        self.outcomes = outcomes
+        self.cancelled = cancelled
+
+
+class PreviewReady(Message):
+    """``experiment.inspect`` finished for preview number ``serial``: ``info`` or ``error``."""
+
+    def __init__(self, serial: int, config: RunConfig, info: dict[str, Any] | None,
+                 error: str = "") -> None:
+        super().__init__()
+        self.serial = serial
+        self.config = config
+        self.info = info
+        self.error = error
+
+
+class Throttled:
+    """An ``Emit`` posting engine events as ``EngineEvent`` messages, rate-limiting progress."""
+
+    def __init__(self, post: Post, interval: float = THROTTLE) -> None:
+        self.post = post
+        self.interval = interval
+        self._last: dict[type, float] = {}
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.BatchProgress | ev.PruneStep):
+            last = (event.batch == event.batches if isinstance(event, ev.BatchProgress)
+                    else event.iteration == event.iterations)
+            now = time.monotonic()
+            if not last and now - self._last.get(type(event), 0.0) < self.interval:
+                return
+            self._last[type(event)] = now
+        self.post(EngineEvent(event))
+
+
+class _HeldUntilStarted:
+    """Holds ``ENGINE_LOCK`` from creation until the run says it started (or ended)."""
+
+    def __init__(self) -> None:
+        ENGINE_LOCK.acquire()
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            ENGINE_LOCK.release()
+
+    def wrap(self, emit: ev.Emit) -> ev.Emit:
+        def inner(event: ev.Event) -> None:
+            if isinstance(event, ev.RunStarted | ev.RunFinished | ev.RunFailed):
+                self.release()
+            emit(event)
+
+        return inner
+
+
+def _status_of(store: Store, run_id: str, default: str) -> str:
+    try:
+        row = store.get(run_id)
+    except PrunetuiError:
+        return default
+    return row.status if row is not None and row.status != "running" else default
+
+
+def run_sweep(post: Post, configs: list[RunConfig], store: Store, data_dir: Path | None,
+              cancel: ev.CancelToken, *, download: bool = True,
+              is_cancelled: Callable[[], bool] = lambda: False) -> list[CellOutcome]:
+    """Run ``configs`` one after another in the calling (worker) thread, posting messages.
+
+    Never raises: every failure becomes a ``CellDone`` with an error. A cancelled cell stops
+    the sweep; a failed one moves on to the next cell."""
+    outcomes: list[CellOutcome] = []
+    total = len(configs)
+    cancelled = False
+    try:
+        from prunetui.core import experiment
+    except Exception as e:  # a broken install must not take the app down
+        msg = f"cannot load the engine: {type(e).__name__}: {e}"
+        outcomes = [CellOutcome(i, c, "error", error=msg) for i, c in enumerate(configs)]
+        for o in outcomes:
+            post(CellDone(o, total))
+        post(SweepDone(outcomes, False))
+        return outcomes
+    throttled = Throttled(post)
+    for index, config in enumerate(configs):
+        if cancel.cancelled or is_cancelled():
+            cancelled = True
+            break
+        post(CellStarted(index, total, config))
+        lock = _HeldUntilStarted()
+        try:
+            result = experiment.run(config, store=store, data_dir=data_dir,
+                                    download=download, emit=lock.wrap(throttled),
+                                    cancel=cancel)
+        except RunCancelled:
+            outcome = CellOutcome(index, config, "cancelled", error="cancelled by the user")
+            cancelled = True
+        except PrunetuiError as e:
+            status = _status_of(store, config.run_id, "error")
+            outcome = CellOutcome(index, config, status, error=str(e))
+        except Exception as e:
+            status = _status_of(store, config.run_id, "failed")
+            outcome = CellOutcome(index, config, status, error=f"{type(e).__name__}: {e}")
+        else:
+            outcome = CellOutcome(index, config, "finished", result=result)
+        finally:
+            lock.release()
+        outcomes.append(outcome)
+        post(CellDone(outcome, total))
+        if cancelled:
+            break
+    post(SweepDone(outcomes, cancelled))
+    return outcomes
+
+
+def run_preview(post: Post, serial: int, config: RunConfig, data_dir: Path | None,
+                is_cancelled: Callable[[], bool] = lambda: False) -> None:
+    """Build and prune ``config`` at init (no training, no download) and post the result."""
+    while not ENGINE_LOCK.acquire(timeout=0.2):
+        if is_cancelled():
+            return
+    try:
+        if is_cancelled():
+            return
+        from prunetui.core import experiment
+
+        info = experiment.inspect(config, data_dir=data_dir, download=False)
+        info["warning"] = experiment.collapse_message(info["collapse"])
+    except PrunetuiError as e:
+        post(PreviewReady(serial, config, None, str(e)))
+    except Exception as e:
+        post(PreviewReady(serial, config, None, f"{type(e).__name__}: {e}"))
+    else:
+        post(PreviewReady(serial, config, info))
+    finally:
+        ENGINE_LOCK.release()

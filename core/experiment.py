@@ -9,9 +9,13 @@ past it are dropped and recomputed, so the store never holds an epoch twice.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,7 @@ from prunetui.core.errors import (
     PrunetuiError,
     RunCancelled,
     RunDiverged,
+    StoreError,
 )
 from prunetui.core.events import (
     BatchProgress,
@@ -192,6 +197,8 @@ def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,
         if config.sweep:
             store.add_to_sweep(config.sweep, [run_id])
         assert stored.result is not None
+        # A kill between storing the result and deleting the checkpoint leaves it behind.
+        (store.run_dir(run_id) / RESUME).unlink(missing_ok=True)
         emit(RunFinished(run_id, stored.result, cached=True))
         return stored.result
     device = resolve_device(config.device)
@@ -202,12 +209,45 @@ def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,
     model, prunables = build(config, device)
     splits = load_dataset(config.dataset, data_dir, download)
     run_dir = store.run_dir(run_id)
-    if force and stored is not None:
-        (run_dir / RESUME).unlink(missing_ok=True)
-    store.start_run(config.to_dict(), run_id, config.sweep)
-    try:
-        result = _execute(config, model, prunables, splits, device, store, run_dir, emit,
+    with _run_lock(run_dir):
+        if force and stored is not None:
+            (run_dir / RESUME).unlink(missing_ok=True)
+        store.start_run(config.to_dict(), run_id, config.sweep)
+        result = _guarded(config, model, prunables, splits, device, store, run_dir, emit,
                           cancel, gens)
+    emit(RunFinished(run_id, result))
+    return result
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run while it executes, so two processes sharing a store
+    never run the same config at once. The OS drops the lock when the holder dies."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise StoreError(f"cannot write results under {run_dir}: {e.strerror or e}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PrunetuiError(f"run {run_dir.name} is being run by another process right "
+                                "now; wait for it or run something else") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _guarded(config: RunConfig, model: nn.Module, prunables: list[Prunable], splits: Splits,
+             device: torch.device, store: Store, run_dir: Path, emit: Emit,
+             cancel: CancelToken | None,
+             gens: tuple[torch.Generator, torch.Generator]) -> dict[str, Any]:
+    """``_execute``, with every way it can end stored as the run's status."""
+    run_id = config.run_id
+    try:
+        return _execute(config, model, prunables, splits, device, store, run_dir, emit, cancel,
+                        gens)
     except RunCancelled:
         store.fail_run(run_id, "cancelled", "cancelled by the user")
         emit(RunFailed(run_id, "cancelled", "cancelled by the user"))
@@ -220,6 +260,15 @@ def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,
         store.fail_run(run_id, "diverged", str(e))
         emit(RunFailed(run_id, "diverged", str(e)))
         raise
+    except StoreError:
+        raise
+    except OSError as e:
+        msg = (f"cannot write results under {run_dir}: {e.strerror or e}; runs already "
+               "stored are intact")
+        with contextlib.suppress(StoreError):
+            store.fail_run(run_id, "failed", msg)
+        emit(RunFailed(run_id, "failed", msg))
+        raise StoreError(msg) from None
     except torch.OutOfMemoryError:
         msg = (f"out of memory on {device} with batch size {config.batch_size}; try a smaller "
                "--batch-size or --test-batch-size, or --amp on CUDA")
@@ -231,8 +280,6 @@ def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,
         store.fail_run(run_id, "failed", msg)
         emit(RunFailed(run_id, "failed", msg))
         raise
-    emit(RunFinished(run_id, result))
-    return result
 
 
 def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], splits: Splits,
@@ -280,10 +327,12 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
             row = {"phase": name, "epoch": epoch, "train_loss": stats.loss,
                    "test_loss": test_loss, "top1": top1, "top5": top5, "lr": lr,
                    "seconds": stats.seconds}
+            # Record first, checkpoint second: killed in between, the resume drops this row
+            # (it is past the checkpoint) and recomputes it; the reverse order would lose it.
+            store.record_epoch(run_id, row, epoch if name == "train" else 0)
             if epoch % config.checkpoint_every == 0 or epoch == epochs:
                 _save_resume(run_dir / RESUME, run_id, name, epoch, model, opt, sched,
                              data_gen, prune_gen, prune_seconds)
-            store.record_epoch(run_id, row, epoch if name == "train" else 0)
             emit(EpochEnd(run_id, name, epoch, epochs, stats.loss, test_loss, top1, top5, lr,
                           stats.seconds))
 

@@ -216,6 +216,7 @@ def run_cmd(
     from prunetui.core import experiment
     from prunetui.tui.console import ConsoleSink, layer_table, summary_table
 
+    _catch_sigterm()
     stored = store.get(config.run_id)
     if stored is not None and stored.status == "finished" and not force:
         err.print(f"run {config.run_id} is already stored; showing it (--force reruns it)")
@@ -352,6 +353,7 @@ def sweep_cmd(
     err.print(f"sweep {spec.label()}: {len(configs)} runs, {done} already finished")
     outcomes: list[CellOutcome] = []
     with ConsoleSink(err) as sink:
+        sink.start()
         overall = sink.progress.add_task("sweep", total=len(configs), info="")
 
         def on_cell(o: CellOutcome) -> None:

@@ -33,13 +33,20 @@ class ConsoleSink:
         )
         self._tasks: dict[tuple[str, str], TaskID] = {}
         self.warnings: list[str] = []
+        self._started = False
+
+    def start(self) -> None:
+        """Show the live display (done on the first event, so input errors print alone)."""
+        if not self._started:
+            self._started = True
+            self.progress.start()
 
     def __enter__(self) -> ConsoleSink:
-        self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self._started:
+            self.progress.stop()
 
     def _task(self, run_id: str, kind: str, total: int, desc: str) -> TaskID:
         key = (run_id, kind)
@@ -54,6 +61,7 @@ class ConsoleSink:
             self.progress.remove_task(self._tasks.pop(key))
 
     def __call__(self, event: ev.Event) -> None:
+        self.start()
         rid = event.run_id
         tag = f"{self.label}{rid[:7]}"
         if isinstance(event, ev.PhaseStarted):

@@ -4,7 +4,7 @@ Every iteration keeps exactly k_i entries, the k_i highest scores among those st
 masks are nested: iterative pruning only removes), ties going to the lower position in module
 order then flat index. The last iteration keeps exactly ``kept_count(total, compression)``.
 
-Selection is O(n) per iteration instead of a sort: a strided sample of the scores brackets the
+Selection is O(n) per iteration instead of a sort: a random sample of the scores brackets the
 k-th largest value, one pass keeps everything above the bracket, and only the few entries inside
 it are ranked (recursively, with the same method, until they are few enough to sort).
 """
@@ -125,10 +125,16 @@ def _set_masks(
         if bool(torch.isnan(flat).any()):
             raise ValueError(f"scores for {p.name} contain NaN")
         # Entries pruned earlier rank below every live one; scores are >= 0, so -inf marks
-        # them unambiguously. The scorer handed over these tensors; reuse them in place.
-        flat.masked_fill_(p.mask.reshape(-1).logical_not(), _NEG_INF)
+        # them unambiguously. The scorer handed over these tensors: reuse them in place.
+        torch.where(p.mask.reshape(-1), flat, flat.new_full((), _NEG_INF), out=flat)
         flats.append(flat)
-    outs = [torch.empty(f.shape, dtype=torch.bool, device=f.device) for f in flats]
+    # The scores now carry the old masks (as -inf), so the new ones can be written straight
+    # into the mask buffers, without a temporary and a copy.
+    outs = [
+        p.mask.view(-1) if p.mask.is_contiguous()
+        else torch.empty(f.shape, dtype=torch.bool, device=f.device)
+        for p, f in zip(prunables, flats, strict=True)
+    ]
     if scope == "global":
         _select(flats, k, outs, sum(alive))
     else:
@@ -136,7 +142,8 @@ def _set_masks(
         for flat, out, quota, live in zip(flats, outs, quotas, alive, strict=True):
             _select([flat], quota, [out], live)
     for p, out in zip(prunables, outs, strict=True):
-        p.set_mask(out.view(p.mask.shape))
+        if not p.mask.is_contiguous():
+            p.set_mask(out.view(p.mask.shape))
 
 
 def apportion(k: int, sizes: list[int], caps: list[int]) -> list[int]:
@@ -183,9 +190,7 @@ def _select(values: list[Tensor], k: int, outs: list[Tensor], alive: int) -> Non
     if alive <= _SORT_LIMIT:
         _select_sorted(values, k, outs)
         return
-    stride = max(1, alive // _SAMPLE)
-    sample = torch.cat([v[::stride] for v in values])
-    sample = torch.sort(sample[sample > _NEG_INF], descending=True).values
+    sample = torch.sort(_sample(values, alive), descending=True).values
     m = sample.numel()
     if m < 2:
         _select_sorted(values, k, outs)
@@ -244,6 +249,23 @@ def _select(values: list[Tensor], k: int, outs: list[Tensor], alive: int) -> Non
         picked = chosen[start : start + idx.numel()]
         out[idx[picked]] = True
         start += idx.numel()
+
+
+def _sample(values: list[Tensor], alive: int) -> Tensor:
+    """About ``_SAMPLE`` live entries drawn uniformly at random (with replacement), from a
+    fixed seed so that pruning stays deterministic. Not a strided slice: scores are structured
+    by channel and kernel position, and a regular stride can alias with that structure."""
+    n = sum(v.numel() for v in values)
+    draws = math.ceil(_SAMPLE * n / alive)
+    gen = torch.Generator().manual_seed(0)
+    parts = []
+    for v in values:
+        count = math.ceil(draws * v.numel() / n)
+        if count and v.numel():
+            idx = torch.randint(v.numel(), (count,), generator=gen).to(v.device)
+            parts.append(v[idx])
+    sample = torch.cat(parts)
+    return sample[sample > _NEG_INF]
 
 
 def _select_sorted(values: list[Tensor], k: int, outs: list[Tensor]) -> None:

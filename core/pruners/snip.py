@@ -17,9 +17,12 @@ from prunetui.core.masks import Prunable
 
 
 @contextmanager
-def scoring_state(model: nn.Module, params: list[nn.Parameter]) -> Iterator[None]:
-    """Eval mode, gradients enabled and required on ``params``, no ``.grad`` anywhere; undone on
-    exit (per-module training flags, per-parameter ``requires_grad``), even on error.
+def scoring_state(
+    model: nn.Module, params: list[nn.Parameter], only: bool = False
+) -> Iterator[None]:
+    """Eval mode, gradients enabled and required on ``params`` (and, with ``only``, on no other
+    parameter), no ``.grad`` anywhere; undone on exit (per-module training flags, per-parameter
+    ``requires_grad``), even on error.
 
     Scorers run in eval mode, as the SynFlow reference code does: a train-mode forward would
     update batch-norm running statistics, i.e. modify the model just by scoring it.
@@ -31,6 +34,9 @@ def scoring_state(model: nn.Module, params: list[nn.Parameter]) -> Iterator[None
         p.grad = None
     try:
         model.eval()
+        if only:
+            for p in all_params:
+                p.requires_grad_(False)
         for p in params:
             p.requires_grad_(True)
         with torch.enable_grad():

@@ -6,18 +6,21 @@ then the sum over all input-output paths of the product of |w| along each path, 
 score is the total flow of the paths through it.
 
 Why float64: R is a product of per-layer |W| sums over the depth of the net and overflows
-float32 on deep nets (ResNet-110 reaches ~1e140). The conversion is done in place, parameter by
-parameter: each float32 tensor is replaced by its float64 absolute value and only its sign bits
-(a bool tensor, 1 byte per entry) are kept, so the extra memory while scoring is the float64
-excess (1x the float32 bytes) + the signs (0.25x) + float64 gradients (2x), which then become
-the scores. Values round-trip exactly: float32 -> float64 -> float32 is lossless.
+float32 on deep nets (ResNet-110 reaches ~1e140); float64 holds it.
+
+Memory and time: while scoring, each parameter's ``.data`` is swapped for a float64 copy of its
+magnitude and the original float32 tensor is set aside untouched (restoring is putting it back:
+exact, no copy, same storage). Gradients are never held all at once: a post-accumulate hook
+turns each one into its score as soon as backward produces it, in place in the float64 copy
+(backward has no further use for that weight by then), and drops it. Peak extra memory is the
+float64 copies (2x the float32 parameter bytes) plus one layer's gradient and the activations
+of a single input.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -26,17 +29,6 @@ from prunetui.core.masks import Prunable
 from prunetui.core.pruners.snip import scoring_state
 
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
-
-
-@dataclass
-class _Saved:
-    """How to restore one parameter: the original tensor (biases, kept whole: small), or the
-    sign bits and dtype (weights: rebuilt from their float64 magnitude)."""
-
-    param: nn.Parameter
-    original: Tensor | None = None
-    negative: Tensor | None = None
-    dtype: torch.dtype | None = None
 
 
 def _unique_params(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
@@ -53,27 +45,25 @@ def _unique_params(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
 def linearized(model: nn.Module) -> Iterator[dict[int, Tensor]]:
     """Put ``model`` in SynFlow's linear, all-positive float64 form; restore it exactly on exit.
 
-    Yields, for every bias-like parameter (zeroed while scoring), its original |value| keyed by
-    ``id(param)``: a prunable bias's score is |b| times the flow through its unit.
+    Yields the float64 magnitude that each floating parameter's score is built on, keyed by
+    ``id(param)``: the parameter's own (new) ``.data`` for weights, and for bias-like
+    parameters (zeroed while scoring: they would add flow no weight carries) a separate copy of
+    their original |value|, so that a prunable bias scores |b| times the flow through its unit.
     """
-    saved: list[_Saved] = []
+    params: list[tuple[nn.Parameter, Tensor]] = []
     buffers: list[tuple[nn.Module, str, Tensor]] = []
-    bias_abs: dict[int, Tensor] = {}
+    magnitudes: dict[int, Tensor] = {}
     try:
         with torch.no_grad():
             for name, param in _unique_params(model):
                 if not param.is_floating_point():
                     continue
-                if name == "bias":
-                    # Biases (and batch-norm shifts) would add flow that no weight carries.
-                    saved.append(_Saved(param, original=param.data))
-                    bias_abs[id(param)] = param.data.abs().double()
-                    param.data = torch.zeros_like(param.data, dtype=torch.float64)
-                else:
-                    negative = torch.signbit(param.data)  # keeps -0.0 exact too
-                    saved.append(_Saved(param, negative=negative, dtype=param.dtype))
-                    # Assigning .data drops the float32 storage: no full copy stays alive.
-                    param.data = param.data.to(torch.float64).abs_()
+                original = param.data
+                params.append((param, original))
+                # copy=True: a float64 model must not have its own weights overwritten.
+                magnitude = original.to(torch.float64, copy=True).abs_()
+                magnitudes[id(param)] = magnitude
+                param.data = torch.zeros_like(magnitude) if name == "bias" else magnitude
             for module in model.modules():
                 for bname, buf in module.named_buffers(recurse=False):
                     if not buf.is_floating_point():
@@ -82,18 +72,13 @@ def linearized(model: nn.Module) -> Iterator[dict[int, Tensor]]:
                     if isinstance(module, _BATCH_NORMS) and bname == "running_mean":
                         new = torch.zeros_like(buf, dtype=torch.float64)  # a shift, like a bias
                     else:
-                        new = buf.to(torch.float64).abs()
+                        new = buf.to(torch.float64, copy=True).abs_()
                     setattr(module, bname, new)
-        yield bias_abs
+        yield magnitudes
     finally:
         with torch.no_grad():
-            for s in saved:
-                if s.original is not None:
-                    s.param.data = s.original
-                else:
-                    assert s.negative is not None and s.dtype is not None
-                    magnitude = s.param.data.to(s.dtype)
-                    s.param.data = torch.where(s.negative, magnitude.neg(), magnitude)
+            for param, original in params:
+                param.data = original
             for module, bname, buf in buffers:
                 setattr(module, bname, buf)
 
@@ -121,19 +106,31 @@ def score(
     if not params:
         return []
     device = batch[0].device if batch is not None else params[0].device
-    with scoring_state(model, params), linearized(model) as bias_abs:
-        ones = torch.ones((1, *shape), dtype=torch.float64, device=device)
-        flow = model(ones).sum()
-        grads: list[Tensor | None] = list(torch.autograd.grad(flow, params, allow_unused=True))
-        del flow, ones  # free the graph before building the scores
-        scores: list[Tensor] = []
-        for i, param in enumerate(params):
-            g = grads[i]
-            grads[i] = None  # hand the buffer over to the scores
-            magnitude = bias_abs.get(id(param), param.data)
-            if g is None:
-                scores.append(torch.zeros_like(param.data, dtype=torch.float64))
-            else:
-                # In place: the gradient buffer becomes the score, no second 2x allocation.
-                scores.append(g.mul_(magnitude).abs_())
+    scored: set[int] = set()
+    with scoring_state(model, params, only=True), linearized(model) as magnitudes:
+
+        def to_score(param: Tensor) -> None:
+            # Runs once per parameter, after backward has accumulated all of its gradient,
+            # so no later backward step reads this weight: its float64 copy can become the
+            # score in place, and the gradient is freed at once.
+            assert param.grad is not None
+            magnitudes[id(param)].mul_(param.grad).abs_()
+            param.grad = None
+            scored.add(id(param))
+
+        handles = [p.register_post_accumulate_grad_hook(to_score) for p in params]
+        try:
+            ones = torch.ones((1, *shape), dtype=torch.float64, device=device)
+            flow = model(ones).sum()
+            if flow.requires_grad:
+                flow.backward()
+        finally:
+            for h in handles:
+                h.remove()
+        del flow, ones
+        scores = [
+            magnitudes[id(p)] if id(p) in scored
+            else torch.zeros_like(p.data, dtype=torch.float64)  # no path through it
+            for p in params
+        ]
     return scores

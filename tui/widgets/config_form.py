@@ -64,8 +64,10 @@ class ConfigForm(Vertical):
     class RunRequested(Message):
         """The Run button was pressed."""
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, *, extra: dict[str, Any] | None = None, id: str | None = None) -> None:
+        """``extra``: RunConfig fields the form has no control for, applied to every run."""
         super().__init__(id=id)
+        self.extra = dict(extra or {})
         self._preview_pruner = DEFAULTS.pruner
         self._preview_compression = DEFAULTS.compression
         self._ready = False
@@ -122,6 +124,11 @@ class ConfigForm(Vertical):
             yield widget
 
     def on_mount(self) -> None:
+        # Start each list's cursor on its default, so the preview shows what is selected.
+        self.query_one("#pruners", SelectionList).highlighted = list(catalog.PRUNERS).index(
+            DEFAULTS.pruner)
+        self.query_one("#compressions", SelectionList).highlighted = COMPRESSIONS.index(
+            DEFAULTS.compression)
         self._ready = True
         self._changed()
 
@@ -163,6 +170,7 @@ class ConfigForm(Vertical):
             raise ConfigError(f"invalid lr {lr_text!r}; it must be a positive number") from None
         iters = self._text("iters")
         return {
+            **self.extra,
             "post_epochs": _int(self._text("epochs")),
             "optimizer": self._value("optimizer"),
             "lr": lr,

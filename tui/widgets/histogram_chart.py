@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 from textual_plotext.plot import Plot
@@ -29,7 +30,7 @@ class HistogramChart(Chart):
     def draw(self, plt: Plot) -> None:
         assert self._hist is not None
         edges, fractions = self._hist["edges"], self._hist["fractions"]
-        centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        centers = [(a + b) / 2 for a, b in pairwise(edges)]
         plt.title(f"{self.TITLE}: {self._hist['layer']}")
         plt.bar(centers, fractions, width=1.0, marker="sd")
         plt.xlabel("weight value")

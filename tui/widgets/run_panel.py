@@ -51,7 +51,7 @@ class RunPanel(Vertical):
         yield Static("", id="run-warnings")
         with TabbedContent(id="run-tabs"):
             with TabPane("Live", id="tab-live"), Horizontal(id="live"):
-                yield EpochTable(id="epochs")
+                yield EpochTable(id="epoch-table")
                 yield SweepGrid(id="grid")
             with TabPane("Charts", id="tab-charts"), Horizontal(classes="charts"):
                 yield AccuracyChart(id="acc-chart")

@@ -1,0 +1,446 @@
+"""The Textual app driven by a pilot: configure with keys, preview, run, cancel and resume,
+a failing run, results (filter, sort, open, compare) and export.
+
+Real runs use the bundled ``digits`` data with the small ``fc`` model on the CPU."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Button, Input, Select, SelectionList, Static
+
+from prunetui.core import events as ev
+from prunetui.core.config import RunConfig
+from prunetui.core.store import Store
+from prunetui.tui import worker as glue
+from prunetui.tui.app import PruneApp
+from prunetui.tui.screens.compare import CompareScreen
+from prunetui.tui.screens.confirm import ConfirmScreen
+from prunetui.tui.screens.help import HelpScreen
+from prunetui.tui.screens.results import ResultsView, matches, sort_rows
+from prunetui.tui.screens.run_detail import RunDetailScreen
+from prunetui.tui.widgets.accuracy_chart import AccuracyChart
+from prunetui.tui.widgets.config_form import ConfigForm
+from prunetui.tui.widgets.epoch_table import EpochTable
+from prunetui.tui.widgets.flops_chart import FlopRatioChart
+from prunetui.tui.widgets.preview import PreviewPanel
+from prunetui.tui.widgets.runs_table import RunsTable
+from prunetui.tui.widgets.sweep_grid import SweepGrid
+
+FAST = {"timing_repeats": 1}
+SIZE = (120, 40)
+
+
+class RecordingApp(PruneApp):
+    """The app, remembering every engine event and notification it got."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.events: list[ev.Event] = []
+        self.notes: list[tuple[str, str]] = []
+
+    def on_engine_event(self, message: glue.EngineEvent) -> None:
+        self.events.append(message.event)
+        super().on_engine_event(message)
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+               **kw: Any) -> None:
+        self.notes.append((str(severity), f"{title}: {message}"))
+        super().notify(message, title=title, severity=severity, **kw)
+
+
+def make_app(tmp_path: Path, **kw: Any) -> RecordingApp:
+    kw.setdefault("preview", False)
+    return RecordingApp(results_dir=tmp_path / "results", settings=FAST, **kw)
+
+
+async def wait_for(pilot: Pilot[Any], cond: Callable[[], bool], timeout: float = 40.0,
+                   what: str = "condition") -> None:
+    start = time.monotonic()
+    while not cond():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def wait_idle(pilot: Pilot[Any], app: PruneApp, timeout: float = 60.0) -> None:
+    await wait_for(pilot, lambda: not app.sweep_active, timeout, "the sweep to end")
+    await pilot.pause()
+
+
+async def configure(pilot: Pilot[Any], app: PruneApp, *, epochs: str) -> None:
+    """fc on digits, pruner Rand only, compression 1, ``epochs`` epochs; with keys only."""
+    form = app.query_one(ConfigForm)
+    app.query_one("#dataset", Select).focus()
+    await pilot.press("enter")  # open the dataset list: mnist, fashion-mnist, cifar10, ...
+    await pilot.press("down", "down", "down", "down", "enter")  # ... cifar100, digits
+    assert app.query_one("#dataset", Select).value == "digits"
+    await pilot.press("tab")  # the pruners list; its cursor starts on the default, SynFlow
+    assert app.focused is app.query_one("#pruners", SelectionList)
+    await pilot.press("space")  # SynFlow off
+    await pilot.press("home", "space")  # Rand on
+    assert form.selected_pruners() == ["rand"]
+    await pilot.press("tab")  # compressions: 1 is selected by default
+    assert form.selected_compressions() == [1.0]
+    await pilot.press("tab", "enter")  # open Options
+    await pilot.press("tab")
+    assert app.focused is app.query_one("#epochs", Input)
+    app.query_one("#epochs", Input).value = ""
+    await pilot.press(*epochs)
+    await pilot.press("tab", "tab", "tab", "tab")  # optimizer, lr, batch, seed
+    await pilot.press("tab")
+    assert app.focused is app.query_one("#device", Input)
+    app.query_one("#device", Input).value = ""
+    await pilot.press(*"cpu")
+    await pilot.pause()
+    state = form.state()
+    assert state.error is None, state.error
+    assert [(c.model, c.dataset, c.pruner, c.compression, c.post_epochs, c.device)
+            for c in state.configs] == [("fc", "digits", "rand", 1.0, int(epochs), "cpu")]
+
+
+def digits(**kw: Any) -> RunConfig:
+    return RunConfig(**{"model": "fc", "dataset": "digits", "pruner": "rand",
+                        "compression": 1, "post_epochs": 2, "device": "cpu", **FAST, **kw})
+
+
+# -- configure -----------------------------------------------------------------------------
+
+
+async def test_keys_configure_and_run_updates_table_and_charts(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await configure(pilot, app, epochs="2")
+        await pilot.press("escape")  # leave the input so 'r' is a key binding, not text
+        app.query_one("#pruners", SelectionList).focus()
+        await pilot.press("r")
+        assert app.sweep_active
+        await pilot.pause()
+        assert app.query_one("#main-tabs").active == "tab-run"
+        await wait_idle(pilot, app)
+        table = app.query_one(EpochTable)
+        assert table.row_count == 2
+        assert [str(table.get_row_at(i)[0]) for i in range(2)] == ["1/2", "2/2"]
+        chart = app.query_one(AccuracyChart)
+        assert chart.has_data()
+        assert app.query_one(FlopRatioChart).has_data()
+        kinds = {type(e).__name__ for e in app.events}
+        assert {"RunStarted", "PhaseStarted", "BatchProgress", "EpochEnd"} <= kinds
+        config = digits()
+        row = Store(tmp_path / "results").get(config.run_id)
+        assert row is not None and row.status == "finished"
+        grid = app.query_one(SweepGrid)
+        assert str(grid.get_cell("1", "rand")) == f"{row.top1:.2f}"
+        assert ("information", f"Run finished: fc·digits Rand c=1 ({config.run_id}): top-1 "
+                f"{row.top1:.2f}") in app.notes
+        # The Layers tab shows the finished run's density bars and a layer's histogram.
+        assert app.query_one("#pick-run", Select).value == config.run_id
+        assert app.query_one("#pick-layer", Select).value == "layers.0"
+        # The results tab lists it.
+        await pilot.press("3")
+        assert app.query_one(RunsTable).row_count == 1
+
+
+async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        form = app.query_one(ConfigForm)
+        form.set_values(lr="abc")
+        await pilot.pause()
+        msg = str(app.query_one("#validation", Static).render())
+        assert "invalid lr 'abc'; it must be a positive number" in msg
+        assert app.query_one("#lr", Input).has_class("-invalid")
+        assert app.query_one("#run", Button).disabled
+        form.set_values(lr="0.01", batch="0")
+        await pilot.pause()
+        msg = str(app.query_one("#validation", Static).render())
+        assert msg == "✗ invalid batch-size 0; it must be an integer >= 1"  # validate()'s text
+        form.set_values(batch="64", model="vgg11")
+        await pilot.pause()
+        msg = str(app.query_one("#validation", Static).render())
+        assert "needs 32x32 inputs" in msg
+        app.query_one("#pruners", SelectionList).focus()
+        await pilot.press("r")
+        assert not app.sweep_active
+        assert app.notes[-1][0] == "error"
+        form.set_values(model="fc", pruners=[])
+        await pilot.pause()
+        assert "choose at least one pruner" in str(app.query_one("#validation").render())
+        form.set_values(pruners=["rand", "mag"], compressions=[0.5, 2.0], extra="1.25")
+        await pilot.pause()
+        assert len(form.state().configs) == 6
+        assert "6 runs" in str(app.query_one("#sweep-size", Static).render())
+
+
+async def test_preview_per_layer_and_data_errors(tmp_path: Path) -> None:
+    app = make_app(tmp_path, preview=True)
+    async with app.run_test(size=SIZE) as pilot:
+        form = app.query_one(ConfigForm)
+        panel = app.query_one(PreviewPanel)
+        layers = panel.query_one("#preview-layers")
+        form.set_values(dataset="digits", pruners=["mag"])
+        # The cursor picks the pruner to preview.
+        app.query_one("#pruners", SelectionList).highlighted = 1  # Mag
+        await wait_for(pilot, lambda: layers.row_count > 0 and "Mag" in str(
+            panel.query_one("#preview-title").render()), what="the Mag preview")
+        assert "ratio" in str(panel.query_one("#preview-summary").render())
+        assert layers.row_count == 6  # fc: 6 linear layers
+        # SNIP needs data; MNIST isn't there (empty data dir, no download in previews).
+        form.set_values(dataset="mnist")
+        app.query_one("#pruners", SelectionList).highlighted = 2  # SNIP
+        await wait_for(pilot, lambda: "not found" in str(
+            panel.query_one("#preview-summary").render()), what="the DataError")
+        assert layers.row_count == 0
+        # Keeping less than one weight is refused by the engine.
+        form.set_values(dataset="digits", extra="9")
+        app.query_one("#pruners", SelectionList).highlighted = 0
+        await pilot.pause()
+        assert form.state().error is None
+
+
+# -- run, cancel, resume, fail -------------------------------------------------------------
+
+
+async def test_cancel_mid_run_then_resume(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    config = digits(post_epochs=4, batch_size=16)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one(ConfigForm).set_values(dataset="digits", pruners=["rand"], epochs="4",
+                                             batch="16", device="cpu")
+        await pilot.pause()
+        assert app.query_one(ConfigForm).state().configs == [config]
+        await pilot.click("#run")
+        await wait_for(pilot, lambda: app.query_one(EpochTable).row_count >= 1,
+                       what="the first epoch")
+        await pilot.press("c")
+        await wait_idle(pilot, app)
+        row = Store(tmp_path / "results").get(config.run_id)
+        assert row is not None and row.status == "cancelled"
+        assert ("warning", f"Run cancelled: fc·digits Rand c=1 ({config.run_id}) stored as "
+                "cancelled; run it again to resume") in app.notes
+        assert "cancelled" in str(app.query_one(SweepGrid).get_cell("1", "rand"))
+        stopped_at = row.epoch
+        assert 1 <= stopped_at < 4
+        # Start the same config again: the engine resumes from the checkpoint.
+        app.events.clear()
+        await pilot.click("#run")
+        await wait_idle(pilot, app)
+        started = [e for e in app.events if isinstance(e, ev.RunStarted)]
+        assert started and started[0].resumed_from_epoch == stopped_at
+        ends = [e.epoch for e in app.events if isinstance(e, ev.EpochEnd)]
+        assert ends == list(range(stopped_at + 1, 5))
+        row = Store(tmp_path / "results").get(config.run_id)
+        assert row is not None and row.status == "finished"
+        assert app.query_one(EpochTable).row_count == 4  # stored epochs + the new ones
+
+
+async def test_failing_run_notifies_and_app_stays_alive(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from prunetui.core import experiment
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom in the worker")
+
+    monkeypatch.setattr(experiment, "_execute", boom)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one(ConfigForm).set_values(dataset="digits", pruners=["rand", "mag"],
+                                             device="cpu")
+        await pilot.pause()
+        app.query_one("#pruners").focus()
+        await pilot.press("r")
+        await wait_idle(pilot, app)
+        errors = [n for s, n in app.notes if s == "error"]
+        assert len(errors) == 2  # each cell fails, the sweep goes on
+        assert "RuntimeError: boom in the worker" in errors[0]
+        store = Store(tmp_path / "results")
+        assert [r.status for r in store.query()] == ["failed", "failed"]
+        assert "failed" in str(app.query_one(SweepGrid).get_cell("1", "mag"))
+        # Still alive and responsive.
+        await pilot.press("3")
+        assert app.query_one("#main-tabs").active == "tab-results"
+        assert app.query_one(RunsTable).row_count == 2
+        assert app.is_running
+
+
+async def test_quit_asks_while_running(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one(ConfigForm).set_values(dataset="digits", pruners=["rand"], epochs="50",
+                                             device="cpu")
+        await pilot.pause()
+        app.query_one("#pruners").focus()
+        await pilot.press("r")
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await pilot.press("n")
+        assert app.is_running and app.sweep_active
+        await pilot.press("c")
+        await wait_idle(pilot, app)
+        await pilot.press("q")
+        await pilot.pause()
+    assert not app.is_running
+
+
+# -- results -------------------------------------------------------------------------------
+
+
+def put(store: Store, pruner: str, c: float, top1: float, *, seed: int = 1,
+        status: str = "finished", epochs: int = 3) -> str:
+    cfg = RunConfig(model="fc", dataset="digits", pruner=pruner, compression=c, seed=seed,
+                    post_epochs=epochs)
+    rid = cfg.run_id
+    store.start_run(cfg.to_dict(), rid, "ref")
+    for e in range(1, epochs + 1):
+        store.record_epoch(rid, {"phase": "train", "epoch": e, "train_loss": 1.0 / e,
+                                 "test_loss": 1.1 / e, "top1": top1 * e / epochs,
+                                 "top5": 90.0 + e, "lr": 0.001, "seconds": 0.1}, e)
+    if status != "finished":
+        store.fail_run(rid, status, "boom")
+        return rid
+    names = ["layers.0", "layers.2", "layers.4"]
+    layers = [{"name": n, "kind": "linear", "shape": [100, 64], "params": 6400,
+               "remaining": 640, "density": d, "flops_dense": 6400,
+               "flops_pruned": round(6400 * d)} for n, d in zip(names, (0.2, 0.1, 0.05),
+                                                                  strict=True)]
+    result: dict[str, Any] = {
+        "run_id": rid, "top1": top1, "top5": 99.0, "density": 10 ** -c, "seconds": 1.0,
+        "flops": {"dense": 19200, "pruned": round(19200 * 10 ** -c), "ratio": 10 ** -c},
+        "collapse": {"collapsed": False, "empty_layers": [], "disconnected": False},
+        "inference": {"median": 0.01, "min": 0.01, "max": 0.01, "repeats": 1,
+                      "batch_size": 256, "images": 360, "device": "cpu"},
+        "layers": layers, "epochs": store.epochs(rid)}
+    store.finish_run(rid, result)
+    d = store.run_dir(rid)
+    d.mkdir(parents=True, exist_ok=True)
+    import json
+
+    (d / "histograms.json").write_text(json.dumps(
+        [{"layer": n, "edges": [-0.2, -0.1, 0.0, 0.1, 0.2],
+          "fractions": [0.01, 0.05, 0.05, 0.01]} for n in names]))
+    return rid
+
+
+def prepared_store(root: Path) -> Store:
+    s = Store(root)
+    put(s, "rand", 1.0, 80.0)
+    put(s, "mag", 1.0, 91.0)
+    put(s, "synflow", 1.0, 92.5)
+    put(s, "mag", 2.0, 70.0)
+    put(s, "snip", 1.0, 0.0, status="cancelled", epochs=2)
+    return s
+
+
+def test_filter_and_sort_functions(tmp_path: Path) -> None:
+    rows = prepared_store(tmp_path / "results").query()
+    assert [r.pruner for r in rows if matches(r, "pruner=mag")] == ["mag", "mag"]
+    assert [r.compression for r in rows if matches(r, "mag c=2")] == [2.0]
+    assert [r.pruner for r in rows if matches(r, "SynFlow")] == ["synflow"]
+    assert [r.pruner for r in rows if matches(r, "status=cancelled")] == ["snip"]
+    assert not [r for r in rows if matches(r, "c=x")]
+    assert [r.top1 for r in sort_rows(rows, "top1")][:3] == [92.5, 91.0, 80.0]
+    assert [r.pruner for r in sort_rows(rows, "pruner")] == ["rand", "mag", "mag", "snip",
+                                                             "synflow"]
+
+
+async def test_results_filter_sort_open_compare(tmp_path: Path) -> None:
+    prepared_store(tmp_path / "results")
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        view = app.query_one(ResultsView)
+        table = app.query_one(RunsTable)
+        assert table.row_count == 5
+        table.focus()
+        await pilot.press("slash")
+        assert app.focused is app.query_one("#filter", Input)
+        await pilot.press(*"pruner=mag", "enter")
+        assert table.row_count == 2
+        assert app.focused is table
+        app.query_one("#filter", Input).value = ""
+        app.query_one("#sort", Select).value = "top1"
+        await pilot.pause()
+        assert [r.top1 for r in table.shown][:2] == [92.5, 91.0]
+        # Open the best run: its curve, per-layer table and histogram.
+        table.focus()
+        table.move_cursor(row=0)
+        await pilot.press("enter")
+        assert isinstance(app.screen, RunDetailScreen)
+        detail = app.screen
+        assert detail.row.pruner == "synflow"
+        assert detail.query_one("#layer-table").row_count == 3
+        assert detail.query_one("#detail-epochs").row_count == 3
+        assert detail.query_one("#detail-hist").has_data()
+        await pilot.press("escape")
+        assert not isinstance(app.screen, RunDetailScreen)
+        # Mark two runs and compare them.
+        await pilot.press("space", "down", "space")
+        assert len(table.marked) == 2
+        await pilot.press("v")
+        assert isinstance(app.screen, CompareScreen)
+        assert app.screen.query_one("#compare-table").row_count == 2
+        assert app.screen.query_one(AccuracyChart).has_data()
+        await pilot.press("escape")
+        assert len(view.export_rows()) == 2
+
+
+async def test_export_writes_the_report(tmp_path: Path) -> None:
+    prepared_store(tmp_path / "results")
+    out = tmp_path / "out"
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        app.query_one("#export-path", Input).value = str(out)
+        await pilot.click("#export")
+        await wait_for(pilot, lambda: any("Exported" in n for _, n in app.notes),
+                       what="the export")
+        assert (out / "report.md").exists()
+        text = (out / "report.md").read_text()
+        assert "SynFlow" in text and "Digits" in text
+        assert any(f"wrote {out / 'report.md'} (5 runs)" in n for _, n in app.notes)
+        # A second export refuses to overwrite unless asked to.
+        app.notes.clear()
+        await pilot.click("#export")
+        await wait_for(pilot, lambda: bool(app.notes), what="the refusal")
+        assert app.notes[0][0] == "error" and "tick overwrite" in app.notes[0][1]
+
+
+# -- feel ----------------------------------------------------------------------------------
+
+
+async def test_help_theme_palette_commands(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one("#pruners").focus()
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        theme = app.theme
+        await pilot.press("t")
+        assert app.theme != theme
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Run", "Cancel run", "Results", "Export report", "Help"} <= titles
+        await pilot.press("2")
+        assert app.query_one("#main-tabs").active == "tab-run"
+        await pilot.press("c")  # nothing to cancel: a warning, nothing else
+        assert app.notes[-1] == ("warning", ": no run is active")
+        await pilot.press("q")
+        await pilot.pause()
+    assert not app.is_running
+
+
+def test_app_import_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from prunetui.tui.app import PruneApp; PruneApp(); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,504 @@
+"""Scorers and the pruning schedule: exact counts, nested masks, ties, hygiene, SynFlow range."""
+
+from __future__ import annotations
+
+import copy
+import ctypes
+import gc
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from prunetui.core import catalog
+from prunetui.core.config import kept_count
+from prunetui.core.errors import ConfigError, RunCancelled
+from prunetui.core.events import CancelToken
+from prunetui.core.masks import Prunable, apply_masks, attach_masks, counts
+from prunetui.core.pruners import SCORERS, grasp, schedule, synflow
+from prunetui.core.pruners.schedule import apportion, kept_schedule, prune
+
+SHAPE = (3, 8, 8)
+
+
+def convnet(seed: int = 0) -> nn.Module:
+    """A small conv net with batch norm, max pooling and biases: 3,928 prunable weights."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 10),
+    )
+
+
+def deep_narrow(seed: int = 0) -> nn.Module:
+    """An fc net of 8 narrow linear layers: the setting where single-shot pruning collapses."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Flatten(), nn.Linear(16, 24), nn.ReLU()]
+    for _ in range(6):
+        layers += [nn.Linear(24, 24), nn.ReLU()]
+    layers.append(nn.Linear(24, 4))
+    return nn.Sequential(*layers)
+
+
+def data(n: int = 8, shape: tuple[int, ...] = SHAPE, classes: int = 10) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(123)
+    return torch.randn((n, *shape), generator=g), torch.randint(0, classes, (n,), generator=g)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def mask_list(prunables: list[Prunable]) -> list[Tensor]:
+    return [p.mask.clone() for p in prunables]
+
+
+def run(
+    model: nn.Module,
+    scorer: str,
+    c: float,
+    *,
+    scope: str = "global",
+    sched: str = "exponential",
+    iterations: int = 1,
+    seed: int = 0,
+    batch: tuple[Tensor, Tensor] | None = None,
+) -> tuple[list[Prunable], list[tuple[int, int, float, list[Tensor]]]]:
+    prunables = attach_masks(model)
+    steps: list[tuple[int, int, float, list[Tensor]]] = []
+
+    def on_step(i: int, n: int, density: float) -> None:
+        steps.append((i, n, density, mask_list(prunables)))
+
+    prune(model, prunables, scorer, c, scope=scope, schedule=sched, iterations=iterations,
+          batch=batch if batch is not None else data(), generator=gen(seed), on_step=on_step)
+    return prunables, steps
+
+
+def test_registry_matches_catalog() -> None:
+    assert list(SCORERS) == list(catalog.PRUNERS)
+
+
+# --- the schedule -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("iterations", [1, 5])
+@pytest.mark.parametrize("c", [0.0, 0.5, 1.0, 2.0])
+@pytest.mark.parametrize("scope", ["global", "local"])
+@pytest.mark.parametrize("scorer", list(catalog.PRUNERS))
+def test_exact_counts_nested_masks_zeroed_weights(
+    scorer: str, scope: str, c: float, iterations: int
+) -> None:
+    model = convnet()
+    prunables, steps = run(model, scorer, c, scope=scope, iterations=iterations)
+    total, remaining = counts(prunables)
+    assert total == 3928
+    assert remaining == kept_count(total, c) == round(total * 10**-c)
+    # One report per iteration, densities exact and non-increasing, masks nested.
+    assert [s[0] for s in steps] == list(range(1, iterations + 1))
+    assert all(s[1] == iterations for s in steps)
+    densities = [s[2] for s in steps]
+    assert densities == sorted(densities, reverse=True)
+    assert densities[-1] == remaining / total
+    for (_, _, density, masks), k in zip(
+        steps, kept_schedule(total, c, "exponential", iterations), strict=True
+    ):
+        assert sum(int(m.sum()) for m in masks) == k == round(density * total)
+    for (*_, before), (*_, after) in zip(steps, steps[1:], strict=False):
+        for b, a in zip(before, after, strict=True):
+            assert not bool((a & ~b).any()), "a pruned weight came back"
+    for p in prunables:
+        assert bool((p.param[~p.mask] == 0).all())
+    if scope == "local" and c > 0:
+        # Every layer keeps its share of the total, within one entry of n_l * density.
+        for p in prunables:
+            assert abs(int(p.mask.sum()) - p.mask.numel() * remaining / total) < 1
+
+
+@pytest.mark.parametrize("scope", ["global", "local"])
+@pytest.mark.parametrize("scorer", list(catalog.PRUNERS))
+def test_linear_schedule_exact(scorer: str, scope: str) -> None:
+    prunables, steps = run(convnet(), scorer, 2.0, scope=scope, sched="linear", iterations=4)
+    total, remaining = counts(prunables)
+    assert remaining == kept_count(total, 2.0)
+    expected = [round(total * (1 - (1 - 10**-2.0) * i / 4)) for i in (1, 2, 3)]
+    assert [round(s[2] * total) for s in steps[:3]] == expected
+
+
+def test_kept_schedule_ends_exactly_for_awkward_floats() -> None:
+    for total in (1, 7, 999, 14_719_818):
+        for c in (0.1, 0.3, 0.7, 1.0 / 3.0, 2.0, 2.9):
+            for n in (1, 3, 7, 100):
+                ks = kept_schedule(total, c, "exponential", n)
+                assert ks[-1] == kept_count(total, c)
+                assert ks == sorted(ks, reverse=True) and ks[0] <= total
+
+
+def test_all_equal_scores_ties_go_to_lower_positions() -> None:
+    def constant() -> nn.Module:
+        model = convnet()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(0.5)
+        return model
+
+    for scope in ("global", "local"):
+        for iterations in (1, 5):
+            prunables, _ = run(constant(), "mag", 1.0, scope=scope, iterations=iterations)
+            again, _ = run(constant(), "mag", 1.0, scope=scope, iterations=iterations)
+            total, remaining = counts(prunables)
+            assert remaining == kept_count(total, 1.0)
+            assert all(torch.equal(a.mask, b.mask) for a, b in zip(prunables, again, strict=True))
+            if scope == "global":
+                flat = torch.cat([p.mask.reshape(-1) for p in prunables])
+                assert bool(flat[:remaining].all()) and not bool(flat[remaining:].any())
+            else:
+                for p in prunables:
+                    m = p.mask.reshape(-1)
+                    kept = int(m.sum())
+                    assert bool(m[:kept].all()) and not bool(m[kept:].any())
+
+
+def _reference(scores: list[Tensor], k: int) -> Tensor:
+    """Top k by (score descending, position ascending) via a full stable sort."""
+    flat = torch.cat([s.reshape(-1) for s in scores])
+    keep = torch.zeros(flat.numel(), dtype=torch.bool)
+    keep[torch.sort(flat, descending=True, stable=True).indices[:k]] = True
+    return keep
+
+
+class _Fixed:
+    """A scorer returning given scores (a fresh copy per call, as the contract says)."""
+
+    def __init__(self, scores: list[Tensor]) -> None:
+        self.scores = scores
+        self.calls = 0
+
+    def __call__(
+        self,
+        model: nn.Module,
+        prunables: list[Prunable],
+        batch: tuple[Tensor, Tensor] | None,
+        generator: torch.Generator,
+    ) -> list[Tensor]:
+        self.calls += 1
+        return [s.clone() for s in self.scores]
+
+
+@pytest.mark.parametrize("levels", [3, 50, 0])  # heavy ties, some ties, continuous
+def test_large_selection_matches_full_sort(monkeypatch: pytest.MonkeyPatch, levels: int) -> None:
+    # Big enough (300k) to take the sampled O(n) path rather than the small-input sort.
+    torch.manual_seed(levels)
+    model = nn.Sequential(nn.Linear(600, 400), nn.ReLU(), nn.Linear(400, 300))
+    prunables = attach_masks(model)
+    g = gen(levels)
+    shapes = [p.param.shape for p in prunables]
+    if levels:
+        scores = [torch.randint(0, levels, s, generator=g).double() for s in shapes]
+    else:
+        scores = [torch.rand(s, generator=g, dtype=torch.float64) for s in shapes]
+    monkeypatch.setitem(SCORERS, "fixed", _Fixed(scores))
+    total = sum(s.numel() for s in scores)
+    assert total > schedule._SORT_LIMIT
+    prune(model, prunables, "fixed", 0.4, iterations=1, batch=None, generator=g)
+    got = torch.cat([p.mask.reshape(-1) for p in prunables])
+    assert torch.equal(got, _reference(scores, kept_count(total, 0.4)))
+
+
+def test_selection_recursion_and_retries_match_full_sort(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tiny sample and sort limits force the bracketing, its retries and its recursion on
+    # small inputs; dead (-inf) entries and ties included.
+    monkeypatch.setattr(schedule, "_SORT_LIMIT", 8)
+    monkeypatch.setattr(schedule, "_SAMPLE", 16)
+    g = gen(5)
+    for trial in range(40):
+        sizes = [int(v) for v in torch.randint(1, 400, (3,), generator=g)]
+        top = [2, 10, 1000][trial % 3]
+        values = [torch.randint(0, top, (n,), generator=g).double() for n in sizes]
+        for v in values:
+            v[torch.rand(v.shape, generator=g) < 0.3] = -math.inf
+        alive = sum(int((v > -math.inf).sum()) for v in values)
+        for k in sorted({0, 1, alive // 2, max(alive - 1, 0), alive}):
+            outs = [torch.empty(v.shape, dtype=torch.bool) for v in values]
+            schedule._select(values, k, outs, alive)
+            assert torch.equal(torch.cat(outs), _reference(values, k)), (trial, k)
+
+
+def test_apportion_sums_exactly_within_caps() -> None:
+    assert apportion(10, [3, 3, 4], [3, 3, 4]) == [3, 3, 4]
+    assert apportion(7, [5, 5, 5], [5, 5, 5]) == [3, 2, 2]  # remainder to the earlier layer
+    assert apportion(9, [10, 10], [2, 10]) == [2, 7]  # a capped layer's share moves on
+    g = gen(1)
+    for _ in range(200):
+        sizes = [int(v) for v in torch.randint(1, 1000, (5,), generator=g)]
+        k = int(torch.randint(0, sum(sizes) + 1, (1,), generator=g))
+        parts = apportion(k, sizes, sizes)
+        assert sum(parts) == k
+        for part, n in zip(parts, sizes, strict=True):
+            assert 0 <= part <= n and abs(part - k * n / sum(sizes)) < 1
+    with pytest.raises(ValueError):
+        apportion(5, [3, 3], [2, 2])
+
+
+def test_compression_zero_does_not_score(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*_: object) -> list[Tensor]:
+        raise AssertionError("scored at compression 0")
+
+    monkeypatch.setitem(SCORERS, "boom", boom)
+    model = convnet()
+    prunables = attach_masks(model)
+    steps: list[float] = []
+    prune(model, prunables, "boom", 0.0, iterations=3, batch=data(), generator=gen(),
+          on_step=lambda i, n, d: steps.append(d))
+    assert steps == [1.0, 1.0, 1.0]
+    assert counts(prunables) == (3928, 3928)
+
+
+def test_pruning_continues_from_existing_masks() -> None:
+    model = convnet()
+    prunables = attach_masks(model)
+    prune(model, prunables, "mag", 0.5, iterations=1, batch=data(), generator=gen())
+    before = mask_list(prunables)
+    prune(model, prunables, "rand", 1.0, iterations=2, batch=data(), generator=gen())
+    assert counts(prunables)[1] == kept_count(3928, 1.0)
+    for b, p in zip(before, prunables, strict=True):
+        assert not bool((p.mask & ~b).any())
+
+
+def test_cancel_stops_after_the_current_iteration() -> None:
+    model = convnet()
+    prunables = attach_masks(model)
+    token = CancelToken()
+    seen: list[int] = []
+
+    def on_step(i: int, n: int, d: float) -> None:
+        seen.append(i)
+        token.cancel()
+
+    with pytest.raises(RunCancelled):
+        prune(model, prunables, "mag", 1.0, iterations=5, batch=data(), generator=gen(),
+              on_step=on_step, cancel=token)
+    assert seen == [1]
+    assert counts(prunables)[1] == kept_schedule(3928, 1.0, "exponential", 5)[0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"scorer_name": "nope"}, "pruner"),
+        ({"scope": "layer"}, "scope"),
+        ({"schedule": "cosine"}, "schedule"),
+        ({"iterations": 0}, "prune-iterations"),
+        ({"compression": -1.0}, "compression"),
+        ({"compression": 12.0}, "compression"),  # would keep no weight
+    ],
+)
+def test_invalid_arguments(kwargs: dict[str, object], word: str) -> None:
+    model = convnet()
+    args: dict[str, object] = {"scorer_name": "mag", "compression": 1.0, "iterations": 1}
+    args.update(kwargs)
+    with pytest.raises(ConfigError, match=word):
+        prune(model, attach_masks(model), batch=data(), generator=gen(), **args)  # type: ignore[arg-type]
+
+
+# --- scorers --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scorer", list(catalog.PRUNERS))
+def test_scorers_leave_the_model_as_they_found_it(scorer: str) -> None:
+    model = convnet()
+    prunables = attach_masks(model)
+    with torch.no_grad():  # some masked-out weights, and BN statistics that are not the defaults
+        prunables[1].mask[0].fill_(False)
+        apply_masks(prunables)
+        bn = model[1]
+        assert isinstance(bn, nn.BatchNorm2d)
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.bias.normal_()
+    model.train()
+    model[3].eval()  # mixed modes must come back per module
+    model[0].bias.requires_grad_(False)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    dtypes = {k: v.dtype for k, v in model.state_dict().items()}
+    modes = [m.training for m in model.modules()]
+    flags = [p.requires_grad for p in model.parameters()]
+    ptrs = [p.data_ptr() for p in model.parameters()]
+
+    scores = SCORERS[scorer](model, prunables, data(), gen())
+
+    after = model.state_dict()
+    assert all(torch.equal(state[k], after[k]) and after[k].dtype == dtypes[k] for k in state)
+    assert [m.training for m in model.modules()] == modes
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert [p.data_ptr() for p in model.parameters()] == ptrs
+    assert all(p.grad is None for p in model.parameters())
+    assert len(scores) == len(prunables)
+    for s, p in zip(scores, prunables, strict=True):
+        assert s.shape == p.param.shape and s.dtype in (torch.float32, torch.float64)
+        assert bool(torch.isfinite(s).all()) and bool((s >= 0).all())
+    if scorer in ("mag", "snip", "synflow"):  # zero weights score zero
+        assert bool((scores[1][0] == 0).all())
+    assert any(bool((s > 0).any()) for s in scores)
+
+
+@pytest.mark.parametrize("scorer", ["rand", "snip"])
+def test_same_seed_same_masks(scorer: str) -> None:
+    a, _ = run(convnet(), scorer, 1.0, iterations=3, seed=7)
+    b, _ = run(convnet(), scorer, 1.0, iterations=3, seed=7)
+    assert all(torch.equal(x.mask, y.mask) for x, y in zip(a, b, strict=True))
+    if scorer == "rand":
+        c, _ = run(convnet(), scorer, 1.0, iterations=3, seed=8)
+        assert not all(torch.equal(x.mask, y.mask) for x, y in zip(a, c, strict=True))
+
+
+def test_snip_is_gradient_times_weight() -> None:
+    model = convnet()
+    prunables = attach_masks(model)
+    x, y = data()
+    scores = SCORERS["snip"](model, prunables, (x, y), gen())
+    model.eval()
+    loss = nn.functional.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, [p.param for p in prunables])
+    for s, g, p in zip(scores, grads, prunables, strict=True):
+        torch.testing.assert_close(s, (g * p.param).abs().detach())
+
+
+def test_grasp_is_weight_times_hessian_gradient_up_to_a_shift() -> None:
+    # Independent computation with torch.func: H g by a Hessian-vector product.
+    model = convnet()
+    prunables = attach_masks(model)
+    x, y = data()
+    scores = SCORERS["grasp"](model, prunables, (x, y), gen())
+    model.eval()
+    names = [p.name for p in prunables]
+    fixed = {k: v.detach() for k, v in model.named_parameters() if k not in names}
+    weights = tuple(p.param.detach() for p in prunables)
+
+    def loss(*ws: Tensor) -> Tensor:
+        params = dict(fixed, **dict(zip(names, ws, strict=True)))
+        out = torch.func.functional_call(model, params, (x,))
+        return nn.functional.cross_entropy(out / grasp.TEMPERATURE, y)
+
+    leaves = tuple(w.clone().requires_grad_() for w in weights)
+    g = tuple(t.detach() for t in torch.autograd.grad(loss(*leaves), leaves))
+    _, hg = torch.autograd.functional.hvp(loss, weights, g)
+    expected = torch.cat([(w * h).reshape(-1) for w, h in zip(weights, hg, strict=True)]).double()
+    got = torch.cat([s.reshape(-1) for s in scores])
+    shift = got - expected  # one constant: same order, so the same weights are removed
+    assert float(shift.max() - shift.min()) <= 1e-4 * float(expected.abs().max())
+    assert float(got.min()) == 0.0
+    # Keeping the highest w*Hg removes the highest GraSP score -w*Hg, as the paper prescribes.
+    assert int(got.argmax()) == int(expected.argmax())
+
+
+def test_synflow_matches_path_flow_and_ignores_biases_and_bn_shift() -> None:
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 3))
+    prunables = attach_masks(model)
+    w1, w2 = model[0].weight.detach().abs(), model[3].weight.detach().abs()
+    var = model[1].running_var
+    scale = model[1].weight.detach().abs() / torch.sqrt(var + model[1].eps)
+    batch = (torch.zeros(2, 5), torch.zeros(2, dtype=torch.long))
+    # R = 1' |W2| diag(s) |W1| 1: flow through w1[i, j] = |w1[i, j]| * s_i * sum_k |w2[k, i]|.
+    expected1 = w1 * (scale * w2.sum(0)).unsqueeze(1)
+    expected2 = w2 * (scale * w1.sum(1)).unsqueeze(0)
+    scores = SCORERS["synflow"](model, prunables, batch, gen())
+    torch.testing.assert_close(scores[0], expected1.double())
+    torch.testing.assert_close(scores[1], expected2.double())
+    with torch.no_grad():  # biases, BN shift and running mean must change nothing
+        model[0].bias.fill_(5.0)
+        model[3].bias.fill_(-7.0)
+        model[1].bias.fill_(3.0)
+        model[1].running_mean.fill_(2.0)
+    again = SCORERS["synflow"](model, prunables, batch, gen())
+    assert all(torch.equal(a, b) for a, b in zip(scores, again, strict=True))
+
+
+def test_synflow_scores_prunable_biases_by_their_flow() -> None:
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    prunables = attach_masks(model, include_bias=True)
+    names = [p.name for p in prunables]
+    assert names == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    scores = SCORERS["synflow"](model, prunables, (torch.zeros(1, 5), torch.zeros(1)), gen())
+    b1, w2 = model[0].bias.detach().abs(), model[2].weight.detach().abs()
+    torch.testing.assert_close(scores[1], (b1 * w2.sum(0)).double())
+    torch.testing.assert_close(scores[3], model[2].bias.detach().abs().double())
+
+
+def test_iterative_synflow_avoids_the_layer_collapse_of_single_shot() -> None:
+    batch = (torch.zeros(2, 16), torch.zeros(2, dtype=torch.long))
+    once, _ = run(deep_narrow(), "synflow", 2.0, iterations=1, batch=batch)
+    many, _ = run(deep_narrow(), "synflow", 2.0, iterations=100, batch=batch)
+    assert counts(once) == counts(many) == (3936, 39)
+    assert not all(torch.equal(a.mask, b.mask) for a, b in zip(once, many, strict=True))
+    assert min(int(p.mask.sum()) for p in once) == 0  # single shot empties a layer
+    assert min(int(p.mask.sum()) for p in many) > 0  # iterative keeps every layer connected
+
+
+def test_synflow_is_finite_on_resnet110_where_float32_overflows() -> None:
+    from prunetui.core.models import build_model
+
+    # Depth, not resolution, drives the overflow: an 8x8 input keeps the test fast.
+    shape = (3, 8, 8)
+    torch.manual_seed(0)
+    model = build_model("resnet110", shape, 10)
+    prunables = attach_masks(model)
+    scores = SCORERS["synflow"](model, prunables, data(1, shape), gen())
+    assert all(bool(torch.isfinite(s).all()) for s in scores)
+    assert all(bool((s > 0).any()) for s in scores)
+
+    # The straightforward float32 linearization of the same net overflows.
+    naive = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for name, p in naive.named_parameters():
+            p.copy_(torch.zeros_like(p) if name.endswith("bias") else p.abs())
+        for m in naive.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.zero_()
+        flow = naive(torch.ones((1, *shape))).sum()
+    assert not bool(torch.isfinite(flow))
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def test_synflow_iteration_memory_on_vgg16() -> None:
+    """Peak extra resident memory of one SynFlow pruning iteration <= 4x the float32 weights."""
+    clear = Path("/proc/self/clear_refs")
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        clear.write_text("5")  # resets the peak-RSS mark (Linux >= 4.0)
+    except OSError:
+        pytest.skip("needs Linux /proc/self/clear_refs and glibc to measure peak memory")
+    from prunetui.core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("vgg16", (3, 32, 32), 10)
+    prunables = attach_masks(model)
+    batch = data(2, (3, 32, 32))
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    prune(model, prunables, "synflow", 0.05, iterations=1, batch=batch, generator=gen())  # warm
+    gc.collect()
+    libc.malloc_trim(0)  # hand freed heap back, so that reuse cannot hide new allocations
+    base = _rss_kib("VmRSS")
+    clear.write_text("5")
+    prune(model, prunables, "synflow", 0.1, iterations=1, batch=batch, generator=gen())
+    extra = (_rss_kib("VmHWM") - base) * 1024
+    assert counts(prunables)[1] == kept_count(counts(prunables)[0], 0.1)
+    assert extra <= 4 * param_bytes, f"{extra / param_bytes:.2f}x the parameter bytes"

@@ -1,0 +1,270 @@
+"""Faults: kill -9 anywhere, Ctrl-C/SIGTERM, disk full, out of memory, corrupt inputs, unsafe
+checkpoints, parallel workers. Nothing finished is lost; nothing half-written is kept."""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from prunetui.core import experiment
+from prunetui.core.config import RunConfig
+from prunetui.core.errors import CheckpointError, PrunetuiError
+from prunetui.core.store import Store
+from prunetui.tui.cli import app
+
+runner = CliRunner()
+CLI = [sys.executable, "-m", "prunetui.tui.cli"]
+SWEEP = ["sweep", "--models", "fc", "--datasets", "digits", "--pruners", "rand,mag,synflow",
+         "--compressions", "1", "--set", "post_epochs=3",
+         "--set", "mag.pre_epochs=1", "--set", "synflow.prune_iterations=20",
+         "--set", "device=cpu", "--set", "timing_repeats=1", "--name", "k"]
+
+
+def env(results: Path) -> dict[str, str]:
+    return {**os.environ, "PRUNETUI_RESULTS": str(results), "PYTHONUNBUFFERED": "1"}
+
+
+def finished_state(root: Path) -> dict[str, tuple[list[tuple[str, int, float, float]], float]]:
+    s = Store(root)
+    out = {}
+    for r in s.query(sweep="k"):
+        assert r.status == "finished", (r.run_id, r.status, r.error)
+        epochs = [(e["phase"], e["epoch"], e["top1"], e["train_loss"])
+                  for e in s.epochs(r.run_id)]
+        assert r.top1 is not None
+        out[r.run_id] = (epochs, r.top1)
+    return out
+
+
+@pytest.mark.slow
+def test_kill_9_anywhere_then_resume(tmp_path: Path) -> None:
+    """SIGKILL a sweep at random moments (pruning, training, checkpoint writes, commits),
+    re-run it to completion, and compare with an uninterrupted sweep."""
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    subprocess.run([*CLI, *SWEEP], env=env(clean), check=True, capture_output=True)
+    rng = random.Random(0)
+    kills = 0
+    while kills < 20:
+        p = subprocess.Popen([*CLI, *SWEEP], env=env(killed), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        # Process start (imports) takes ~2 s; kill somewhere in the work after it.
+        time.sleep(rng.uniform(1.5, 4.0))
+        if p.poll() is not None:
+            break  # the sweep completed before we killed it
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        kills += 1
+    assert kills >= 10  # the harness did interrupt it many times
+    done = subprocess.run([*CLI, *SWEEP], env=env(killed), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    store = Store(killed)
+    assert store.integrity_check() == "ok"
+    want, got = finished_state(clean), finished_state(killed)
+    assert sorted(want) == sorted(got) and len(got) == 3
+    for rid in want:
+        assert got[rid] == want[rid]  # same epochs, once each, same metrics
+        state = torch.load(killed / rid / "final.pt", weights_only=True)
+        assert any(k.endswith("weight_mask") for k in state)
+        assert not (killed / rid / "resume.pt").exists()
+    leftovers = [p for p in killed.rglob(".*") if p.is_file() and p.name != ".lock"]
+    assert leftovers == []  # no half-written temporary files were kept
+    con = sqlite3.connect(killed / "runs.sqlite")
+    assert con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 3
+
+
+def _wait_for_epoch(results: Path, timeout: float = 60) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            rows = Store(results).query()
+        except Exception:  # the store may not exist yet
+            rows = []
+        if rows and rows[0].epoch >= 1:
+            return
+        time.sleep(0.1)
+    raise AssertionError("run never reached epoch 1")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stores_interrupted_and_resumes(tmp_path: Path, sig: int) -> None:
+    args = [*CLI, "run", "--model", "fc", "--dataset", "digits", "--pruner", "rand",
+            "--post-epochs", "300", "--device", "cpu", "--timing-repeats", "1"]
+    p = subprocess.Popen(args, env=env(tmp_path), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    _wait_for_epoch(tmp_path)
+    t0 = time.time()
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=30)
+    assert time.time() - t0 <= 5
+    assert p.returncode == 130
+    assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [
+        "error: interrupted; the run is stored as interrupted and the same command resumes it"]
+    assert "Traceback" not in err
+    row = Store(tmp_path).query()[0]
+    assert row.status == "interrupted" and row.epoch >= 1
+    assert (tmp_path / row.run_id / "resume.pt").exists()
+    # The same command resumes from the checkpoint (a few epochs are enough to see it).
+    stopped = row.epoch
+    p = subprocess.Popen(args, env=env(tmp_path), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    _wait_for_epoch(tmp_path)
+    deadline = time.time() + 60
+    while Store(tmp_path).get(row.run_id).epoch <= stopped and time.time() < deadline:  # type: ignore[union-attr]
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert f"was interrupted at epoch {stopped}; resuming" in err
+    epochs = [e["epoch"] for e in Store(tmp_path).epochs(row.run_id)]
+    assert epochs == list(range(1, len(epochs) + 1))  # no gap, no duplicate
+
+
+def test_disk_full_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["run", "--model", "fc", "--dataset", "digits", "--pruner", "rand", "--post-epochs",
+            "1", "--device", "cpu", "--timing-repeats", "1"]
+    assert runner.invoke(app, [*args, "--seed", "1"]).exit_code == 0
+    before = Store().query()[0]
+
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(experiment, "atomic_write_bytes", full)
+    r = runner.invoke(app, [*args, "--seed", "2"])
+    assert r.exit_code == 2
+    assert r.stderr.strip().startswith("error: cannot write results under")
+    assert "No space left on device" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    s = Store()
+    assert s.get(before.run_id) == before  # what was stored is intact
+    assert s.integrity_check() == "ok"
+
+
+def test_results_dir_that_is_a_file(tmp_path: Path) -> None:
+    f = tmp_path / "afile"
+    f.write_text("x")
+    r = runner.invoke(app, ["run", "--model", "fc", "--dataset", "digits", "--post-epochs", "1",
+                            "--results-dir", str(f)])
+    assert r.exit_code == 2 and "cannot" in r.stderr and "Traceback" not in r.output
+
+
+def test_out_of_memory_is_stored_as_oom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def oom(*a: Any, **k: Any) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(experiment, "train_epoch", oom)
+    store = Store(tmp_path)
+    c = RunConfig(model="fc", dataset="digits", pruner="rand", post_epochs=1, batch_size=512,
+                  device="cpu")
+    with pytest.raises(PrunetuiError, match="out of memory on cpu with batch size 512"):
+        experiment.run(c, store=store)
+    assert store.get(c.run_id).status == "oom"  # type: ignore[union-attr]
+
+
+def test_sweep_goes_on_after_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = experiment.train_epoch
+
+    def flaky(model: Any, *a: Any, **k: Any) -> Any:
+        if len(list(model.parameters())) and os.environ.get("FAIL_NEXT") == "1":
+            raise torch.OutOfMemoryError("boom")
+        return real(model, *a, **k)
+
+    monkeypatch.setattr(experiment, "train_epoch", flaky)
+    monkeypatch.setenv("FAIL_NEXT", "1")
+    r = runner.invoke(app, ["sweep", "--models", "fc", "--datasets", "digits", "--pruners",
+                            "rand,mag", "--compressions", "1", "--set", "post_epochs=1",
+                            "--set", "device=cpu", "--set", "timing_repeats=1"])
+    assert r.exit_code == 1
+    assert "0 of 2 runs finished" in r.stdout and r.stdout.count("oom:") == 2
+
+
+def test_corrupt_checkpoint_and_mismatched_checkpoint(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    c = RunConfig(model="fc", dataset="digits", pruner="rand", post_epochs=1, device="cpu")
+    run_dir = store.run_dir(c.run_id)
+    run_dir.mkdir(parents=True)
+    (run_dir / "resume.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+        experiment.run(c, store=store)
+    other = RunConfig(model="conv", dataset="digits", pruner="rand", post_epochs=1,
+                      device="cpu")
+    model, _ = experiment.build(other, torch.device("cpu"))
+    torch.save({"run_id": c.run_id, "phase": "train", "epoch": 1,
+                "model": model.state_dict()}, run_dir / "resume.pt")
+    with pytest.raises(CheckpointError, match="does not match the run's model"):
+        experiment.run(c, store=store)
+
+
+class _Evil:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, ("touch /tmp/prunetui-pwned",))
+
+
+def test_checkpoint_needing_code_execution_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    c = RunConfig(model="fc", dataset="digits", pruner="rand", post_epochs=1, device="cpu")
+    run_dir = store.run_dir(c.run_id)
+    run_dir.mkdir(parents=True)
+    with open(run_dir / "resume.pt", "wb") as f:
+        pickle.dump({"run_id": c.run_id, "x": _Evil()}, f)
+    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+        experiment.run(c, store=store)
+    assert not Path("/tmp/prunetui-pwned").exists()
+
+
+def test_cli_refuses_corrupt_store(tmp_path: Path) -> None:
+    (tmp_path / "runs.sqlite").write_bytes(b"\x00garbage" * 1000)
+    r = runner.invoke(app, ["runs", "--results-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "is not a prunetui results store" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_refuses_truncated_dataset(tmp_path: Path) -> None:
+    from datafiles import write_mnist
+
+    root = write_mnist(tmp_path / "data")
+    img = next((root / "MNIST" / "raw").glob("train-images*"))
+    img.write_bytes(img.read_bytes()[:100])
+    r = runner.invoke(app, ["run", "--model", "fc", "--dataset", "mnist", "--data-dir",
+                            str(root), "--no-download"])
+    assert r.exit_code == 2 and "corrupt" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert not Path(os.environ["PRUNETUI_RESULTS"]).exists()
+
+
+def test_files_follow_umask(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        store = Store(tmp_path / "r")
+        c = RunConfig(model="fc", dataset="digits", pruner="rand", post_epochs=1, device="cpu",
+                      timing_repeats=1)
+        experiment.run(c, store=store)
+    finally:
+        os.umask(old)
+    for p in (tmp_path / "r").rglob("*"):
+        assert not p.stat().st_mode & 0o002, p  # nothing world-writable
+    assert (store.run_dir(c.run_id) / "final.pt").stat().st_mode & 0o777 == 0o640
+
+
+def test_two_parallel_workers_one_store(tmp_path: Path) -> None:
+    r = subprocess.run([*CLI, "sweep", "--models", "fc", "--datasets", "digits", "--pruners",
+                        "rand,mag,snip,synflow", "--compressions", "1", "--jobs", "2",
+                        "--set", "post_epochs=1", "--set", "device=cpu",
+                        "--set", "timing_repeats=1", "--set", "synflow.prune_iterations=5"],
+                       env=env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "4 of 4 runs finished" in r.stdout
+    s = Store(tmp_path)
+    rows = s.query()
+    assert len(rows) == 4 and all(x.status == "finished" for x in rows)
+    assert all(len(s.epochs(x.run_id)) == 1 for x in rows)
+    assert s.integrity_check() == "ok"

@@ -1,0 +1,324 @@
+"""The Textual app: Configure | Run | Results tabs over the engine.
+
+The engine runs in thread workers (``tui/worker.py``) and talks back with messages, so the UI
+never blocks; torch is imported only inside those workers, so the first frame paints fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from prunetui.core.config import RunConfig
+from prunetui.core.errors import PrunetuiError
+from prunetui.core.events import CancelToken, RunFailed, RunWarning
+from prunetui.core.store import Store, default_results_dir
+from prunetui.tui import worker as glue
+from prunetui.tui.screens.confirm import ConfirmScreen
+from prunetui.tui.screens.help import HelpScreen
+from prunetui.tui.screens.results import ResultsView
+from prunetui.tui.widgets.config_form import ConfigForm, FormState
+from prunetui.tui.widgets.fmt import run_label
+from prunetui.tui.widgets.preview import PreviewPanel
+from prunetui.tui.widgets.run_panel import RunPanel
+
+TABS = {"configure": "tab-configure", "run": "tab-run", "results": "tab-results"}
+PREVIEW_DELAY = 0.25  # seconds of calm before a preview is computed
+
+
+class PruneApp(App[None]):
+    """prunetui's interactive face."""
+
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
+    TITLE = "prunetui"
+    SUB_TITLE = "pruning at initialization"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("r", "run", "Run"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("t", "toggle_dark", "Theme"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("1", "tab('configure')", "Configure", show=False),
+        Binding("2", "tab('run')", "Run tab", show=False),
+        Binding("3", "tab('results')", "Results", show=False),
+    ]
+
+    def __init__(self, results_dir: Path | None = None, data_dir: Path | None = None, *,
+                 preview: bool = True, download: bool = True,
+                 settings: dict[str, Any] | None = None) -> None:
+        """``results_dir``: the store (default ``$PRUNETUI_RESULTS`` or ./results);
+        ``data_dir``: datasets (default: the engine's); ``preview=False`` turns off the
+        automatic pruning preview (tests that want a still screen); ``settings``: RunConfig
+        fields the form doesn't show (e.g. ``timing_repeats``), applied to every run."""
+        super().__init__()
+        self.settings = dict(settings or {})
+        self.results_dir = Path(results_dir) if results_dir else default_results_dir()
+        self.data_dir = Path(data_dir) if data_dir else None
+        self.download = download
+        self.preview_enabled = preview
+        self._store: Store | None = None
+        self.cancel_token: CancelToken | None = None
+        self.sweep_active = False
+        self.form_state: FormState | None = None
+        self._preview_serial = 0
+        self._previewed: RunConfig | None = None
+        self._preview_timer: Timer | None = None
+        self.outcomes: list[glue.CellOutcome] = []
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(id="main-tabs"):
+            with TabPane("Configure", id=TABS["configure"]), Horizontal(id="configure"):
+                yield ConfigForm(extra=self.settings, id="form")
+                yield PreviewPanel(id="preview")
+            with TabPane("Run", id=TABS["run"]):
+                yield RunPanel(id="run-panel")
+            with TabPane("Results", id=TABS["results"]):
+                yield ResultsView(self.store, id="results")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(RunPanel).store = self._safe_store()
+        self.query_one("#model").focus()
+        if not self.preview_enabled:
+            self.query_one(PreviewPanel).show_error(None, "preview off")
+
+    # -- the store -------------------------------------------------------------------------
+
+    def store(self) -> Store:
+        """The results store (opened on first use; raises StoreError when unusable)."""
+        if self._store is None:
+            self._store = Store(self.results_dir)
+        return self._store
+
+    def _safe_store(self) -> Store | None:
+        try:
+            return self.store()
+        except PrunetuiError as e:
+            self.notify(str(e), severity="error", title="Results store", timeout=10)
+            return None
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def action_tab(self, name: str) -> None:
+        """Show a tab and put the focus in it (keys then act on what is shown)."""
+        self.query_one("#main-tabs", TabbedContent).active = TABS[name]
+        target = {"configure": "#model", "run": "#epoch-table", "results": "#runs"}[name]
+        self.query_one(target).focus()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return True if self.sweep_active else None
+        if action == "run":
+            return None if self.sweep_active else True
+        return True
+
+    def action_run(self) -> None:
+        """Start the configured sweep (one run per pruner × compression) in a worker."""
+        if self.sweep_active:
+            self.notify("a run is already active; cancel it first (c)", severity="warning")
+            return
+        state = self.query_one(ConfigForm).state()
+        if state.error or not state.configs:
+            self.action_tab("configure")
+            self.notify(state.error or "nothing to run", severity="error",
+                        title="Invalid configuration")
+            return
+        store = self._safe_store()
+        if store is None:
+            return
+        self.start_sweep(state.configs)
+
+    def start_sweep(self, configs: list[RunConfig]) -> None:
+        self.cancel_token = CancelToken()
+        self.sweep_active = True
+        self.outcomes = []
+        panel = self.query_one(RunPanel)
+        panel.store = self._store
+        panel.begin(configs)
+        self.action_tab("run")
+        self.refresh_bindings()
+        self._sweep(configs, self.cancel_token)
+
+    @work(thread=True, group="sweep", exit_on_error=False, name="sweep")
+    def _sweep(self, configs: list[RunConfig], token: CancelToken) -> None:
+        worker = get_current_worker()
+        glue.run_sweep(self.post_message, configs, self.store(), self.data_dir, token,
+                       download=self.download, is_cancelled=lambda: worker.is_cancelled)
+
+    def action_cancel(self) -> None:
+        if not self.sweep_active or self.cancel_token is None:
+            self.notify("no run is active", severity="warning")
+            return
+        if not self.cancel_token.cancelled:
+            self.cancel_token.cancel()
+            self.notify("cancelling: the run stops after the current batch", title="Cancel")
+
+    async def action_quit(self) -> None:
+        if not self.sweep_active:
+            self.exit()
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                if self.cancel_token is not None:
+                    self.cancel_token.cancel()
+                self.exit()
+
+        self.push_screen(ConfirmScreen(
+            "A run is active. Cancel it and quit?\nIt is stored as cancelled; run the same "
+            "config again to resume it.", yes="Quit"), answer)
+
+    def on_unmount(self) -> None:
+        # Never leave the engine running in a thread the interpreter would wait for.
+        if self.cancel_token is not None:
+            self.cancel_token.cancel()
+
+    def action_refresh_results(self) -> None:
+        self.query_one(ResultsView).reload()
+
+    def action_export(self) -> None:
+        self.action_tab("results")
+        self.query_one(ResultsView).action_export()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Run", "Run the configured sweep (r)", self.action_run)
+        yield SystemCommand("Cancel run", "Cancel the active run; it can be resumed (c)",
+                            self.action_cancel)
+        yield SystemCommand("Configure", "Show the Configure tab (1)",
+                            lambda: self.action_tab("configure"))
+        yield SystemCommand("Run progress", "Show the Run tab (2)",
+                            lambda: self.action_tab("run"))
+        yield SystemCommand("Results", "Show the stored runs (3)",
+                            lambda: self.action_tab("results"))
+        yield SystemCommand("Export report", "Write report.md of the marked or shown runs",
+                            self.action_export)
+        yield SystemCommand("Refresh results", "Read the results store again",
+                            self.action_refresh_results)
+        yield SystemCommand("Toggle light/dark", "Switch the theme (t)", self.action_toggle_dark)
+        yield SystemCommand("Help", "Keys and what each tab does (?)", self.action_help)
+
+    # -- configure and preview -------------------------------------------------------------
+
+    @on(ConfigForm.Changed)
+    def _form_changed(self, event: ConfigForm.Changed) -> None:
+        self.form_state = event.state
+        if not self.preview_enabled:
+            return
+        panel = self.query_one(PreviewPanel)
+        config = event.state.preview
+        if config is None:
+            self._previewed = None
+            panel.show_error(None, event.state.error or "invalid configuration")
+            return
+        if config == self._previewed:
+            return
+        self._previewed = config
+        panel.show_pending(config)
+        if self._preview_timer is not None:
+            self._preview_timer.stop()
+        self._preview_timer = self.set_timer(PREVIEW_DELAY, self._start_preview)
+
+    def _start_preview(self) -> None:
+        config = self._previewed
+        if config is None:
+            return
+        self._preview_serial += 1
+        serial = self._preview_serial
+        data_dir = self.data_dir
+
+        def job() -> None:
+            worker = get_current_worker()
+            glue.run_preview(self.post_message, serial, config, data_dir,
+                             is_cancelled=lambda: worker.is_cancelled)
+
+        self.run_worker(job, thread=True, exclusive=True, group="preview",
+                        exit_on_error=False, name="preview")
+
+    def on_preview_ready(self, message: glue.PreviewReady) -> None:
+        if message.serial != self._preview_serial:
+            return  # a newer preview is on its way
+        panel = self.query_one(PreviewPanel)
+        if message.info is None:
+            panel.show_error(message.config, message.error)
+        else:
+            panel.show_info(message.config, message.info)
+
+    @on(ConfigForm.RunRequested)
+    def _run_requested(self, event: ConfigForm.RunRequested) -> None:
+        event.stop()
+        self.action_run()
+
+    # -- the sweep worker's messages -------------------------------------------------------
+
+    def on_cell_started(self, message: glue.CellStarted) -> None:
+        self.query_one(RunPanel).cell_started(message.index, message.total, message.config)
+
+    def on_engine_event(self, message: glue.EngineEvent) -> None:
+        event = message.event
+        self.query_one(RunPanel).engine_event(event)
+        if isinstance(event, RunWarning):
+            self.notify(event.message, severity="warning", title="Warning", timeout=8)
+        elif isinstance(event, RunFailed) and event.status not in ("cancelled",):
+            pass  # the CellDone that follows says it once
+
+    def on_cell_done(self, message: glue.CellDone) -> None:
+        o = message.outcome
+        self.outcomes.append(o)
+        self.query_one(RunPanel).cell_done(o.index, message.total, o.config, o.status,
+                                           o.result, o.error)
+        label = f"{run_label(o.config)} ({o.config.run_id})"
+        if o.status == "cancelled":
+            self.notify(f"{label} stored as cancelled; run it again to resume",
+                        severity="warning", title="Run cancelled")
+        elif o.status != "finished":
+            self.notify(f"{label}: {o.error}", severity="error", title=f"Run {o.status}",
+                        timeout=12)
+        elif message.total == 1 and o.result is not None:
+            self.notify(f"{label}: top-1 {o.result['top1']:.2f}", title="Run finished")
+        self.query_one(ResultsView).reload()
+
+    def on_sweep_done(self, message: glue.SweepDone) -> None:
+        self.sweep_active = False
+        self.query_one(RunPanel).sweep_done([o.status for o in message.outcomes],
+                                            message.cancelled)
+        if len(message.outcomes) > 1 or (message.cancelled and len(self.outcomes) > 1):
+            done = sum(o.status == "finished" for o in message.outcomes)
+            self.notify(f"{done}/{len(self.query_one(RunPanel).configs)} runs finished",
+                        title="Sweep cancelled" if message.cancelled else "Sweep done")
+        self.refresh_bindings()
+        self.query_one(ResultsView).reload()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that died anyway (a bug): say so and keep the app alive."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        self.notify(f"{type(error).__name__}: {error}", severity="error",
+                    title=f"{event.worker.name or 'worker'} failed", timeout=15)
+        if event.worker.group == "sweep":
+            self.sweep_active = False
+            self.query_one(RunPanel).sweep_done(["failed"], False)
+            self.refresh_bindings()
+
+    @on(TabbedContent.TabActivated, "#main-tabs")
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == TABS["results"]:
+            self.query_one(ResultsView).reload()

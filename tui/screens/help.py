@@ -1,0 +1,61 @@
+"""The help screen (``?``): what the app does and its keys."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# prunetui
+
+Prune a fresh network at initialization (Rand, Mag, SNIP, GraSP, SynFlow) keeping
+10^-c of its weights, train it, and compare accuracy, FLOPs and per-layer density.
+
+## Tabs
+- **Configure**: model, dataset, pruners and compressions (several of either make a
+  sweep: one run per cell, run in turn), *Options* for the rest. The preview shows what the
+  pruner under the cursor keeps of each layer at init.
+- **Run**: progress of the sweep, the current run's epochs, the sweep grid (top-1),
+  charts, and per-layer density / weight histograms of finished runs.
+- **Results**: every stored run. Filter with words or `key=value`
+  (`pruner=snip c=1 status=finished`), sort, open, compare, export a markdown report.
+
+## Keys
+| key | action |
+|---|---|
+| `r` | run the configured sweep |
+| `c` | cancel the running run (it is stored; run it again to resume) |
+| `1` `2` `3` | Configure / Run / Results tab |
+| `tab` / `shift+tab` | move between controls |
+| `space` | toggle a pruner / compression; mark a run in Results |
+| `enter` | open a run in Results |
+| `v` | compare the marked runs |
+| `/` | filter the runs |
+| `ctrl+e` | export the marked (or shown) runs |
+| `t` | light / dark theme |
+| `ctrl+p` | command palette |
+| `?` | this help |
+| `q` | quit (asks first while a run is active) |
+| `escape` | back / close |
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    """A modal with the help text; escape, q or ? closes it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss", "Close"),
+        Binding("q", "dismiss", "Close"),
+        Binding("question_mark", "dismiss", "Close", show=False)]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box"):
+            yield Markdown(HELP)
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
+        self.dismiss(None)

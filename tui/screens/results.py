@@ -1,0 +1,240 @@
+"""Results: the store's runs in a table — filter, sort, open one, compare several, export.
+
+``ResultsView`` is the Results tab of the main screen; opening a run pushes ``RunDetailScreen``
+and comparing pushes ``CompareScreen``. Filtering and sorting are plain functions so they can
+be tested without a terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Checkbox, DataTable, Input, Label, Select, Static
+
+from prunetui.core.catalog import PRUNERS
+from prunetui.core.errors import PrunetuiError
+from prunetui.core.store import RunRow, Store
+from prunetui.tui.screens.compare import CompareScreen
+from prunetui.tui.screens.run_detail import RunDetailScreen
+from prunetui.tui.widgets.runs_table import RunsTable
+
+_KEYS = {"model": "model", "arch": "model", "dataset": "dataset", "data": "dataset",
+         "pruner": "pruner", "c": "compression", "compression": "compression", "seed": "seed",
+         "status": "status", "id": "run_id", "run": "run_id"}
+
+
+def matches(row: RunRow, query: str) -> bool:
+    """Whether ``row`` matches every token of ``query``: ``key=value`` (model, dataset, pruner,
+    c, seed, status, id) or a word found in the run's id, names or status."""
+    hay = " ".join([row.run_id, row.model, row.dataset, row.pruner,
+                    PRUNERS.get(row.pruner, ""), row.status]).lower()
+    for token in query.lower().split():
+        key, sep, value = token.partition("=")
+        if sep and key in _KEYS:
+            field = _KEYS[key]
+            actual = getattr(row, field)
+            if field == "compression":
+                try:
+                    if abs(float(value) - actual) > 1e-9:
+                        return False
+                except ValueError:
+                    return False
+            elif field == "run_id":
+                if not row.run_id.startswith(value):
+                    return False
+            elif field == "pruner":
+                if value not in (row.pruner, PRUNERS.get(row.pruner, "").lower()):
+                    return False
+            elif str(actual).lower() != value:
+                return False
+        elif token not in hay:
+            return False
+    return True
+
+
+SORTS: dict[str, tuple[str, Callable[[RunRow], Any], bool]] = {
+    "newest": ("newest first", lambda r: (r.created, r.run_id), True),
+    "oldest": ("oldest first", lambda r: (r.created, r.run_id), False),
+    "top1": ("top-1, best first", lambda r: (r.top1 is not None, r.top1 or 0.0), True),
+    "compression": ("compression", lambda r: (r.compression, list(PRUNERS).index(r.pruner)
+                                              if r.pruner in PRUNERS else 99), False),
+    "pruner": ("pruner", lambda r: (list(PRUNERS).index(r.pruner) if r.pruner in PRUNERS
+                                    else 99, r.compression), False),
+    "model": ("model, data", lambda r: (r.model, r.dataset, r.pruner, r.compression), False),
+    "status": ("status", lambda r: (r.status, r.created), False),
+    "flop_ratio": ("FLOP ratio", lambda r: (r.flop_ratio is None, r.flop_ratio or 0.0), False),
+}
+# Clicking a column header sorts by it.
+_HEADER_SORT = {"run": "oldest", "model": "model", "dataset": "model", "pruner": "pruner",
+                "compression": "compression", "seed": "oldest", "status": "status",
+                "top1": "top1", "flop_ratio": "flop_ratio"}
+
+
+def sort_rows(rows: list[RunRow], key: str, reverse: bool = False) -> list[RunRow]:
+    _, fn, descending = SORTS[key]
+    return sorted(rows, key=fn, reverse=descending != reverse)
+
+
+class ResultsView(Vertical):
+    """Filter bar, runs table, export bar."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("ctrl+e", "export", "Export"),
+    ]
+
+    def __init__(self, store: Callable[[], Store], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._store = store
+        self.rows: list[RunRow] = []
+        self._reverse = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="results-bar"):
+            yield Input(placeholder="filter: words or key=value (pruner=snip c=1)",
+                        id="filter", compact=True)
+            yield Select([(label, key) for key, (label, _, _) in SORTS.items()],
+                         value="oldest", allow_blank=False, compact=True, id="sort")
+        yield RunsTable(id="runs")
+        with Horizontal(id="export-bar"):
+            yield Label("Export to", id="export-label")
+            yield Input("report", id="export-path", compact=True)
+            yield Checkbox("overwrite", id="export-force", compact=True)
+            yield Button("Export", id="export", compact=True, variant="primary")
+        yield Static("enter open · space mark · v compare marked · / filter · ctrl+e export",
+                     id="results-hint")
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    # -- data ------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Read the store again and redraw the table."""
+        try:
+            self.rows = self._store().query()
+        except PrunetuiError as e:
+            self.rows = []
+            self.notify(str(e), severity="error", title="Results store")
+        self._redraw()
+
+    def visible_rows(self) -> list[RunRow]:
+        query = self.query_one("#filter", Input).value
+        key = str(self.query_one("#sort", Select).value)
+        return sort_rows([r for r in self.rows if matches(r, query)], key, self._reverse)
+
+    def _redraw(self) -> None:
+        table = self.query_one(RunsTable)
+        shown = self.visible_rows()
+        table.set_rows(shown)
+        table.border_title = f"Runs {len(shown)}/{len(self.rows)}"
+        if table.marked:
+            table.border_subtitle = f"{len(table.marked & {r.run_id for r in shown})} marked"
+        else:
+            table.border_subtitle = ""
+
+    def export_rows(self) -> list[RunRow]:
+        """The marked runs, or every run the filter shows."""
+        table = self.query_one(RunsTable)
+        return table.marked_rows() or table.shown
+
+    # -- events ----------------------------------------------------------------------------
+
+    @on(Input.Changed, "#filter")
+    @on(Select.Changed, "#sort")
+    def _refilter(self, event: Any) -> None:
+        event.stop()
+        if isinstance(event, Select.Changed):
+            self._reverse = False
+        self._redraw()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.query_one(RunsTable).focus()
+
+    @on(DataTable.HeaderSelected, "#runs")
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        key = _HEADER_SORT.get(str(event.column_key.value))
+        if key is None:
+            return
+        sort = self.query_one("#sort", Select)
+        if sort.value == key:
+            self._reverse = not self._reverse
+            self._redraw()
+        else:
+            sort.value = key
+
+    @on(DataTable.RowSelected, "#runs")
+    def _open(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        row = next((r for r in self.rows if r.run_id == event.row_key.value), None)
+        if row is not None:
+            self.app.push_screen(RunDetailScreen(row, self._store()))
+
+    @on(RunsTable.CompareRequested)
+    def _compare(self, event: RunsTable.CompareRequested) -> None:
+        event.stop()
+        table = self.query_one(RunsTable)
+        rows = table.marked_rows()
+        if not rows and (current := table.current_row()) is not None:
+            rows = [current]
+        if not rows:
+            self.notify("mark runs with space first", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(rows, self._store()))
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    @on(Button.Pressed, "#export")
+    @on(Input.Submitted, "#export-path")
+    def _export_pressed(self, event: Any) -> None:
+        event.stop()
+        self.action_export()
+
+    def action_export(self) -> None:
+        rows = self.export_rows()
+        text = self.query_one("#export-path", Input).value.strip()
+        if not text:
+            self.notify("give a folder to export to", severity="error", title="Export")
+            return
+        if not rows:
+            self.notify("no runs to export (check the filter)", severity="warning",
+                        title="Export")
+            return
+        self.query_one("#export", Button).disabled = True
+        self._export(rows, Path(text).expanduser(),
+                     self.query_one("#export-force", Checkbox).value)
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def _export(self, rows: list[RunRow], out_dir: Path, force: bool) -> None:
+        from prunetui.tui.export import export_report
+
+        try:
+            written = export_report(self._store(), rows, "md", out_dir, force=force) or []
+        except PrunetuiError as e:
+            msg = str(e).replace("pass --force to overwrite it", "tick overwrite to replace it")
+            self.app.call_from_thread(self._export_done, None, msg)
+        except Exception as e:
+            self.app.call_from_thread(self._export_done, None, f"{type(e).__name__}: {e}")
+        else:
+            self.app.call_from_thread(self._export_done, written, "", len(rows))
+
+    def _export_done(self, written: list[Path] | None, error: str, runs: int = 0) -> None:
+        self.query_one("#export", Button).disabled = False
+        if written is None:
+            self.notify(error, severity="error", title="Export failed")
+            return
+        report = written[0]
+        figures = len(written) - 1
+        self.notify(f"wrote {report} ({runs} run{'s' * (runs != 1)})"
+                    + (f" and {figures} figure{'s' * (figures != 1)}" if figures else ""),
+                    title="Exported")

@@ -1,0 +1,106 @@
+"""One stored run: summary, accuracy curve and epochs, per-layer table with histogram, config."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+
+from prunetui.core.figures import load_histograms
+from prunetui.core.store import RunRow, Store
+from prunetui.tui.widgets.accuracy_chart import AccuracyChart
+from prunetui.tui.widgets.density_chart import DensityChart
+from prunetui.tui.widgets.epoch_table import EpochTable
+from prunetui.tui.widgets.fmt import cell_label, count, pct, ratio, run_label
+from prunetui.tui.widgets.histogram_chart import HistogramChart
+from prunetui.tui.widgets.preview import collapse_text
+
+
+def summary(row: RunRow) -> str:
+    """Two lines about a stored run."""
+    first = f"{run_label(row.config)} · seed {row.seed} · {row.run_id} · {row.status}"
+    if row.status == "finished":
+        second = (f"top-1 {pct(row.top1)} · top-5 {pct(row.top5)} · density "
+                  f"{row.density:.4f} · FLOP ratio {ratio(row.flop_ratio)}"
+                  if row.density is not None else f"top-1 {pct(row.top1)}")
+    else:
+        second = f"stopped after epoch {row.epoch}" + (f": {row.error}" if row.error else "")
+    return f"{first}\n{second}"
+
+
+class RunDetailScreen(Screen[None]):
+    """A full screen for one run; escape goes back."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Back"),
+        Binding("backspace", "app.pop_screen", "Back", show=False)]
+
+    def __init__(self, row: RunRow, store: Store) -> None:
+        super().__init__()
+        self.row = row
+        self.store = store
+        self.hists: list[dict[str, Any]] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(summary(self.row), id="detail-summary")
+        yield Static("", id="detail-warning")
+        with TabbedContent(id="detail-tabs"):
+            with TabPane("Curve", id="detail-curve"), Horizontal():
+                yield AccuracyChart(id="detail-acc")
+                yield EpochTable(id="detail-epochs")
+            with TabPane("Layers", id="detail-layers"), Horizontal():
+                table: DataTable[str] = DataTable(id="layer-table", cursor_type="row",
+                                                  zebra_stripes=True)
+                yield table
+                with Vertical(classes="charts-v"):
+                    yield HistogramChart(id="detail-hist")
+                    yield DensityChart(id="detail-density")
+            with TabPane("Config", id="detail-config"):
+                yield Static(json.dumps(self.row.config, indent=1, sort_keys=True),
+                             id="config-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        row = self.row
+        warning = collapse_text(row.result["collapse"]) if row.result else None
+        w = self.query_one("#detail-warning", Static)
+        w.update(f"⚠ {warning}" if warning else "")
+        w.display = bool(warning)
+        try:
+            epochs = self.store.epochs(row.run_id)
+            layers = self.store.layers(row.run_id)
+        except Exception:
+            epochs, layers = [], []
+        if not layers and row.result:
+            layers = row.result.get("layers", [])
+        train = {r["epoch"]: r["top1"] for r in epochs if r["phase"] == "train"}
+        self.query_one(AccuracyChart).set_run(row.run_id, cell_label(row.config), train)
+        self.query_one(EpochTable).add_stored(
+            epochs, {"train": int(row.config.get("post_epochs", 0)),
+                     "pretrain": int(row.config.get("pre_epochs", 0))})
+        table = self.query_one("#layer-table", DataTable)
+        for label, key in (("Layer", "layer"), ("Density", "density"), ("FLOPs", "flops")):
+            table.add_column(label, key=key)
+        for layer in layers:
+            table.add_row(layer["name"], f"{layer['density']:.4f}",
+                          f"{count(layer['flops_pruned'])}/{count(layer['flops_dense'])}",
+                          key=layer["name"])
+        self.query_one(DensityChart).set_layers(layers)
+        try:
+            self.hists = load_histograms(self.store.run_dir(row.run_id))
+        except (OSError, ValueError, AssertionError):
+            self.hists = []
+        if self.hists:
+            self.query_one(HistogramChart).set_histogram(self.hists[0])
+
+    @on(DataTable.RowHighlighted, "#layer-table")
+    def _layer(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        name = event.row_key.value
+        chosen = next((h for h in self.hists if h["layer"] == name), None)
+        self.query_one(HistogramChart).set_histogram(chosen)

@@ -1,10 +1,12 @@
-"""Sweeps: a grid of runs with shared settings and per-pruner overrides, run in order or in
-worker processes, resumable by re-running the same sweep.
+"""Sweeps: a grid of runs with shared settings and per-pruner overrides, run in order, in
+worker processes, or as tasks on a Ray cluster; resumable by re-running the same sweep.
 
 Each cell is an ordinary run with its own ``run_id``, so a re-run skips finished cells and
-resumes unfinished ones from their checkpoints. Workers are spawned processes (torch and fork
-don't mix); they write to the store themselves — SQLite serialises concurrent writers — and
-send their events back to the driver through a queue for the progress display.
+resumes unfinished ones from their checkpoints. Local workers are spawned processes (torch and
+fork don't mix); they write to the store themselves — SQLite serialises concurrent writers — and
+send their events back to the driver through a queue for the progress display. With
+``executor="ray"`` (``core/ray_executor.py``) cells run on a cluster's nodes and the driver is
+the only writer of the store; Ray is imported only then.
 """
 
 from __future__ import annotations
@@ -191,9 +193,17 @@ class CellOutcome:
     error: str = ""
 
 
+EXECUTORS = ("local", "ray")
+
+
 @dataclass
 class SweepRunner:
-    """Runs a sweep's cells: in this process (jobs=1) or in worker processes."""
+    """Runs a sweep's cells: in this process (jobs=1), in worker processes (jobs>1), or as
+    tasks on a Ray cluster (executor="ray").
+
+    The Ray fields (``ray_address`` … ``task_hook``) are used only with ``executor="ray"``;
+    see ``core/ray_executor.py``. Bad executor settings raise ``ConfigError`` on construction,
+    including a missing Ray install."""
 
     store_root: Path
     data_dir: Path | None = None
@@ -203,9 +213,50 @@ class SweepRunner:
     emit: Emit = ignore
     cancel: CancelToken | None = None
     on_cell: Callable[[CellOutcome], None] | None = None
+    executor: str = "local"
+    # "auto", "HOST:PORT" (the head's GCS port, 6379 by default), or None: attach to the
+    # cluster `ray start` made on this machine, else start a local one for this sweep.
+    ray_address: str | None = None
+    gpus_per_run: float = 0.0
+    cpus_per_run: float = 1.0
+    # Where tasks keep each run's checkpoint (a path every node can read and write);
+    # None: the results dir.
+    checkpoint_dir: Path | None = None
+    # Retries of a task whose worker or node died; application errors are never retried.
+    max_retries: int = 3
+    # Called inside each Ray task with every engine event (runs on the worker, so it must be
+    # picklable): instrumentation and fault-injection tests.
+    task_hook: Callable[[Event], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Refuse impossible executor settings with one line (a ``ConfigError``)."""
+        if self.executor not in EXECUTORS:
+            raise ConfigError(choices_message("executor", self.executor, list(EXECUTORS)))
+        if self.executor != "ray":
+            return
+        if self.jobs != 1 or self.devices:
+            raise ConfigError("--jobs and --devices are for --executor local; with --executor "
+                              "ray the cluster's free resources decide how many runs run at "
+                              "once (see --gpus-per-run and --cpus-per-run)")
+        if not self.gpus_per_run >= 0:
+            raise ConfigError(f"invalid --gpus-per-run {self.gpus_per_run!r}; it must be >= 0")
+        if not self.cpus_per_run > 0:
+            raise ConfigError(f"invalid --cpus-per-run {self.cpus_per_run!r}; it must be > 0")
+        if self.max_retries < 0:
+            raise ConfigError(f"invalid max retries {self.max_retries!r}; it must be >= 0")
+        from prunetui.core.ray_executor import require_ray
+
+        require_ray()
 
     def run(self, configs: list[RunConfig]) -> list[CellOutcome]:
         """Run every cell; a failing cell is recorded and the sweep goes on."""
+        if self.executor == "ray":
+            from prunetui.core.ray_executor import run_sweep
+
+            return run_sweep(self, configs)
         if self.jobs <= 1:
             return [self._done(self._one(c, self.devices[0] if self.devices else None))
                     for c in configs if not self._stop()]

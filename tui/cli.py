@@ -305,6 +305,19 @@ def sweep_cmd(
     devices: Annotated[str | None, typer.Option(
         help="Comma list of devices, one per worker in turn, e.g. cuda:0,cuda:1.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs only.")] = False,
+    executor: Annotated[str, typer.Option(
+        help="local: worker processes on this machine; ray: tasks on a Ray cluster "
+             "(pip install 'prunetui[ray]').")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="Ray cluster: auto or HOST:PORT [default: the one `ray start` made here, else a "
+             "new local one].")] = None,
+    gpus_per_run: Annotated[float, typer.Option(
+        help="GPUs per run with --executor ray (0.5 packs two runs per GPU).")] = 0.0,
+    cpus_per_run: Annotated[float, typer.Option(
+        help="CPUs per run with --executor ray (also its torch threads).")] = 1.0,
+    checkpoint_dir: Annotated[Path | None, typer.Option(
+        help="With --executor ray: where runs keep their checkpoints, a path every node can "
+             "read and write [default: the results dir].")] = None,
     data_dir: DataDir = None, download: Download = True, results_dir: ResultsDir = None,
 ) -> None:
     """Run a grid of runs (resumable: re-running skips finished runs, resumes the rest)."""
@@ -350,21 +363,26 @@ def sweep_cmd(
     from prunetui.tui.console import ConsoleSink
 
     _catch_sigterm()
-    err.print(f"sweep {spec.label()}: {len(configs)} runs, {done} already finished")
     outcomes: list[CellOutcome] = []
-    with ConsoleSink(err) as sink:
+    sink = ConsoleSink(err)
+    overall = sink.progress.add_task("sweep", total=len(configs), info="")
+
+    def on_cell(o: CellOutcome) -> None:
+        outcomes.append(o)
+        sink.progress.update(overall, advance=1, info=f"{o.config.run_id} {o.status}")
+        if o.status not in ("finished", "cached"):
+            err.print(f"[red]{o.status}[/] {o.config.run_id} {o.config.pruner} "
+                      f"c={o.config.compression:g}: {o.error}")
+
+    # Built before the live display starts, so its input errors print on their own.
+    runner = SweepRunner(store.root, data_dir, download, jobs, device_list, sink,
+                         on_cell=on_cell, executor=executor, ray_address=ray_address,
+                         gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
+                         checkpoint_dir=checkpoint_dir)
+    err.print(f"sweep {spec.label()}: {len(configs)} runs, {done} already finished")
+    with sink:
         sink.start()
-        overall = sink.progress.add_task("sweep", total=len(configs), info="")
-
-        def on_cell(o: CellOutcome) -> None:
-            outcomes.append(o)
-            sink.progress.update(overall, advance=1, info=f"{o.config.run_id} {o.status}")
-            if o.status not in ("finished", "cached"):
-                err.print(f"[red]{o.status}[/] {o.config.run_id} {o.config.pruner} "
-                          f"c={o.config.compression:g}: {o.error}")
-
-        SweepRunner(store.root, data_dir, download, jobs, device_list, sink,
-                    on_cell=on_cell).run(configs)
+        runner.run(configs)
     bad = [o for o in outcomes if o.status not in ("finished", "cached")]
     out.print(f"sweep {spec.label()}: {len(outcomes) - len(bad)} of {len(configs)} runs "
               f"finished ({sum(o.status == 'cached' for o in outcomes)} were already stored)")

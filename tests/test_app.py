@@ -115,7 +115,7 @@ def digits(**kw: Any) -> RunConfig:
 async def test_keys_configure_and_run_updates_table_and_charts(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await configure(pilot, app, epochs="2")
+        await configure(pilot, app, epochs="1")
         await pilot.press("escape")  # leave the input so 'r' is a key binding, not text
         app.query_one("#pruners", SelectionList).focus()
         await pilot.press("r")
@@ -124,14 +124,14 @@ async def test_keys_configure_and_run_updates_table_and_charts(tmp_path: Path) -
         assert app.query_one("#main-tabs").active == "tab-run"
         await wait_idle(pilot, app)
         table = app.query_one(EpochTable)
-        assert table.row_count == 2
-        assert [str(table.get_row_at(i)[0]) for i in range(2)] == ["1/2", "2/2"]
+        assert table.row_count == 1
+        assert str(table.get_row_at(0)[0]) == "1/1"
         chart = app.query_one(AccuracyChart)
         assert chart.has_data()
         assert app.query_one(FlopRatioChart).has_data()
         kinds = {type(e).__name__ for e in app.events}
         assert {"RunStarted", "PhaseStarted", "BatchProgress", "EpochEnd"} <= kinds
-        config = digits()
+        config = digits(post_epochs=1)
         row = Store(tmp_path / "results").get(config.run_id)
         assert row is not None and row.status == "finished"
         grid = app.query_one(SweepGrid)
@@ -178,11 +178,13 @@ async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> 
 
 
 async def test_preview_per_layer_and_data_errors(tmp_path: Path) -> None:
-    app = make_app(tmp_path, preview=True)
+    app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         form = app.query_one(ConfigForm)
         panel = app.query_one(PreviewPanel)
         layers = panel.query_one("#preview-layers")
+        # Previews on from here (the default, SynFlow at 100 iterations, is slower to show).
+        app.preview_enabled = True
         form.set_values(dataset="digits", pruners=["mag"])
         # The cursor picks the pruner to preview.
         app.query_one("#pruners", SelectionList).highlighted = 1  # Mag
@@ -208,10 +210,10 @@ async def test_preview_per_layer_and_data_errors(tmp_path: Path) -> None:
 
 async def test_cancel_mid_run_then_resume(tmp_path: Path) -> None:
     app = make_app(tmp_path)
-    config = digits(post_epochs=4, batch_size=16)
+    config = digits(post_epochs=3)
     async with app.run_test(size=SIZE) as pilot:
-        app.query_one(ConfigForm).set_values(dataset="digits", pruners=["rand"], epochs="4",
-                                             batch="16", device="cpu")
+        app.query_one(ConfigForm).set_values(dataset="digits", pruners=["rand"], epochs="3",
+                                             device="cpu")
         await pilot.pause()
         assert app.query_one(ConfigForm).state().configs == [config]
         await pilot.click("#run")
@@ -225,18 +227,19 @@ async def test_cancel_mid_run_then_resume(tmp_path: Path) -> None:
                 "cancelled; run it again to resume") in app.notes
         assert "cancelled" in str(app.query_one(SweepGrid).get_cell("1", "rand"))
         stopped_at = row.epoch
-        assert 1 <= stopped_at < 4
+        assert 1 <= stopped_at < 3
         # Start the same config again: the engine resumes from the checkpoint.
         app.events.clear()
-        await pilot.click("#run")
+        assert app.focused is app.query_one(EpochTable)
+        await pilot.press("r")
         await wait_idle(pilot, app)
         started = [e for e in app.events if isinstance(e, ev.RunStarted)]
         assert started and started[0].resumed_from_epoch == stopped_at
         ends = [e.epoch for e in app.events if isinstance(e, ev.EpochEnd)]
-        assert ends == list(range(stopped_at + 1, 5))
+        assert ends == list(range(stopped_at + 1, 4))
         row = Store(tmp_path / "results").get(config.run_id)
         assert row is not None and row.status == "finished"
-        assert app.query_one(EpochTable).row_count == 4  # stored epochs + the new ones
+        assert app.query_one(EpochTable).row_count == 3  # stored epochs + the new ones
 
 
 async def test_failing_run_notifies_and_app_stays_alive(tmp_path: Path,
@@ -268,23 +271,36 @@ async def test_failing_run_notifies_and_app_stays_alive(tmp_path: Path,
         assert app.is_running
 
 
-async def test_quit_asks_while_running(tmp_path: Path) -> None:
+async def test_quit_asks_while_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prunetui.core import experiment
+    from prunetui.core.errors import RunCancelled
+
+    def endless(config: RunConfig, *, emit: Any, cancel: ev.CancelToken, **kw: Any) -> Any:
+        emit(ev.RunStarted(config.run_id, config.to_dict()))
+        while not cancel.cancelled:
+            time.sleep(0.01)
+        emit(ev.RunFailed(config.run_id, "cancelled", "cancelled by the user"))
+        raise RunCancelled("cancelled")
+
+    monkeypatch.setattr(experiment, "run", endless)
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        app.query_one(ConfigForm).set_values(dataset="digits", pruners=["rand"], epochs="50",
-                                             device="cpu")
+        app.query_one(ConfigForm).set_values(dataset="digits", pruners=["rand"])
         await pilot.pause()
         app.query_one("#pruners").focus()
         await pilot.press("r")
+        await wait_for(pilot, lambda: any(isinstance(e, ev.RunStarted) for e in app.events),
+                       what="the run to start")
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
         await pilot.press("n")
         assert app.is_running and app.sweep_active
-        await pilot.press("c")
-        await wait_idle(pilot, app)
         await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await pilot.press("y")
         await pilot.pause()
     assert not app.is_running
+    assert app.cancel_token is not None and app.cancel_token.cancelled
 
 
 # -- results -------------------------------------------------------------------------------
@@ -428,11 +444,23 @@ async def test_help_theme_palette_commands(tmp_path: Path) -> None:
         assert {"Run", "Cancel run", "Results", "Export report", "Help"} <= titles
         await pilot.press("2")
         assert app.query_one("#main-tabs").active == "tab-run"
-        await pilot.press("c")  # nothing to cancel: a warning, nothing else
-        assert app.notes[-1] == ("warning", ": no run is active")
+        await pilot.press("c")  # nothing to cancel: the binding is disabled
+        assert app.notes == []
         await pilot.press("q")
         await pilot.pause()
     assert not app.is_running
+
+
+async def test_torch_threads_limited_while_running_and_restored(tmp_path: Path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    app = make_app(tmp_path, torch_threads=1)
+    async with app.run_test(size=SIZE) as pilot:
+        glue.limit_torch_threads(app.torch_threads)
+        assert torch.get_num_threads() == 1
+        await pilot.press("q")
+    assert torch.get_num_threads() == before
 
 
 def test_app_import_does_not_import_torch() -> None:

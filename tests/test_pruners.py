@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import ctypes
 import gc
+import itertools
 import math
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from prunetui.core.config import kept_count
 from prunetui.core.errors import ConfigError, RunCancelled
 from prunetui.core.events import CancelToken
 from prunetui.core.masks import Prunable, apply_masks, attach_masks, counts
-from prunetui.core.pruners import SCORERS, grasp, schedule, synflow
+from prunetui.core.pruners import SCORERS, grasp, schedule
 from prunetui.core.pruners.schedule import apportion, kept_schedule, prune
 
 SHAPE = (3, 8, 8)
@@ -78,8 +79,18 @@ def run(
     def on_step(i: int, n: int, density: float) -> None:
         steps.append((i, n, density, mask_list(prunables)))
 
-    prune(model, prunables, scorer, c, scope=scope, schedule=sched, iterations=iterations,
-          batch=batch if batch is not None else data(), generator=gen(seed), on_step=on_step)
+    prune(
+        model,
+        prunables,
+        scorer,
+        c,
+        scope=scope,
+        schedule=sched,
+        iterations=iterations,
+        batch=batch if batch is not None else data(),
+        generator=gen(seed),
+        on_step=on_step,
+    )
     return prunables, steps
 
 
@@ -112,7 +123,7 @@ def test_exact_counts_nested_masks_zeroed_weights(
         steps, kept_schedule(total, c, "exponential", iterations), strict=True
     ):
         assert sum(int(m.sum()) for m in masks) == k == round(density * total)
-    for (*_, before), (*_, after) in zip(steps, steps[1:], strict=False):
+    for (*_, before), (*_, after) in itertools.pairwise(steps):
         for b, a in zip(before, after, strict=True):
             assert not bool((a & ~b).any()), "a pruned weight came back"
     for p in prunables:
@@ -214,8 +225,8 @@ def test_large_selection_matches_full_sort(monkeypatch: pytest.MonkeyPatch, leve
 
 
 def test_selection_recursion_and_retries_match_full_sort(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Tiny sample and sort limits force the bracketing, its retries and its recursion on
-    # small inputs; dead (-inf) entries and ties included.
+    # Tiny sample and sort limits force the bracketing, its retries, its recursion and the
+    # compaction of mostly dead inputs on small inputs; dead (-inf) entries and ties included.
     monkeypatch.setattr(schedule, "_SORT_LIMIT", 8)
     monkeypatch.setattr(schedule, "_SAMPLE", 16)
     g = gen(5)
@@ -223,8 +234,9 @@ def test_selection_recursion_and_retries_match_full_sort(monkeypatch: pytest.Mon
         sizes = [int(v) for v in torch.randint(1, 400, (3,), generator=g)]
         top = [2, 10, 1000][trial % 3]
         values = [torch.randint(0, top, (n,), generator=g).double() for n in sizes]
+        dead = [0.3, 0.95][trial % 2]  # 0.95: mostly pruned, the live entries get compacted
         for v in values:
-            v[torch.rand(v.shape, generator=g) < 0.3] = -math.inf
+            v[torch.rand(v.shape, generator=g) < dead] = -math.inf
         alive = sum(int((v > -math.inf).sum()) for v in values)
         for k in sorted({0, 1, alive // 2, max(alive - 1, 0), alive}):
             outs = [torch.empty(v.shape, dtype=torch.bool) for v in values]
@@ -256,8 +268,16 @@ def test_compression_zero_does_not_score(monkeypatch: pytest.MonkeyPatch) -> Non
     model = convnet()
     prunables = attach_masks(model)
     steps: list[float] = []
-    prune(model, prunables, "boom", 0.0, iterations=3, batch=data(), generator=gen(),
-          on_step=lambda i, n, d: steps.append(d))
+    prune(
+        model,
+        prunables,
+        "boom",
+        0.0,
+        iterations=3,
+        batch=data(),
+        generator=gen(),
+        on_step=lambda i, n, d: steps.append(d),
+    )
     assert steps == [1.0, 1.0, 1.0]
     assert counts(prunables) == (3928, 3928)
 
@@ -284,8 +304,17 @@ def test_cancel_stops_after_the_current_iteration() -> None:
         token.cancel()
 
     with pytest.raises(RunCancelled):
-        prune(model, prunables, "mag", 1.0, iterations=5, batch=data(), generator=gen(),
-              on_step=on_step, cancel=token)
+        prune(
+            model,
+            prunables,
+            "mag",
+            1.0,
+            iterations=5,
+            batch=data(),
+            generator=gen(),
+            on_step=on_step,
+            cancel=token,
+        )
     assert seen == [1]
     assert counts(prunables)[1] == kept_schedule(3928, 1.0, "exponential", 5)[0]
 
@@ -435,6 +464,20 @@ def test_synflow_scores_prunable_biases_by_their_flow() -> None:
     b1, w2 = model[0].bias.detach().abs(), model[2].weight.detach().abs()
     torch.testing.assert_close(scores[1], (b1 * w2.sum(0)).double())
     torch.testing.assert_close(scores[3], model[2].bias.detach().abs().double())
+
+
+def test_synflow_with_a_shared_weight_sums_both_uses() -> None:
+    torch.manual_seed(5)
+    shared = nn.Linear(4, 4, bias=False)
+    model = nn.Sequential(shared, nn.ReLU(), shared, nn.ReLU(), nn.Linear(4, 2, bias=False))
+    prunables = attach_masks(model)
+    assert len(prunables) == 2  # the shared layer is one prunable
+    scores = SCORERS["synflow"](model, prunables, (torch.zeros(1, 4), torch.zeros(1)), gen())
+    w = shared.weight.detach().abs().double().requires_grad_()
+    v = model[4].weight.detach().abs().double()
+    flow = (v @ (w @ (w @ torch.ones(4, dtype=torch.float64)))).sum()
+    (grad,) = torch.autograd.grad(flow, w)
+    torch.testing.assert_close(scores[0], (w * grad).detach())
 
 
 def test_iterative_synflow_avoids_the_layer_collapse_of_single_shot() -> None:

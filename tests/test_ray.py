@@ -28,7 +28,7 @@ SETTINGS = {"post_epochs": 3, "device": "cpu", "timing_repeats": 1}
 EPOCH_KEYS = ("phase", "epoch", "train_loss", "test_loss", "top1", "top5", "lr")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[Any]:
     ray = pytest.importorskip("ray")
     saved = os.environ.get("RAY_AUTH_MODE")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -16,6 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -32,6 +33,7 @@ from prunetui.tui.widgets.fmt import run_label
 from prunetui.tui.widgets.preview import PreviewPanel
 from prunetui.tui.widgets.run_panel import RunPanel
 
+W = TypeVar("W", bound=Widget)
 TABS = {"configure": "tab-configure", "run": "tab-run", "results": "tab-results"}
 PREVIEW_DELAY = 0.25  # seconds of calm before a preview is computed
 
@@ -56,12 +58,17 @@ class PruneApp(App[None]):
 
     def __init__(self, results_dir: Path | None = None, data_dir: Path | None = None, *,
                  preview: bool = True, download: bool = True,
-                 settings: dict[str, Any] | None = None) -> None:
+                 settings: dict[str, Any] | None = None,
+                 torch_threads: int | str | None = "auto") -> None:
         """``results_dir``: the store (default ``$PRUNETUI_RESULTS`` or ./results);
         ``data_dir``: datasets (default: the engine's); ``preview=False`` turns off the
         automatic pruning preview (tests that want a still screen); ``settings``: RunConfig
-        fields the form doesn't show (e.g. ``timing_repeats``), applied to every run."""
+        fields the form doesn't show (e.g. ``timing_repeats``), applied to every run;
+        ``torch_threads``: torch's threads while the app runs ("auto": all cores but one, kept
+        for the UI, unless OMP_NUM_THREADS is set; None: leave torch alone)."""
         super().__init__()
+        self.torch_threads = (glue.default_torch_threads() if torch_threads == "auto"
+                              else torch_threads)
         self.settings = dict(settings or {})
         self.results_dir = Path(results_dir) if results_dir else default_results_dir()
         self.data_dir = Path(data_dir) if data_dir else None
@@ -90,10 +97,17 @@ class PruneApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(RunPanel).store = self._safe_store()
-        self.query_one("#model").focus()
+        self.main(RunPanel).store = self._safe_store()
+        self.main("#model").focus()
         if not self.preview_enabled:
-            self.query_one(PreviewPanel).show_error(None, "preview off")
+            self.main(PreviewPanel).show_error(None, "preview off")
+
+    def main(self, selector: str | type[W], expect_type: type[W] | None = None) -> W:
+        """A widget of the main screen, whichever screen is on top (a run's detail, help…)."""
+        screen = self.screen_stack[0] if self.screen_stack else self.screen
+        if expect_type is None:
+            return screen.query_one(selector)  # type: ignore[return-value]
+        return screen.query_one(selector, expect_type)  # type: ignore[arg-type]
 
     # -- the store -------------------------------------------------------------------------
 
@@ -114,9 +128,11 @@ class PruneApp(App[None]):
 
     def action_tab(self, name: str) -> None:
         """Show a tab and put the focus in it (keys then act on what is shown)."""
-        self.query_one("#main-tabs", TabbedContent).active = TABS[name]
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.main("#main-tabs", TabbedContent).active = TABS[name]
         target = {"configure": "#model", "run": "#epoch-table", "results": "#runs"}[name]
-        self.query_one(target).focus()
+        self.main(target).focus()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -134,7 +150,7 @@ class PruneApp(App[None]):
         if self.sweep_active:
             self.notify("a run is already active; cancel it first (c)", severity="warning")
             return
-        state = self.query_one(ConfigForm).state()
+        state = self.main(ConfigForm).state()
         if state.error or not state.configs:
             self.action_tab("configure")
             self.notify(state.error or "nothing to run", severity="error",
@@ -149,7 +165,7 @@ class PruneApp(App[None]):
         self.cancel_token = CancelToken()
         self.sweep_active = True
         self.outcomes = []
-        panel = self.query_one(RunPanel)
+        panel = self.main(RunPanel)
         panel.store = self._store
         panel.begin(configs)
         self.action_tab("run")
@@ -160,7 +176,8 @@ class PruneApp(App[None]):
     def _sweep(self, configs: list[RunConfig], token: CancelToken) -> None:
         worker = get_current_worker()
         glue.run_sweep(self.post_message, configs, self.store(), self.data_dir, token,
-                       download=self.download, is_cancelled=lambda: worker.is_cancelled)
+                       download=self.download, threads=self.torch_threads,
+                       is_cancelled=lambda: worker.is_cancelled)
 
     def action_cancel(self) -> None:
         if not self.sweep_active or self.cancel_token is None:
@@ -189,13 +206,14 @@ class PruneApp(App[None]):
         # Never leave the engine running in a thread the interpreter would wait for.
         if self.cancel_token is not None:
             self.cancel_token.cancel()
+        glue.restore_torch_threads()
 
     def action_refresh_results(self) -> None:
-        self.query_one(ResultsView).reload()
+        self.main(ResultsView).reload()
 
     def action_export(self) -> None:
         self.action_tab("results")
-        self.query_one(ResultsView).action_export()
+        self.main(ResultsView).action_export()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -222,7 +240,7 @@ class PruneApp(App[None]):
         self.form_state = event.state
         if not self.preview_enabled:
             return
-        panel = self.query_one(PreviewPanel)
+        panel = self.main(PreviewPanel)
         config = event.state.preview
         if config is None:
             self._previewed = None
@@ -247,7 +265,8 @@ class PruneApp(App[None]):
         def job() -> None:
             worker = get_current_worker()
             glue.run_preview(self.post_message, serial, config, data_dir,
-                             is_cancelled=lambda: worker.is_cancelled)
+                             is_cancelled=lambda: worker.is_cancelled,
+                             threads=self.torch_threads)
 
         self.run_worker(job, thread=True, exclusive=True, group="preview",
                         exit_on_error=False, name="preview")
@@ -255,7 +274,7 @@ class PruneApp(App[None]):
     def on_preview_ready(self, message: glue.PreviewReady) -> None:
         if message.serial != self._preview_serial:
             return  # a newer preview is on its way
-        panel = self.query_one(PreviewPanel)
+        panel = self.main(PreviewPanel)
         if message.info is None:
             panel.show_error(message.config, message.error)
         else:
@@ -269,11 +288,11 @@ class PruneApp(App[None]):
     # -- the sweep worker's messages -------------------------------------------------------
 
     def on_cell_started(self, message: glue.CellStarted) -> None:
-        self.query_one(RunPanel).cell_started(message.index, message.total, message.config)
+        self.main(RunPanel).cell_started(message.index, message.total, message.config)
 
     def on_engine_event(self, message: glue.EngineEvent) -> None:
         event = message.event
-        self.query_one(RunPanel).engine_event(event)
+        self.main(RunPanel).engine_event(event)
         if isinstance(event, RunWarning):
             self.notify(event.message, severity="warning", title="Warning", timeout=8)
         elif isinstance(event, RunFailed) and event.status not in ("cancelled",):
@@ -282,7 +301,7 @@ class PruneApp(App[None]):
     def on_cell_done(self, message: glue.CellDone) -> None:
         o = message.outcome
         self.outcomes.append(o)
-        self.query_one(RunPanel).cell_done(o.index, message.total, o.config, o.status,
+        self.main(RunPanel).cell_done(o.index, message.total, o.config, o.status,
                                            o.result, o.error)
         label = f"{run_label(o.config)} ({o.config.run_id})"
         if o.status == "cancelled":
@@ -293,18 +312,18 @@ class PruneApp(App[None]):
                         timeout=12)
         elif message.total == 1 and o.result is not None:
             self.notify(f"{label}: top-1 {o.result['top1']:.2f}", title="Run finished")
-        self.query_one(ResultsView).reload()
+        self.main(ResultsView).reload()
 
     def on_sweep_done(self, message: glue.SweepDone) -> None:
         self.sweep_active = False
-        self.query_one(RunPanel).sweep_done([o.status for o in message.outcomes],
+        self.main(RunPanel).sweep_done([o.status for o in message.outcomes],
                                             message.cancelled)
         if len(message.outcomes) > 1 or (message.cancelled and len(self.outcomes) > 1):
             done = sum(o.status == "finished" for o in message.outcomes)
-            self.notify(f"{done}/{len(self.query_one(RunPanel).configs)} runs finished",
+            self.notify(f"{done}/{len(self.main(RunPanel).configs)} runs finished",
                         title="Sweep cancelled" if message.cancelled else "Sweep done")
         self.refresh_bindings()
-        self.query_one(ResultsView).reload()
+        self.main(ResultsView).reload()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker that died anyway (a bug): say so and keep the app alive."""
@@ -315,10 +334,10 @@ class PruneApp(App[None]):
                     title=f"{event.worker.name or 'worker'} failed", timeout=15)
         if event.worker.group == "sweep":
             self.sweep_active = False
-            self.query_one(RunPanel).sweep_done(["failed"], False)
+            self.main(RunPanel).sweep_done(["failed"], False)
             self.refresh_bindings()
 
     @on(TabbedContent.TabActivated, "#main-tabs")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == TABS["results"]:
-            self.query_one(ResultsView).reload()
+            self.main(ResultsView).reload()

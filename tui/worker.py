@@ -16,6 +16,8 @@ same numbers as one started from the CLI. A run holds the lock until it reports
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +33,8 @@ from prunetui.core.errors import PrunetuiError, RunCancelled
 from prunetui.core.store import Store
 
 ENGINE_LOCK = threading.Lock()
+_THREADS_LOCK = threading.Lock()
+_saved_threads: int | None = None
 # Minimum seconds between two posted batch (or prune-step) events of one run; the last one of
 # an epoch (or of the pruning) is always posted.
 THROTTLE = 0.05
@@ -116,6 +120,38 @@ class Throttled:
         self.post(EngineEvent(event))
 
 
+def default_torch_threads() -> int | None:
+    """Torch threads for the app's engine work: every core but one, left to the UI (on a
+    2-core SSH box torch's spinning threads otherwise starve the event loop and each other).
+    None (leave torch alone) when the user chose with ``OMP_NUM_THREADS``."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def limit_torch_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads (remembering the old count for ``restore``)."""
+    global _saved_threads
+    if threads is None:
+        return
+    import torch
+
+    with _THREADS_LOCK:
+        if _saved_threads is None:
+            _saved_threads = torch.get_num_threads()
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
+def restore_torch_threads() -> None:
+    """Undo ``limit_torch_threads`` (when the app exits: tests share the process)."""
+    global _saved_threads
+    with _THREADS_LOCK:
+        if _saved_threads is not None and "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(_saved_threads)
+        _saved_threads = None
+
+
 class _HeldUntilStarted:
     """Holds ``ENGINE_LOCK`` from creation until the run says it started (or ended)."""
 
@@ -146,7 +182,7 @@ def _status_of(store: Store, run_id: str, default: str) -> str:
 
 
 def run_sweep(post: Post, configs: list[RunConfig], store: Store, data_dir: Path | None,
-              cancel: ev.CancelToken, *, download: bool = True,
+              cancel: ev.CancelToken, *, download: bool = True, threads: int | None = None,
               is_cancelled: Callable[[], bool] = lambda: False) -> list[CellOutcome]:
     """Run ``configs`` one after another in the calling (worker) thread, posting messages.
 
@@ -157,6 +193,8 @@ def run_sweep(post: Post, configs: list[RunConfig], store: Store, data_dir: Path
     cancelled = False
     try:
         from prunetui.core import experiment
+
+        limit_torch_threads(threads)
     except Exception as e:  # a broken install must not take the app down
         msg = f"cannot load the engine: {type(e).__name__}: {e}"
         outcomes = [CellOutcome(i, c, "error", error=msg) for i, c in enumerate(configs)]
@@ -196,8 +234,13 @@ def run_sweep(post: Post, configs: list[RunConfig], store: Store, data_dir: Path
     return outcomes
 
 
+class _PreviewCancelled(Exception):
+    """Raised from the preview's emit callable to stop a superseded ``inspect`` early."""
+
+
 def run_preview(post: Post, serial: int, config: RunConfig, data_dir: Path | None,
-                is_cancelled: Callable[[], bool] = lambda: False) -> None:
+                is_cancelled: Callable[[], bool] = lambda: False,
+                threads: int | None = None) -> None:
     """Build and prune ``config`` at init (no training, no download) and post the result."""
     while not ENGINE_LOCK.acquire(timeout=0.2):
         if is_cancelled():
@@ -207,8 +250,19 @@ def run_preview(post: Post, serial: int, config: RunConfig, data_dir: Path | Non
             return
         from prunetui.core import experiment
 
-        info = experiment.inspect(config, data_dir=data_dir, download=False)
+        limit_torch_threads(threads)
+
+        def stop_if_superseded(_: ev.Event) -> None:
+            # inspect() has no cancel token; its pruning steps report here, so a preview
+            # nobody waits for any more (SynFlow: 100 steps) stops at the next step.
+            if is_cancelled():
+                raise _PreviewCancelled
+
+        info = experiment.inspect(config, data_dir=data_dir, download=False,
+                                  emit=stop_if_superseded)
         info["warning"] = experiment.collapse_message(info["collapse"])
+    except _PreviewCancelled:
+        return
     except PrunetuiError as e:
         post(PreviewReady(serial, config, None, str(e)))
     except Exception as e:

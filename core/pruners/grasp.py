@@ -35,8 +35,10 @@ def score(
     with scoring_state(model, params):
         # First pass: g, a constant for the second pass.
         loss = F.cross_entropy(model(x) / TEMPERATURE, y)
-        g = [t.detach() for t in grads_or_zeros(
-            torch.autograd.grad(loss, params, allow_unused=True), prunables)]
+        g = [
+            t.detach()
+            for t in grads_or_zeros(torch.autograd.grad(loss, params, allow_unused=True), prunables)
+        ]
         # Second pass: d(g_const . grad L)/dw = H g.
         loss = F.cross_entropy(model(x) / TEMPERATURE, y)
         grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)

@@ -93,7 +93,7 @@ def prune(
     # Scorers (SynFlow above all) assume masked-out weights are zero in the parameters.
     apply_masks(prunables)
     for i, k in enumerate(kept_schedule(total, compression, schedule, iterations), start=1):
-        alive = [int(p.mask.sum()) for p in prunables]
+        alive = [int(torch.count_nonzero(p.mask)) for p in prunables]
         k = min(k, sum(alive))  # masks only shrink: what is already gone cannot come back
         if k < sum(alive):
             scores = scorer(model, prunables, batch, generator)
@@ -119,10 +119,14 @@ def _set_masks(
     flats: list[Tensor] = []
     for p, s in zip(prunables, scores, strict=True):
         if s.shape != p.param.shape:
-            raise ValueError(f"score for {p.name} has shape {tuple(s.shape)}, "
-                             f"the parameter {tuple(p.param.shape)}")
+            raise ValueError(
+                f"score for {p.name} has shape {tuple(s.shape)}, "
+                f"the parameter {tuple(p.param.shape)}"
+            )
         flat = s.detach().to(dtype=dtype, device=p.mask.device).reshape(-1)
-        if bool(torch.isnan(flat).any()):
+        # A NaN would be neither kept nor ranked. The sum is a cheap first test: it is finite
+        # unless some entry is NaN or infinite (or it overflows); only then look closer.
+        if not bool(torch.isfinite(flat.sum())) and bool(torch.isnan(flat).any()):
             raise ValueError(f"scores for {p.name} contain NaN")
         # Entries pruned earlier rank below every live one; scores are >= 0, so -inf marks
         # them unambiguously. The scorer handed over these tensors: reuse them in place.
@@ -131,7 +135,8 @@ def _set_masks(
     # The scores now carry the old masks (as -inf), so the new ones can be written straight
     # into the mask buffers, without a temporary and a copy.
     outs = [
-        p.mask.view(-1) if p.mask.is_contiguous()
+        p.mask.view(-1)
+        if p.mask.is_contiguous()
         else torch.empty(f.shape, dtype=torch.bool, device=f.device)
         for p, f in zip(prunables, flats, strict=True)
     ]
@@ -190,6 +195,14 @@ def _select(values: list[Tensor], k: int, outs: list[Tensor], alive: int) -> Non
     if alive <= _SORT_LIMIT:
         _select_sorted(values, k, outs)
         return
+    if alive * 8 < sum(v.numel() for v in values):
+        # Mostly pruned already: gather the live entries once, so that sampling and the
+        # passes below run over them rather than over every dead entry.
+        positions, live = _compact(values)
+        chosen = torch.empty(alive, dtype=torch.bool, device=live.device)
+        _select([live], k, [chosen], alive)
+        _scatter(positions, chosen, outs)
+        return
     sample = torch.sort(_sample(values, alive), descending=True).values
     m = sample.numel()
     if m < 2:
@@ -199,7 +212,7 @@ def _select(values: list[Tensor], k: int, outs: list[Tensor], alive: int) -> Non
     # standard deviations around it; a miss only widens the margin and costs another pass.
     q = k / alive
     pos = q * m
-    margin = 4.0 * math.sqrt(m * q * (1.0 - q)) + 16.0
+    margin = 0.0
     while True:
         hi_i, lo_i = math.floor(pos - margin), math.ceil(pos + margin)
         hi = sample[hi_i] if hi_i >= 0 else None  # None: +inf, nothing is "above"
@@ -213,7 +226,7 @@ def _select(values: list[Tensor], k: int, outs: list[Tensor], alive: int) -> Non
                 out.fill_(False)
             else:
                 torch.gt(v, hi, out=out)
-                above += int(out.sum())
+                above += int(torch.count_nonzero(out))
         if above > k:
             margin *= 4.0
             continue
@@ -270,11 +283,22 @@ def _sample(values: list[Tensor], alive: int) -> Tensor:
 
 def _select_sorted(values: list[Tensor], k: int, outs: list[Tensor]) -> None:
     """``_select`` by a stable sort of the live entries (ties keep position order)."""
-    positions = [torch.gt(v, _NEG_INF).nonzero().squeeze(1) for v in values]
-    vals = torch.cat([v[idx] for v, idx in zip(values, positions, strict=True)])
-    order = torch.sort(vals, descending=True, stable=True).indices[:k]
-    chosen = torch.zeros(vals.numel(), dtype=torch.bool, device=vals.device)
+    positions, live = _compact(values)
+    order = torch.sort(live, descending=True, stable=True).indices[:k]
+    chosen = torch.zeros(live.numel(), dtype=torch.bool, device=live.device)
     chosen[order] = True
+    _scatter(positions, chosen, outs)
+
+
+def _compact(values: list[Tensor]) -> tuple[list[Tensor], Tensor]:
+    """Positions of the live (not -inf) entries of each tensor, and their values concatenated
+    in position order."""
+    positions = [torch.gt(v, _NEG_INF).nonzero().squeeze(1) for v in values]
+    return positions, torch.cat([v[idx] for v, idx in zip(values, positions, strict=True)])
+
+
+def _scatter(positions: list[Tensor], chosen: Tensor, outs: list[Tensor]) -> None:
+    """Set ``outs`` to True exactly at the ``positions`` whose entry in ``chosen`` is True."""
     start = 0
     for idx, out in zip(positions, outs, strict=True):
         out.fill_(False)

@@ -50,22 +50,17 @@ def scoring_state(
             m.training = mode
 
 
-def require_batch(
-    batch: tuple[Tensor, Tensor] | None, pruner: str
-) -> tuple[Tensor, Tensor]:
+def require_batch(batch: tuple[Tensor, Tensor] | None, pruner: str) -> tuple[Tensor, Tensor]:
     """The batch, or a ``ValueError`` naming the pruner that needs one."""
     if batch is None:
         raise ValueError(f"the {pruner} pruner scores weights on a batch of data; none was given")
     return batch
 
 
-def grads_or_zeros(
-    grads: tuple[Tensor | None, ...], prunables: list[Prunable]
-) -> list[Tensor]:
+def grads_or_zeros(grads: tuple[Tensor | None, ...], prunables: list[Prunable]) -> list[Tensor]:
     """Gradients with ``None`` (a parameter the output does not depend on) as zeros."""
     return [
-        torch.zeros_like(p.param) if g is None else g
-        for g, p in zip(grads, prunables, strict=True)
+        torch.zeros_like(p.param) if g is None else g for g, p in zip(grads, prunables, strict=True)
     ]
 
 

@@ -12,9 +12,10 @@ Memory and time: while scoring, each parameter's ``.data`` is swapped for a floa
 magnitude and the original float32 tensor is set aside untouched (restoring is putting it back:
 exact, no copy, same storage). Gradients are never held all at once: a post-accumulate hook
 turns each one into its score as soon as backward produces it, in place in the float64 copy
-(backward has no further use for that weight by then), and drops it. Peak extra memory is the
-float64 copies (2x the float32 parameter bytes) plus one layer's gradient and the activations
-of a single input.
+(backward has no further use for that weight by then), and drops it. Extra memory while
+scoring is the float64 copies (2x the float32 parameter bytes), which are returned as the
+scores, plus one layer's gradient and the activations of a single input; nothing scales with
+the number of pruning iterations.
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ def score(
                 h.remove()
         del flow, ones
         scores = [
-            magnitudes[id(p)] if id(p) in scored
+            magnitudes[id(p)]
+            if id(p) in scored
             else torch.zeros_like(p.data, dtype=torch.float64)  # no path through it
             for p in params
         ]

@@ -66,6 +66,8 @@ class RunDetailScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        # Left/right switch Curve | Layers | Config straight away.
+        self.query_one("#detail-tabs").query_one("ContentTabs").focus()
         row = self.row
         warning = collapse_text(row.result["collapse"]) if row.result else None
         w = self.query_one("#detail-warning", Static)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual_plotext.plot import Plot
 
-from prunetui.tui.widgets.chart import Chart
+from prunetui.tui.widgets.chart import Chart, integer_ticks
 
 
 class AccuracyChart(Chart):
@@ -41,8 +41,12 @@ class AccuracyChart(Chart):
             self.refresh()
 
     def draw(self, plt: Plot) -> None:
+        epochs: set[int] = set()
         for label, points in self._series.values():
             if points:
                 xs = sorted(points)
+                epochs.update(xs)
                 plt.plot(xs, [points[x] for x in xs], label=label, marker="braille")
+        ticks = integer_ticks(sorted(epochs))
+        plt.xticks(ticks, [str(t) for t in ticks])
         plt.xlabel("epoch")

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
+
+
+def integer_ticks(xs: list[int], most: int = 10) -> list[int]:
+    """At most ``most`` integer ticks covering ``xs`` (epochs)."""
+    if not xs:
+        return []
+    lo, hi = min(xs), max(xs)
+    step = max(1, math.ceil((hi - lo + 1) / most))
+    return list(range(lo, hi + 1, step))
 
 
 class Chart(PlotextPlot):

@@ -31,14 +31,19 @@ class FlopRatioChart(Chart):
         self.refresh()
 
     def draw(self, plt: Plot) -> None:
+        comps: set[float] = set()
         for pruner in PRUNERS:
             points = self._points.get(pruner)
             if not points:
                 continue
             xs = sorted(points)
+            comps.update(xs)
             # log10 by hand: plotext's log scale drops the tick labels at small heights.
             ys = [math.log10(max(points[x], 1e-12)) for x in xs]
             plt.plot(xs, ys, label=PRUNERS[pruner], marker="braille")
             plt.scatter(xs, ys, marker="●")
+        ticks = sorted(comps)
+        if len(ticks) <= 8:
+            plt.xticks(ticks, [f"{c:g}" for c in ticks])
         plt.xlabel("compression c")
         plt.ylabel("log10 ratio")

@@ -33,4 +33,7 @@ class HistogramChart(Chart):
         centers = [(a + b) / 2 for a, b in pairwise(edges)]
         plt.title(f"{self.TITLE}: {self._hist['layer']}")
         plt.bar(centers, fractions, width=1.0, marker="sd")
+        lo, hi = edges[0], edges[-1]
+        ticks = [lo + (hi - lo) * i / 4 for i in range(5)]
+        plt.xticks(ticks, [f"{t:.2g}" for t in ticks])
         plt.xlabel("weight value")

@@ -38,7 +38,7 @@ class PreviewPanel(Vertical):
     def on_mount(self) -> None:
         self.border_title = "Preview at init"
         table = self.query_one(DataTable)
-        for label, key in (("Layer", "layer"), ("Params", "params"), ("Density", "density"),
+        for label, key in (("Layer", "layer"), ("Density", "density"),
                            ("FLOPs", "flops")):
             table.add_column(label, key=key)
 
@@ -61,16 +61,16 @@ class PreviewPanel(Vertical):
 
     def show_info(self, config: RunConfig, info: dict[str, Any]) -> None:
         params, flops = info["params"], info["flops"]
-        summary = (f"kept {count(params['remaining'])} of {count(params['prunable'])} weights "
-                   f"(density {info['density']:.4f})\n"
-                   f"FLOPs {count(flops['pruned'])} of {count(flops['dense'])} "
+        summary = (f"weights {count(params['remaining'])}/{count(params['prunable'])} "
+                   f"· density {info['density']:.4f}\n"
+                   f"FLOPs {count(flops['pruned'])}/{count(flops['dense'])} "
                    f"· ratio {flops['ratio']:.4f}")
         warning = info.get("warning") or collapse_text(info["collapse"]) or ""
         self._set(_title(config), summary, f"⚠ {warning}" if warning else "")
         table = self.query_one(DataTable)
         table.clear()
         for layer in info["layers"]:
-            table.add_row(layer["name"], count(layer["params"]), f"{layer['density']:.4f}",
+            table.add_row(layer["name"], f"{layer['density']:.4f}",
                           f"{count(layer['flops_pruned'])}/{count(layer['flops_dense'])}",
                           key=layer["name"])
 

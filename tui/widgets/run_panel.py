@@ -64,6 +64,10 @@ class RunPanel(Vertical):
                     yield DensityChart(id="density-chart")
                     yield HistogramChart(id="hist-chart")
 
+    def on_resize(self) -> None:
+        # Side by side when there is room, stacked on an 80-column terminal.
+        self.set_class(self.size.width >= 110, "-wide")
+
     def on_mount(self) -> None:
         self.query_one(RunProgress).reset()
         self.query_one("#run-warnings", Static).display = False

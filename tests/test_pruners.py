@@ -443,8 +443,8 @@ def test_synflow_matches_path_flow_and_ignores_biases_and_bn_shift() -> None:
     expected1 = w1 * (scale * w2.sum(0)).unsqueeze(1)
     expected2 = w2 * (scale * w1.sum(1)).unsqueeze(0)
     scores = SCORERS["synflow"](model, prunables, batch, gen())
-    torch.testing.assert_close(scores[0], expected1.double())
-    torch.testing.assert_close(scores[1], expected2.double())
+    torch.testing.assert_close(scores[0].double(), expected1.double())
+    torch.testing.assert_close(scores[1].double(), expected2.double())
     with torch.no_grad():  # biases, BN shift and running mean must change nothing
         model[0].bias.fill_(5.0)
         model[3].bias.fill_(-7.0)
@@ -462,8 +462,8 @@ def test_synflow_scores_prunable_biases_by_their_flow() -> None:
     assert names == ["0.weight", "0.bias", "2.weight", "2.bias"]
     scores = SCORERS["synflow"](model, prunables, (torch.zeros(1, 5), torch.zeros(1)), gen())
     b1, w2 = model[0].bias.detach().abs(), model[2].weight.detach().abs()
-    torch.testing.assert_close(scores[1], (b1 * w2.sum(0)).double())
-    torch.testing.assert_close(scores[3], model[2].bias.detach().abs().double())
+    torch.testing.assert_close(scores[1].double(), (b1 * w2.sum(0)).double())
+    torch.testing.assert_close(scores[3].double(), model[2].bias.detach().abs().double())
 
 
 def test_synflow_with_a_shared_weight_sums_both_uses() -> None:
@@ -477,7 +477,7 @@ def test_synflow_with_a_shared_weight_sums_both_uses() -> None:
     v = model[4].weight.detach().abs().double()
     flow = (v @ (w @ (w @ torch.ones(4, dtype=torch.float64)))).sum()
     (grad,) = torch.autograd.grad(flow, w)
-    torch.testing.assert_close(scores[0], (w * grad).detach())
+    torch.testing.assert_close(scores[0].double(), (w * grad).detach())
 
 
 def test_iterative_synflow_avoids_the_layer_collapse_of_single_shot() -> None:

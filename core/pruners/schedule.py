@@ -212,7 +212,7 @@ def _select(values: list[Tensor], k: int, outs: list[Tensor], alive: int) -> Non
     # standard deviations around it; a miss only widens the margin and costs another pass.
     q = k / alive
     pos = q * m
-    margin = 0.0
+    margin = 4.0 * math.sqrt(m * q * (1.0 - q)) + 16.0
     while True:
         hi_i, lo_i = math.floor(pos - margin), math.ceil(pos + margin)
         hi = sample[hi_i] if hi_i >= 0 else None  # None: +inf, nothing is "above"

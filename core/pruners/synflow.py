@@ -5,8 +5,12 @@ and batch-norm shifts zeroed, batch norm on its running variance, fed an all-one
 then the sum over all input-output paths of the product of |w| along each path, and a weight's
 score is the total flow of the paths through it.
 
-Why float64: R is a product of per-layer |W| sums over the depth of the net and overflows
-float32 on deep nets (ResNet-110 reaches ~1e140); float64 holds it.
+Why two precisions: R is a product of per-layer |W| sums over the depth of the net and
+overflows float32 on deep nets (ResNet-110 reaches ~1e140); float64 holds it. But float64
+convolutions are several times slower than float32 ones on a CPU, and for most nets (VGG, FC,
+shallow ResNets) float32 is exact enough. So scoring runs in float32 first and is redone in
+float64 only when R or a score is not finite or R underflows towards float32's smallest
+normal numbers.
 
 Memory and time: while scoring, each parameter's ``.data`` is swapped for a float64 copy of its
 magnitude and the original float32 tensor is set aside untouched (restoring is putting it back:
@@ -43,10 +47,12 @@ def _unique_params(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
 
 
 @contextmanager
-def linearized(model: nn.Module) -> Iterator[dict[int, Tensor]]:
-    """Put ``model`` in SynFlow's linear, all-positive float64 form; restore it exactly on exit.
+def linearized(model: nn.Module,
+               dtype: torch.dtype = torch.float64) -> Iterator[dict[int, Tensor]]:
+    """Put ``model`` in SynFlow's linear, all-positive form in ``dtype``; restore it exactly on
+    exit.
 
-    Yields the float64 magnitude that each floating parameter's score is built on, keyed by
+    Yields the ``dtype`` magnitude that each floating parameter's score is built on, keyed by
     ``id(param)``: the parameter's own (new) ``.data`` for weights, and for bias-like
     parameters (zeroed while scoring: they would add flow no weight carries) a separate copy of
     their original |value|, so that a prunable bias scores |b| times the flow through its unit.
@@ -61,8 +67,8 @@ def linearized(model: nn.Module) -> Iterator[dict[int, Tensor]]:
                     continue
                 original = param.data
                 params.append((param, original))
-                # copy=True: a float64 model must not have its own weights overwritten.
-                magnitude = original.to(torch.float64, copy=True).abs_()
+                # copy=True: a model already in dtype must not have its weights overwritten.
+                magnitude = original.to(dtype, copy=True).abs_()
                 magnitudes[id(param)] = magnitude
                 param.data = torch.zeros_like(magnitude) if name == "bias" else magnitude
             for module in model.modules():
@@ -71,9 +77,9 @@ def linearized(model: nn.Module) -> Iterator[dict[int, Tensor]]:
                         continue
                     buffers.append((module, bname, buf))
                     if isinstance(module, _BATCH_NORMS) and bname == "running_mean":
-                        new = torch.zeros_like(buf, dtype=torch.float64)  # a shift, like a bias
+                        new = torch.zeros_like(buf, dtype=dtype)  # a shift, like a bias
                     else:
-                        new = buf.to(torch.float64, copy=True).abs_()
+                        new = buf.to(dtype, copy=True).abs_()
                     setattr(module, bname, new)
         yield magnitudes
     finally:
@@ -94,25 +100,38 @@ def input_shape(model: nn.Module, batch: tuple[Tensor, Tensor] | None) -> tuple[
     return tuple(int(d) for d in shape)
 
 
+# Below this, float32 flow has lost precision to underflow: recompute in float64.
+_TINY = 1e-30
+
+
 def score(
     model: nn.Module,
     prunables: list[Prunable],
     batch: tuple[Tensor, Tensor] | None,
     generator: torch.Generator,
 ) -> list[Tensor]:
-    """|w * dR/dw| in float64 (finite on deep nets). Masked-out weights must already be zero
-    in the parameters (``apply_masks``), so they carry no flow."""
+    """|w * dR/dw|, finite on deep nets. Masked-out weights must already be zero in the
+    parameters (``apply_masks``), so they carry no flow."""
     shape = input_shape(model, batch)
     params = [p.param for p in prunables]
     if not params:
         return []
     device = batch[0].device if batch is not None else params[0].device
+    scores, flow = _score_in(model, params, shape, device, torch.float32)
+    if not (_TINY < flow < float("inf")) or not all(bool(s.isfinite().all()) for s in scores):
+        scores, _ = _score_in(model, params, shape, device, torch.float64)
+    return scores
+
+
+def _score_in(model: nn.Module, params: list[nn.Parameter], shape: tuple[int, ...],
+              device: torch.device, dtype: torch.dtype) -> tuple[list[Tensor], float]:
+    """Scores and R computed in ``dtype``."""
     scored: set[int] = set()
-    with scoring_state(model, params, only=True), linearized(model) as magnitudes:
+    with scoring_state(model, params, only=True), linearized(model, dtype) as magnitudes:
 
         def to_score(param: Tensor) -> None:
             # Runs once per parameter, after backward has accumulated all of its gradient,
-            # so no later backward step reads this weight: its float64 copy can become the
+            # so no later backward step reads this weight: its magnitude copy can become the
             # score in place, and the gradient is freed at once.
             assert param.grad is not None
             magnitudes[id(param)].mul_(param.grad).abs_()
@@ -121,18 +140,19 @@ def score(
 
         handles = [p.register_post_accumulate_grad_hook(to_score) for p in params]
         try:
-            ones = torch.ones((1, *shape), dtype=torch.float64, device=device)
-            flow = model(ones).sum()
-            if flow.requires_grad:
-                flow.backward()
+            ones = torch.ones((1, *shape), dtype=dtype, device=device)
+            out = model(ones).sum()
+            total = float(out.detach())
+            if out.requires_grad:
+                out.backward()
         finally:
             for h in handles:
                 h.remove()
-        del flow, ones
+        del out, ones
         scores = [
             magnitudes[id(p)]
             if id(p) in scored
-            else torch.zeros_like(p.data, dtype=torch.float64)  # no path through it
+            else torch.zeros_like(p.data, dtype=dtype)  # no path through it
             for p in params
         ]
-    return scores
+    return scores, total

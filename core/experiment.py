@@ -56,6 +56,7 @@ from prunetui.core.masks import (
 )
 from prunetui.core.models import build_model
 from prunetui.core.pruners.schedule import prune
+from prunetui.core.report import collapse_message
 from prunetui.core.store import Store, atomic_write_bytes, atomic_write_text
 from prunetui.core.train import (
     evaluate,
@@ -168,18 +169,6 @@ def _structure(model: nn.Module, prunables: list[Prunable],
                      "disconnected": collapse.disconnected,
                      "collapsed": collapse.collapsed},
     }
-
-
-def collapse_message(collapse: dict[str, Any]) -> str | None:
-    """The warning every face shows for a collapsed network, or None."""
-    if not collapse["collapsed"]:
-        return None
-    parts = []
-    if collapse["empty_layers"]:
-        parts.append("no weight left in " + ", ".join(collapse["empty_layers"]))
-    if collapse["disconnected"]:
-        parts.append("no path from input to output")
-    return "layer collapse: " + "; ".join(parts)
 
 
 def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,

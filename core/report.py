@@ -25,6 +25,19 @@ DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": 
                  "cifar100": "Cifar100", "digits": "Digits"}
 
 
+def collapse_message(collapse: dict[str, Any]) -> str | None:
+    """The warning every face shows for a collapsed network (a result's ``collapse``), or
+    None when it did not collapse."""
+    if not collapse.get("collapsed"):
+        return None
+    parts = []
+    if collapse.get("empty_layers"):
+        parts.append("no weight left in " + ", ".join(collapse["empty_layers"]))
+    if collapse.get("disconnected"):
+        parts.append("no path from input to output")
+    return "layer collapse: " + "; ".join(parts)
+
+
 def arch_name(model: str) -> str:
     """Display name of a model as the reference writes it (VGG16, FC, ResNet20)."""
     if model.startswith("vgg"):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Button, Input, Select, SelectionList, Static
+from textual.widgets import Button, Collapsible, Input, Select, SelectionList, Static
 
 from prunetui.core import events as ev
 from prunetui.core.config import RunConfig
@@ -87,7 +87,10 @@ async def configure(pilot: Pilot[Any], app: PruneApp, *, epochs: str) -> None:
     assert form.selected_pruners() == ["rand"]
     await pilot.press("tab")  # compressions: 1 is selected by default
     assert form.selected_compressions() == [1.0]
-    await pilot.press("tab", "enter")  # open Options
+    await pilot.press("tab")  # the Options title: open on a 40-line terminal, else enter
+    if app.query_one("#options", Collapsible).collapsed:
+        await pilot.press("enter")
+    assert not app.query_one("#options", Collapsible).collapsed
     await pilot.press("tab")
     assert app.focused is app.query_one("#epochs", Input)
     app.query_one("#epochs", Input).value = ""
@@ -446,6 +449,14 @@ async def test_help_theme_palette_commands(tmp_path: Path) -> None:
         assert app.query_one("#main-tabs").active == "tab-run"
         await pilot.press("c")  # nothing to cancel: the binding is disabled
         assert app.notes == []
+        # The command palette runs the app's commands.
+        await pilot.press("ctrl+p")
+        await pilot.press(*"export report")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(app.notes), what="the export command")
+        assert app.query_one("#main-tabs").active == "tab-results"
+        assert app.notes == [("warning", "Export: no runs to export (check the filter)")]
         await pilot.press("q")
         await pilot.pause()
     assert not app.is_running

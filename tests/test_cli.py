@@ -170,3 +170,10 @@ def test_show_unknown_prefix(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "no stored run matches 'fffff'" in r.stderr
     r = runner.invoke(app, ["export", "--model", "conv"])
     assert r.exit_code == 2 and "no stored runs match" in r.stderr
+
+
+def test_global_results_dir_applies_to_subcommand(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["--results-dir", str(tmp_path / "elsewhere"), "runs", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout) == []
+    r = runner.invoke(app, ["--results-dir", str(tmp_path / "elsewhere"), "show", "abc"])
+    assert "elsewhere" in r.stderr

@@ -22,7 +22,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from prunetui.core.config import RunConfig
 from prunetui.core.errors import PrunetuiError
-from prunetui.core.events import CancelToken, RunFailed, RunWarning
+from prunetui.core.events import CancelToken, RunWarning
 from prunetui.core.store import Store, default_results_dir
 from prunetui.tui import worker as glue
 from prunetui.tui.screens.confirm import ConfirmScreen
@@ -188,6 +188,8 @@ class PruneApp(App[None]):
             self.notify("cancelling: the run stops after the current batch", title="Cancel")
 
     async def action_quit(self) -> None:
+        if isinstance(self.screen, ConfirmScreen):
+            return
         if not self.sweep_active:
             self.exit()
             return
@@ -293,10 +295,11 @@ class PruneApp(App[None]):
     def on_engine_event(self, message: glue.EngineEvent) -> None:
         event = message.event
         self.main(RunPanel).engine_event(event)
+        current = self.main(RunPanel).current
         if isinstance(event, RunWarning):
-            self.notify(event.message, severity="warning", title="Warning", timeout=8)
-        elif isinstance(event, RunFailed) and event.status not in ("cancelled",):
-            pass  # the CellDone that follows says it once
+            who = run_label(current) if current is not None else event.run_id
+            self.notify(f"{who}: {event.message}", severity="warning", title="Warning",
+                        timeout=8)
 
     def on_cell_done(self, message: glue.CellDone) -> None:
         o = message.outcome

@@ -9,6 +9,7 @@ written before input is validated.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -118,7 +119,7 @@ def _emit_json(obj: Any) -> None:
 
 
 def _show_warnings(result: dict[str, Any]) -> None:
-    from prunetui.core.experiment import collapse_message
+    from prunetui.core.report import collapse_message
 
     msg = collapse_message(result["collapse"])
     if msg:
@@ -129,12 +130,17 @@ def _show_warnings(result: dict[str, Any]) -> None:
 
 
 @app.callback()
-def _root(ctx: typer.Context) -> None:
-    """With no subcommand, open the Textual app."""
+def _root(ctx: typer.Context, results_dir: ResultsDir = None, data_dir: DataDir = None) -> None:
+    """With no subcommand, open the Textual app (on --results-dir and --data-dir)."""
+    # Given before a subcommand, they apply to it: its own options read these variables.
+    if results_dir is not None:
+        os.environ["PRUNETUI_RESULTS"] = str(results_dir)
+    if data_dir is not None:
+        os.environ["PRUNETUI_DATA"] = str(data_dir)
     if ctx.invoked_subcommand is None:
         from prunetui.tui.app import PruneApp
 
-        PruneApp().run()
+        PruneApp(results_dir=results_dir, data_dir=data_dir).run()
 
 
 @app.command("models")

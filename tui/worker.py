@@ -30,6 +30,7 @@ from textual.message import Message
 from prunetui.core import events as ev
 from prunetui.core.config import RunConfig
 from prunetui.core.errors import PrunetuiError, RunCancelled
+from prunetui.core.report import collapse_message
 from prunetui.core.store import Store
 
 ENGINE_LOCK = threading.Lock()
@@ -37,7 +38,7 @@ _THREADS_LOCK = threading.Lock()
 _saved_threads: int | None = None
 # Minimum seconds between two posted batch (or prune-step) events of one run; the last one of
 # an epoch (or of the pruning) is always posted.
-THROTTLE = 0.05
+THROTTLE = 0.1
 
 Post = Callable[[Message], Any]
 
@@ -260,7 +261,7 @@ def run_preview(post: Post, serial: int, config: RunConfig, data_dir: Path | Non
 
         info = experiment.inspect(config, data_dir=data_dir, download=False,
                                   emit=stop_if_superseded)
-        info["warning"] = experiment.collapse_message(info["collapse"])
+        info["warning"] = collapse_message(info["collapse"])
     except _PreviewCancelled:
         return
     except PrunetuiError as e:

@@ -25,6 +25,9 @@ Prune a fresh network at initialization (Rand, Mag, SNIP, GraSP, SynFlow) keepin
 - **Results**: every stored run. Filter with words or `key=value`
   (`pruner=snip c=1 status=finished`), sort, open, compare, export a markdown report.
 
+`‡` after a top-1 marks a run whose network collapsed (a layer lost every weight, or
+no path is left from input to output).
+
 ## Keys
 | key | action |
 |---|---|
@@ -33,8 +36,9 @@ Prune a fresh network at initialization (Rand, Mag, SNIP, GraSP, SynFlow) keepin
 | `1` `2` `3` | Configure / Run / Results tab |
 | `tab` / `shift+tab` | move between controls |
 | `space` | toggle a pruner / compression; mark a run in Results |
-| `enter` | open a run in Results |
-| `v` | compare the marked runs |
+| `enter` | open a run in Results; in Options, start the run |
+| `left` `right` | switch the tabs of an opened run (Curve, Layers, Config) |
+| `v` | Run tab: next view (Live, Charts, Layers); Results: compare the marked runs |
 | `/` | filter the runs |
 | `ctrl+e` | export the marked (or shown) runs |
 | `t` | light / dark theme |

@@ -13,13 +13,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from prunetui.core.figures import load_histograms
+from prunetui.core.report import collapse_message
 from prunetui.core.store import RunRow, Store
 from prunetui.tui.widgets.accuracy_chart import AccuracyChart
 from prunetui.tui.widgets.density_chart import DensityChart
 from prunetui.tui.widgets.epoch_table import EpochTable
 from prunetui.tui.widgets.fmt import cell_label, count, pct, ratio, run_label
 from prunetui.tui.widgets.histogram_chart import HistogramChart
-from prunetui.tui.widgets.preview import collapse_text
 
 
 def summary(row: RunRow) -> str:
@@ -69,7 +69,7 @@ class RunDetailScreen(Screen[None]):
         # Left/right switch Curve | Layers | Config straight away.
         self.query_one("#detail-tabs").query_one("ContentTabs").focus()
         row = self.row
-        warning = collapse_text(row.result["collapse"]) if row.result else None
+        warning = collapse_message(row.result["collapse"]) if row.result else None
         w = self.query_one("#detail-warning", Static)
         w.update(f"⚠ {warning}" if warning else "")
         w.display = bool(warning)

@@ -129,6 +129,8 @@ class ConfigForm(Vertical):
             DEFAULTS.pruner)
         self.query_one("#compressions", SelectionList).highlighted = COMPRESSIONS.index(
             DEFAULTS.compression)
+        # Room for every option on a tall terminal; one line for them on a small one.
+        self.query_one("#options", Collapsible).collapsed = self.app.size.height < 36
         self._ready = True
         self._changed()
 
@@ -241,8 +243,8 @@ class ConfigForm(Vertical):
         n = len(state.configs)
         self.query_one("#sweep-size", Static).update(
             "" if not n else ("1 run" if n == 1 else
-                              f"{n} runs: {len(self.selected_pruners())} pruners × "
-                              f"{len(self.selected_compressions())} compressions"))
+                              f"{n} runs: {len(self.selected_pruners())} × "
+                              f"{len(self.selected_compressions())} (pruners × c)"))
         self.query_one("#run", Button).disabled = bool(state.error)
         self.post_message(self.Changed(state))
 

@@ -9,19 +9,8 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from prunetui.core.config import RunConfig
+from prunetui.core.report import collapse_message
 from prunetui.tui.widgets.fmt import count, run_label
-
-
-def collapse_text(collapse: dict[str, Any]) -> str | None:
-    """The engine's collapse warning (``experiment.collapse_message``), without torch."""
-    if not collapse.get("collapsed"):
-        return None
-    parts = []
-    if collapse.get("empty_layers"):
-        parts.append("no weight left in " + ", ".join(collapse["empty_layers"]))
-    if collapse.get("disconnected"):
-        parts.append("no path from input to output")
-    return "layer collapse: " + "; ".join(parts)
 
 
 class PreviewPanel(Vertical):
@@ -38,8 +27,9 @@ class PreviewPanel(Vertical):
     def on_mount(self) -> None:
         self.border_title = "Preview at init"
         table = self.query_one(DataTable)
+        # Essentials first: on 80 columns the last ones scroll into view.
         for label, key in (("Layer", "layer"), ("Density", "density"),
-                           ("FLOPs", "flops")):
+                           ("FLOPs", "flops"), ("Kept", "kept"), ("Shape", "shape")):
             table.add_column(label, key=key)
 
     def _set(self, title: str, summary: str, warning: str = "", error: bool = False) -> None:
@@ -65,13 +55,15 @@ class PreviewPanel(Vertical):
                    f"· density {info['density']:.4f}\n"
                    f"FLOPs {count(flops['pruned'])}/{count(flops['dense'])} "
                    f"· ratio {flops['ratio']:.4f}")
-        warning = info.get("warning") or collapse_text(info["collapse"]) or ""
+        warning = info.get("warning") or collapse_message(info["collapse"]) or ""
         self._set(_title(config), summary, f"⚠ {warning}" if warning else "")
         table = self.query_one(DataTable)
         table.clear()
         for layer in info["layers"]:
             table.add_row(layer["name"], f"{layer['density']:.4f}",
                           f"{count(layer['flops_pruned'])}/{count(layer['flops_dense'])}",
+                          f"{count(layer['remaining'])}/{count(layer['params'])}",
+                          "×".join(str(d) for d in layer.get("shape", [])),
                           key=layer["name"])
 
 

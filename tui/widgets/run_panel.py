@@ -6,10 +6,11 @@ engine events, cell done, sweep done). Tests feed it synthetic events the same w
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Select, Static, TabbedContent, TabPane
 
@@ -31,6 +32,9 @@ IDLE = "No run yet: choose a config on Configure, then press r (or Run ▶)."
 
 class RunPanel(Vertical):
     """Everything about the sweep being run (or the last one)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("v", "next_view", "Next view")]
+    VIEWS = ("tab-live", "tab-charts", "tab-layers")
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -63,6 +67,12 @@ class RunPanel(Vertical):
                 with Horizontal(classes="charts"):
                     yield DensityChart(id="density-chart")
                     yield HistogramChart(id="hist-chart")
+
+    def action_next_view(self) -> None:
+        """Live → Charts → Layers → Live."""
+        tabs = self.query_one("#run-tabs", TabbedContent)
+        i = self.VIEWS.index(tabs.active) if tabs.active in self.VIEWS else -1
+        tabs.active = self.VIEWS[(i + 1) % len(self.VIEWS)]
 
     def on_resize(self) -> None:
         # Side by side when there is room, stacked on an 80-column terminal.
@@ -142,7 +152,8 @@ class RunPanel(Vertical):
             self._status_for(f"{event.phase} epoch {event.epoch}/{event.epochs} · top-1 "
                              f"{event.top1:.2f}")
         elif isinstance(event, ev.RunWarning):
-            self.warnings.append(event.message)
+            who = cell_label(config) if config is not None else event.run_id
+            self.warnings.append(f"{who}: {event.message}")
             self._show_warnings()
 
     def cell_done(self, index: int, total: int, config: RunConfig, status: str,
@@ -152,7 +163,9 @@ class RunPanel(Vertical):
         grid = self.query_one(SweepGrid)
         if status == "finished" and result is not None:
             self.results[config.run_id] = result
-            grid.set_cell(config, f"{result['top1']:.2f}", "finished")
+            collapsed = result.get("collapse", {}).get("collapsed", False)
+            grid.set_cell(config, f"{result['top1']:.2f}" + (" ‡" if collapsed else ""),
+                          "finished")
             self.query_one(FlopRatioChart).add_point(config.pruner, config.compression,
                                                      result["flops"]["ratio"])
             epochs = {r["epoch"]: r["top1"] for r in result.get("epochs", [])

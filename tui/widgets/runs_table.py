@@ -50,7 +50,8 @@ class RunsTable(DataTable[Text]):
                 Text("✓" if r.run_id in self.marked else " "), Text(r.run_id[:8]),
                 Text(r.model), Text(r.dataset), Text(pruner_name(r.pruner)),
                 Text(f"{r.compression:g}", justify="right"), Text(str(r.seed), justify="right"),
-                Text(r.status, style=color), Text(pct(r.top1), justify="right"),
+                Text(r.status, style=color),
+                Text(pct(r.top1) + (" ‡" if r.collapsed else ""), justify="right"),
                 Text(ratio(r.flop_ratio), justify="right"), key=r.run_id)
         if current is not None and current in self.rows:
             self.move_cursor(row=self.get_row_index(current))

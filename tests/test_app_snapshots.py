@@ -1,0 +1,119 @@
+"""SVG snapshots of the app at 80×24 and 120×40: the main screen, the results screen over a
+prepared store, and a run in progress fed with synthetic engine events (no training).
+
+Update with ``pytest tests/test_app_snapshots.py --snapshot-update`` and look at the SVGs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_app import prepared_store
+from textual.pilot import Pilot
+
+from prunetui.core import events as ev
+from prunetui.core.config import RunConfig
+from prunetui.tui.app import PruneApp
+from prunetui.tui.widgets.config_form import ConfigForm
+from prunetui.tui.widgets.preview import PreviewPanel
+from prunetui.tui.widgets.run_panel import RunPanel
+
+SIZES = [(80, 24), (120, 40)]
+LAYERS = [("layers.0", 6400, 0.1016), ("layers.2", 10000, 0.0981),
+          ("layers.4", 10000, 0.1002), ("layers.6", 10000, 0.0994),
+          ("layers.8", 10000, 0.1007), ("layers.10", 1000, 0.121)]
+
+
+def fake_info(config: RunConfig) -> dict[str, Any]:
+    layers = [{"name": n, "kind": "linear", "shape": [100, 64], "params": p,
+               "remaining": round(p * d), "density": d, "flops_dense": p,
+               "flops_pruned": round(p * d)} for n, p, d in LAYERS]
+    dense = sum(p for _, p, _ in LAYERS)
+    pruned = sum(r["flops_pruned"] for r in layers)
+    return {"params": {"total": 48010, "prunable": dense,
+                       "remaining": sum(r["remaining"] for r in layers)},
+            "density": 0.1, "flops": {"dense": dense, "pruned": pruned, "ratio": pruned / dense},
+            "layers": layers,
+            "collapse": {"collapsed": False, "empty_layers": [], "disconnected": False},
+            "warning": None}
+
+
+def fake_result(config: RunConfig, top1: float, epochs: int) -> dict[str, Any]:
+    info = fake_info(config)
+    info["flops"]["ratio"] = 10 ** -config.compression * {"rand": 1.0, "mag": 0.8,
+                                                          "synflow": 0.6}[config.pruner]
+    return {**info, "run_id": config.run_id, "top1": top1, "top5": 99.0,
+            "epochs": [{"phase": "train", "epoch": e, "top1": top1 * (0.7 + 0.3 * e / epochs)}
+                       for e in range(1, epochs + 1)]}
+
+
+def app_for(tmp_path: Path) -> PruneApp:
+    app = PruneApp(results_dir=tmp_path / "results", preview=False)
+    app.animation_level = "none"  # tab underlines jump instead of sliding: still frames
+    return app
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_main_screen(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, PruneApp)
+        state = app.query_one(ConfigForm).state()
+        assert state.preview is not None
+        app.query_one(PreviewPanel).show_info(state.preview, fake_info(state.preview))
+        await pilot.pause()
+
+    assert snap_compare(app_for(tmp_path), terminal_size=size, run_before=before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_results_screen(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    prepared_store(tmp_path / "results")
+    assert snap_compare(app_for(tmp_path), terminal_size=size, press=["3"])
+
+
+def feed_run(panel: RunPanel) -> None:
+    """A sweep of 3 pruners × 2 compressions: two cells done, the third in epoch 3 of 5."""
+    base = RunConfig(model="fc", dataset="digits", post_epochs=5, device="cpu")
+    configs = [base.with_(pruner=p, compression=c, sweep="fc-digits")
+               for p in ("rand", "mag", "synflow") for c in (1.0, 2.0)]
+    panel.begin(configs)
+    for i, (cfg, top1) in enumerate([(configs[0], 91.25), (configs[1], 84.5)]):
+        panel.cell_started(i, 6, cfg)
+        panel.cell_done(i, 6, cfg, "finished", fake_result(cfg, top1, 5))
+    cfg = configs[2]
+    rid = cfg.run_id
+    panel.cell_started(2, 6, cfg)
+    for event in [
+        ev.RunStarted(rid, cfg.to_dict()),
+        ev.PhaseStarted(rid, "prune", 1),
+        ev.PruneStep(rid, 1, 1, 0.1),
+        ev.RunWarning(rid, "layer collapse: no weight left in layers.10"),
+        ev.PhaseStarted(rid, "train", 5),
+        *[ev.EpochEnd(rid, "train", e, 5, 2.0 / e, 2.1 / e, 60.0 + 10 * e, 90.0 + e, 0.001,
+                      1.0) for e in (1, 2)],
+        ev.BatchProgress(rid, "train", 3, 12, 23),
+    ]:
+        panel.engine_event(event)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_run_in_progress(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        pilot.app.action_tab("run")
+        feed_run(pilot.app.query_one(RunPanel))
+        await pilot.pause()
+
+    assert snap_compare(app_for(tmp_path), terminal_size=size, run_before=before)
+
+
+def test_run_charts(snap_compare: Any, tmp_path: Path) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        pilot.app.action_tab("run")
+        panel = pilot.app.query_one(RunPanel)
+        feed_run(panel)
+        panel.query_one("#run-tabs").active = "tab-charts"
+        await pilot.pause()
+
+    assert snap_compare(app_for(tmp_path), terminal_size=(120, 40), run_before=before)

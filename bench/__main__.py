@@ -81,7 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     if args.omp_wait_policy != "inherit":
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
     if unknown:

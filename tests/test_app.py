@@ -211,7 +211,25 @@ async def test_preview_per_layer_and_data_errors(tmp_path: Path) -> None:
 # -- run, cancel, resume, fail -------------------------------------------------------------
 
 
-async def test_cancel_mid_run_then_resume(tmp_path: Path) -> None:
+async def test_cancel_mid_run_then_resume(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from prunetui.core import experiment
+
+    real = experiment.train_epoch
+    calls = {"n": 0}
+
+    def gated(*args: Any, **kwargs: Any) -> Any:
+        # Hold the second epoch until the cancel key has landed: a digits epoch is faster
+        # than a key press on a loaded machine, and the test is about cancel, not speed.
+        calls["n"] += 1
+        token = kwargs.get("cancel")
+        if calls["n"] == 2 and token is not None:
+            deadline = time.monotonic() + 30
+            while not token.cancelled and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "train_epoch", gated)
     app = make_app(tmp_path)
     config = digits(post_epochs=3)
     async with app.run_test(size=SIZE) as pilot:

@@ -7,11 +7,12 @@ done both ways (see bench/NOTES.md). ``--full`` runs the sizes of the issue (ful
 100 SynFlow iterations, 100-image SNIP/GraSP batches).
 
 The OpenMP wait policy must be chosen before torch loads, so ``--omp-wait-policy`` is applied
-here, first; by default the environment's is kept (libgomp's spin-then-sleep). It matters on a
-2-core machine shared with other jobs: there the default spinning made 2-thread steps 5-50x
-slower with huge tails, PASSIVE fixed the tails but made tiny ops 3-10x slower on an idle
-machine (NOTES.md). Baseline and prunetui always share the process, hence the policy; the load
-average before and after is recorded in results.json.
+here, first. It matters on a 2-core machine shared with other jobs: there libgomp's default
+spinning made 2-thread steps 5-50x slower with huge tails, while PASSIVE fixed that but made
+tiny ops 3-10x slower on an idle machine (NOTES.md). ``auto`` (the default) runs
+``bench.calibrate`` under both and keeps the faster for this run; ``inherit`` leaves the
+environment alone. Baseline and prunetui always share the process, hence the policy; the
+choice, the probe's numbers and the load average before and after go into results.json.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--only", default="", help=f"comma-separated subset of {','.join(BENCHES)}")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per figure (>= 5)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for both sides")
-    ap.add_argument("--omp-wait-policy", default="inherit",
-                    choices=["passive", "active", "inherit"],
+    ap.add_argument("--omp-wait-policy", default="auto",
+                    choices=["auto", "passive", "active", "inherit"],
                     help="OMP_WAIT_POLICY for this process and its children")
     ap.add_argument("--gpu-device", default=None,
                     help="run the gpu benchmark on this device (e.g. cpu: a tiny smoke test)")
@@ -77,9 +78,36 @@ def _table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def _calibrate(threads: int) -> dict[str, float]:
+    """Median step time (us) of ``bench.calibrate`` under the default and PASSIVE policies."""
+    import subprocess
+
+    out: dict[str, float] = {}
+    for policy in ("default", "PASSIVE"):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        if policy != "default":
+            env["OMP_WAIT_POLICY"] = policy
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "bench.calibrate", "--threads", str(threads)],
+                env=env, capture_output=True, text=True, timeout=120,
+                cwd=Path(__file__).resolve().parent.parent)
+            out[policy] = float(json.loads(proc.stdout.strip().splitlines()[-1])["median_us"])
+        except (subprocess.SubprocessError, ValueError, IndexError, KeyError, OSError):
+            return {}
+    print(f"OpenMP wait policy probe (us/step): default {out['default']:.0f}, PASSIVE "
+          f"{out['PASSIVE']:.0f}", file=sys.stderr)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
-    if args.omp_wait_policy != "inherit":
+    probe: dict[str, float] = {}
+    if args.omp_wait_policy == "auto":
+        probe = _calibrate(args.threads)
+        if probe and probe["PASSIVE"] < probe["default"]:
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    elif args.omp_wait_policy != "inherit":
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
@@ -103,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "quick" if ctx.quick else "full",
         "repeats": ctx.repeats,
         "threads": ctx.threads,
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "omp_probe_us": probe,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),

@@ -63,13 +63,14 @@ class Row:
     passed: bool | None
     note: str = ""
     data: dict[str, Any] = field(default_factory=dict)  # raw numbers for results.json
-    # A what-if row: prunetui with engine changes proposed in NOTES.md, not the engine as is.
-    whatif: bool = False
+    # "figure": a target of the issue; "what-if": prunetui with engine changes NOTES.md
+    # proposes (not the engine as is); "reference": the same prunetui against another baseline.
+    kind: str = "figure"
 
     @property
     def result(self) -> str:
-        if self.whatif:
-            return "what-if"
+        if self.kind != "figure":
+            return self.kind
         if self.passed is None:
             return "not measured"
         return "pass" if self.passed else "FAIL"

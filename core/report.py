@@ -212,11 +212,11 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
 
         layer_runs = {p: _first_done(_group(sub, pruner=p, compression=layers_at))
                       for p in pruners}
-        sec = "2.2" if single else f"2.2.{n}"
-        for key, title, col, digits in (
-                ("layer_flops", "FLOPs of each layer", "flops_pruned", 0),
-                ("layer_density", "Density of each layer (kept fraction)", "density", 4)):
-            tables.append(_layer_table(f"{key}:{model}:{dataset}", sec, f"{title} — {where}",
+        for sec, key, title, col, digits in (
+                ("2.2", "layer_flops", "FLOPs of each layer", "flops_pruned", 0),
+                ("2.3", "layer_density", "Density of each layer (kept fraction)", "density", 4)):
+            tables.append(_layer_table(f"{key}:{model}:{dataset}",
+                                       sec if single else f"{sec}.{n}", f"{title} — {where}",
                                        sub, pruners, names, layers_at, col, digits))
         for p in pruners:
             r = layer_runs[p]

@@ -23,7 +23,8 @@ from prunetui.core.config import RunConfig
 from prunetui.core.errors import ConfigError, PrunetuiError
 from prunetui.core.store import Store
 
-out = Console()
+# Piped output (a file, less, grep) gets room for whole tables instead of rich's 80 columns.
+out = Console() if sys.stdout.isatty() else Console(width=160)
 err = Console(stderr=True)
 D = RunConfig()  # defaults shown in --help come from the config itself
 

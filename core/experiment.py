@@ -349,6 +349,8 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
     structure = _structure(model, prunables, info.shape)
     timing = metrics.time_inference(model, lambda: (x for x, _ in test_loader), device,
                                     config.timing_repeats)
+    compacted = _compacted_timing(model, info.shape, test_loader, device, config) \
+        if config.sparse_inference else None
     hists = metrics.weight_histograms(model)
     atomic_write_text(run_dir / HISTOGRAMS,
                       json.dumps([{"layer": h.layer, "edges": h.edges,
@@ -365,7 +367,8 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
         **structure,
         "inference": {"median": timing.median, "min": timing.min, "max": timing.max,
                       "repeats": timing.repeats, "batch_size": timing.batch_size,
-                      "images": timing.images, "device": str(device)},
+                      "images": timing.images, "device": str(device),
+                      **({"compacted": compacted} if compacted else {})},
         "prune_seconds": prune_seconds,
         "seconds": time.perf_counter() - start,
         "device": str(device),
@@ -374,6 +377,21 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
     store.finish_run(run_id, result)
     (run_dir / RESUME).unlink(missing_ok=True)
     return result
+
+
+def _compacted_timing(model: nn.Module, shape: tuple[int, int, int], test_loader: Any,
+                      device: torch.device, config: RunConfig) -> dict[str, Any]:
+    """``--sparse-inference``: time the model with its dead structure removed and sparse
+    kernels where they pay (``core.compact``), checked equal to the masked model."""
+    from prunetui.core.compact import compact
+
+    small = compact(model, shape)
+    t = metrics.time_inference(small, lambda: (x for x, _ in test_loader), device,
+                               config.timing_repeats)
+    return {"median": t.median, "min": t.min, "max": t.max,
+            "structural": small.info.structural, "fallback": small.info.fallback,
+            "params_after": small.info.params_after, "stored_after": small.info.stored_after,
+            "max_abs_error": small.info.max_abs_error}
 
 
 def _collapse_warnings(model: nn.Module, prunables: list[Prunable],

@@ -163,6 +163,12 @@ def _time(r: RunRow) -> float | None:
     return float(r.result["inference"]["median"])
 
 
+def _compacted_time(r: RunRow) -> float | None:
+    assert r.result is not None
+    c = r.result["inference"].get("compacted")
+    return float(c["median"]) if c else None
+
+
 def _ratio(r: RunRow) -> float | None:
     return r.flop_ratio
 
@@ -200,6 +206,11 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
              f"FLOP / {dense} where {dense} is the total FLOP of the unpruned model."
              if dense else "FLOP of the pruned model / FLOP of the unpruned model."),
         ]
+        if any(r.result and "compacted" in r.result["inference"] for r in sub):
+            # --sparse-inference runs: the same network with dead structure removed.
+            specs.insert(2, ("time_compacted",
+                             "Testing time, compacted network (dead units removed, sparse "
+                             "kernels, s)", _compacted_time, 3, _time_intro(sub)))
         for i, (key, title, fn, digits, intro) in enumerate(specs, start=1):
             sec = f"1.2.{i}" if single else f"1.2.{n}.{i}"
             tt = Table(f"{key}:{model}:{dataset}", sec, f"{title} — {where}", ["Compression"],

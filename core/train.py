@@ -23,14 +23,17 @@ def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float,
                    weight_decay: float) -> Optimizer:
     """The optimizers of the reference scripts: sgd, momentum (Nesterov, 0.9), adam, rmsprop."""
     ps = list(params)
+    # Multi-tensor (foreach) and fused kernels: one call per step instead of one per tensor;
+    # the fc Adam step drops from ~1.1 ms to ~0.4 ms (bench/NOTES.md). Same update rule.
     if name == "sgd":
-        return torch.optim.SGD(ps, lr=lr, weight_decay=weight_decay)
+        return torch.optim.SGD(ps, lr=lr, weight_decay=weight_decay, foreach=True)
     if name == "momentum":
-        return torch.optim.SGD(ps, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+        return torch.optim.SGD(ps, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay,
+                               foreach=True)
     if name == "adam":
-        return torch.optim.Adam(ps, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(ps, lr=lr, weight_decay=weight_decay, fused=True)
     if name == "rmsprop":
-        return torch.optim.RMSprop(ps, lr=lr, weight_decay=weight_decay)
+        return torch.optim.RMSprop(ps, lr=lr, weight_decay=weight_decay, foreach=True)
     raise ValueError(name)  # unreachable: RunConfig.validate checks the name
 
 

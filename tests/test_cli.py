@@ -191,3 +191,16 @@ def test_sparse_inference_is_timed_and_reported() -> None:
     r = runner.invoke(app, ["show", json.loads(runner.invoke(app, ["runs", "--json"]).stdout)
                             [0]["run_id"]])
     assert "compacted" in r.stdout and "faster" in r.stdout
+
+
+def test_gc_removes_orphaned_artifacts() -> None:
+    runner.invoke(app, ["run", *FAST, "--pruner", "rand", "--post-epochs", "1"])
+    orphan = results() / "0123456789"
+    orphan.mkdir()
+    (orphan / "final.pt").write_bytes(b"x")
+    keep = results() / "notes"
+    keep.mkdir()
+    r = runner.invoke(app, ["gc"])
+    assert r.exit_code == 0 and "removed 1 orphaned" in r.stdout
+    assert not orphan.exists() and keep.exists()
+    assert len(json.loads(runner.invoke(app, ["runs", "--json"]).stdout)) == 1

@@ -257,7 +257,8 @@ def test_files_follow_umask(tmp_path: Path) -> None:
 
 def test_two_parallel_workers_one_store(tmp_path: Path) -> None:
     r = subprocess.run([*CLI, "sweep", "--models", "fc", "--datasets", "digits", "--pruners",
-                        "rand,mag,snip,synflow", "--compressions", "1", "--jobs", "2", "--devices", "cpu,cpu",
+                        "rand,mag,snip,synflow", "--compressions", "1", "--jobs", "2",
+                        "--devices", "cpu,cpu",
                         "--set", "post_epochs=1", "--set", "device=cpu",
                         "--set", "timing_repeats=1", "--set", "synflow.prune_iterations=5"],
                        env=env(tmp_path), capture_output=True, text=True, timeout=300)

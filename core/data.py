@@ -124,6 +124,22 @@ def _missing(layout: _Layout, root: Path) -> list[Path]:
     return [root / layout.folder / n for n in names if _find(layout, root, n) is None]
 
 
+def find_files(name: str, data_dir: Path | None = None) -> str:
+    """Where dataset ``name``'s files are under ``data_dir``, or what is missing, in words
+    (for ``prunetui datasets``); checks presence only, without reading the files."""
+    layout = _LAYOUTS.get(name)
+    if layout is None:
+        return "bundled with scikit-learn"
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    missing = _missing(layout, root)
+    if not missing:
+        return f"found in {root / layout.folder}"
+    total = len(layout.train) + len(layout.test)
+    if len(missing) == total:
+        return f"missing: {root / layout.folder} (downloaded on first use)"
+    return f"incomplete: {len(missing)} of {total} files missing in {root / layout.folder}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading
 

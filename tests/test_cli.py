@@ -204,3 +204,14 @@ def test_gc_removes_orphaned_artifacts() -> None:
     assert r.exit_code == 0 and "removed 1 orphaned" in r.stdout
     assert not orphan.exists() and keep.exists()
     assert len(json.loads(runner.invoke(app, ["runs", "--json"]).stdout)) == 1
+
+
+def test_datasets_lists_what_is_found(tmp_path: Path) -> None:
+    from datafiles import write_mnist
+
+    root = write_mnist(tmp_path / "data")
+    r = runner.invoke(app, ["datasets", "--data-dir", str(root)])
+    assert r.exit_code == 0, r.output
+    lines = {ln.split("│")[1].strip(): ln for ln in r.stdout.splitlines() if ln.count("│") > 2}
+    assert "found in" in lines["mnist"] and "missing" in lines["cifar10"]
+    assert "scikit-learn" in lines["digits"]

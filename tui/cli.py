@@ -483,8 +483,9 @@ def show_cmd(
         _show_warnings(row.result)
 
 
-def _curve(epochs: list[dict[str, Any]]) -> str:
+def _curve(epochs: list[dict[str, Any]]) -> Any:
     import plotext as plt
+    from rich.text import Text
 
     plt.clear_figure()
     plt.plotsize(min(out.width, 100), 15)
@@ -495,8 +496,8 @@ def _curve(epochs: list[dict[str, Any]]) -> str:
             plt.plot([e["epoch"] for e in rows], [e["top1"] for e in rows],
                      label=f"{phase} top-1 %", marker="braille")
     plt.xlabel("epoch")
-    text: str = plt.build()
-    return text
+    # plotext colours with ANSI codes even in its "clear" theme; let rich interpret them.
+    return Text.from_ansi(plt.build())
 
 
 def _histogram_rows(run_dir: Path) -> Any:

@@ -158,17 +158,21 @@ def _structure(model: nn.Module, prunables: list[Prunable],
     stats = metrics.layer_stats(model, shape)
     dense, pruned = metrics.flops(stats)
     total, remaining = counts(prunables)
-    collapse = metrics.detect_collapse(model, shape)
     n_params = sum(p.numel() for p in model.parameters())
     return {
         "params": {"total": n_params, "prunable": total, "remaining": remaining},
         "density": remaining / total if total else 1.0,
         "flops": {"dense": dense, "pruned": pruned, "ratio": pruned / dense if dense else 1.0},
         "layers": [s.to_dict() for s in stats],
-        "collapse": {"empty_layers": collapse.empty_layers,
-                     "disconnected": collapse.disconnected,
-                     "collapsed": collapse.collapsed},
+        "collapse": _collapse(model, shape),
     }
+
+
+def _collapse(model: nn.Module, shape: tuple[int, int, int]) -> dict[str, Any]:
+    """The result's ``collapse`` record: empty layers, disconnection, either."""
+    c = metrics.detect_collapse(model, shape)
+    return {"empty_layers": c.empty_layers, "disconnected": c.disconnected,
+            "collapsed": c.collapsed}
 
 
 def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,
@@ -331,8 +335,9 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
         batch = _prune_batch(config, splits, device, prune_gen)
         prune_seconds = prune_model(model, prunables, config, batch, prune_gen, emit, cancel,
                                     run_id)
-        for w in _collapse_warnings(model, prunables, info.shape, run_id):
-            emit(w)
+        warning = collapse_message(_collapse(model, info.shape))
+        if warning:
+            emit(RunWarning(run_id, warning))
         # Pruning is deterministic but can be slow (SynFlow: 100 iterations): keep it.
         _save_resume(run_dir / RESUME, run_id, "train", 0, model, None, None, data_gen,
                      prune_gen, prune_seconds)
@@ -392,14 +397,6 @@ def _compacted_timing(model: nn.Module, shape: tuple[int, int, int], test_loader
             "structural": small.info.structural, "fallback": small.info.fallback,
             "params_after": small.info.params_after, "stored_after": small.info.stored_after,
             "max_abs_error": small.info.max_abs_error}
-
-
-def _collapse_warnings(model: nn.Module, prunables: list[Prunable],
-                       shape: tuple[int, int, int], run_id: str) -> list[RunWarning]:
-    c = metrics.detect_collapse(model, shape)
-    msg = collapse_message({"collapsed": c.collapsed, "empty_layers": c.empty_layers,
-                            "disconnected": c.disconnected})
-    return [RunWarning(run_id, msg)] if msg else []
 
 
 def _save_resume(path: Path, run_id: str, phase: str, epoch: int, model: nn.Module,

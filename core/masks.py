@@ -7,7 +7,6 @@ pruned. This is the only module that knows that.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -118,12 +117,6 @@ def counts(prunables: list[Prunable]) -> tuple[int, int]:
     total = sum(p.mask.numel() for p in prunables)
     remaining = int(sum(int(p.mask.sum().item()) for p in prunables))
     return total, remaining
-
-
-def layer_masks(prunables: list[Prunable]) -> Iterator[tuple[str, torch.Tensor]]:
-    """(parameter name, mask) pairs, for export and comparison."""
-    for p in prunables:
-        yield p.name, p.mask
 
 
 @torch.no_grad()

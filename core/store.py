@@ -165,8 +165,11 @@ class Store:
                 f"{self.db_path} has schema version {version}, newer than this prunetui "
                 f"understands ({SCHEMA_VERSION}); upgrade prunetui"
             )
-        # Older or partially created stores are brought forward by the idempotent schema.
-        self._migrate(version)
+        if version == SCHEMA_VERSION:
+            self._ready = True  # current: reading it must not write (read-only dirs, speed)
+        else:
+            # Older or partially created stores are brought forward by the idempotent schema.
+            self._migrate(version)
 
     def _migrate(self, version: int | None) -> None:
         """Bring an older store forward. Version 1 is the first schema; later versions add

@@ -115,7 +115,22 @@ def digits(**kw: Any) -> RunConfig:
 # -- configure -----------------------------------------------------------------------------
 
 
-async def test_keys_configure_and_run_updates_table_and_charts(tmp_path: Path) -> None:
+async def test_keys_configure_and_run_updates_table_and_charts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from prunetui.core import experiment
+
+    real = experiment.train_epoch
+    checked = threading.Event()
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        # A digits epoch can end before the test looks: hold it until the in-flight state
+        # has been checked.
+        checked.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "train_epoch", held)
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await configure(pilot, app, epochs="1")
@@ -125,6 +140,7 @@ async def test_keys_configure_and_run_updates_table_and_charts(tmp_path: Path) -
         assert app.sweep_active
         await pilot.pause()
         assert app.query_one("#main-tabs").active == "tab-run"
+        checked.set()
         await wait_idle(pilot, app)
         table = app.query_one(EpochTable)
         assert table.row_count == 1

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.style import Style
 from textual.pilot import Pilot
 from textual.widgets import Button, Collapsible, Input, Select, SelectionList, Static
 
@@ -28,7 +29,9 @@ from prunetui.tui.widgets.accuracy_chart import AccuracyChart
 from prunetui.tui.widgets.config_form import ConfigForm
 from prunetui.tui.widgets.epoch_table import EpochTable
 from prunetui.tui.widgets.flops_chart import FlopRatioChart
+from prunetui.tui.widgets.key_bar import KeyBar
 from prunetui.tui.widgets.preview import PreviewPanel
+from prunetui.tui.widgets.run_progress import RunProgress, bar_text
 from prunetui.tui.widgets.runs_table import RunsTable
 from prunetui.tui.widgets.sweep_grid import SweepGrid
 
@@ -140,6 +143,10 @@ async def test_keys_configure_and_run_updates_table_and_charts(
         assert app.sweep_active
         await pilot.pause()
         assert app.query_one("#main-tabs").active == "tab-run"
+        shown, _ = app.query_one(KeyBar).items()
+        enabled = {description: on for _, _, description, on in shown}
+        assert enabled["Cancel"] and not enabled["Run"]  # Run is shown dimmed meanwhile
+        assert app.query_one(RunProgress).value("sweep") == (0, 1)
         checked.set()
         await wait_idle(pilot, app)
         table = app.query_one(EpochTable)
@@ -494,6 +501,47 @@ async def test_help_theme_palette_commands(tmp_path: Path) -> None:
         await pilot.press("q")
         await pilot.pause()
     assert not app.is_running
+
+
+async def test_key_bar_follows_the_focus_and_clicks_press_keys(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        bar = app.query_one(KeyBar)
+        shown, palette = bar.items()
+        enabled = {description: on for _, _, description, on in shown}
+        assert enabled == {"Quit": True, "Run": True, "Cancel": False, "Theme": True,
+                           "Help": True}  # nothing to cancel: dimmed
+        assert palette is not None and palette[1] == "^p"
+        await pilot.press("3")  # the runs table has the focus: its keys join
+        descriptions = [d for _, _, d, _ in bar.items()[0]]
+        assert {"Mark", "Compare", "Filter", "Export"} <= set(descriptions)
+        x = next(x for x in range(bar.size.width) if bar.key_at(x) == "question_mark")
+        await pilot.click(KeyBar, offset=(x, 0))
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+
+
+async def test_run_progress_bars(tmp_path: Path) -> None:
+    done, rest = Style(color="green"), Style(color="grey37")
+
+    def filled(fraction: float) -> tuple[str, int]:
+        text = bar_text(10, fraction, done, rest)
+        assert len(text) == 10
+        return text.plain, sum(s.end - s.start for s in text.spans if s.style == done)
+
+    assert [filled(f) for f in (0, 0.55, 1, 7, -1)] == [
+        ("━" * 10, 0), ("━" * 5 + "╸" + "━" * 4, 6), ("━" * 10, 10), ("━" * 10, 10),
+        ("━" * 10, 0)]
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        progress = app.query_one(RunProgress)
+        progress.set("batch", 12, 23)
+        assert progress.value("batch") == (12, 23) and progress.counter("batch") == "12/23"
+        progress.reset("batch")
+        assert progress.counter("batch") == ""
+        with pytest.raises(KeyError, match="no progress bar 'batches'"):
+            progress.set("batches", 1, 2)
+        await pilot.press("q")
 
 
 async def test_torch_threads_limited_while_running_and_restored(tmp_path: Path) -> None:

@@ -215,3 +215,20 @@ def test_datasets_lists_what_is_found(tmp_path: Path) -> None:
     lines = {ln.split("│")[1].strip(): ln for ln in r.stdout.splitlines() if ln.count("│") > 2}
     assert "found in" in lines["mnist"] and "missing" in lines["cifar10"]
     assert "scikit-learn" in lines["digits"]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["runs"], ["runs", "--json"]])
+def test_light_commands_import_neither_torch_nor_pydantic(argv: list[str]) -> None:
+    """The start-up budget of the listing commands (issue 5: <= 0.4 s) holds only while
+    they import no torch and no pydantic (typer 0.29's option coercion imports it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            f"sys.argv = ['prunetui', *{argv!r}]\n"
+            "from prunetui.tui.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print([m for m in ('torch', 'pydantic') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=os.environ)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr

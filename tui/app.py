@@ -6,6 +6,7 @@ never blocks; torch is imported only inside those workers, so the first frame pa
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -17,7 +18,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from prunetui.core.config import RunConfig
@@ -26,10 +27,10 @@ from prunetui.core.events import CancelToken, RunWarning
 from prunetui.core.store import Store, default_results_dir
 from prunetui.tui import worker as glue
 from prunetui.tui.screens.confirm import ConfirmScreen
-from prunetui.tui.screens.help import HelpScreen
 from prunetui.tui.screens.results import ResultsView
 from prunetui.tui.widgets.config_form import ConfigForm, FormState
 from prunetui.tui.widgets.fmt import run_label
+from prunetui.tui.widgets.key_bar import KeyBar
 from prunetui.tui.widgets.preview import PreviewPanel
 from prunetui.tui.widgets.run_panel import RunPanel
 
@@ -67,6 +68,10 @@ class PruneApp(App[None]):
         ``torch_threads``: torch's threads while the app runs ("auto": all cores but one, kept
         for the UI, unless OMP_NUM_THREADS is set; None: leave torch alone)."""
         super().__init__()
+        if "TEXTUAL_ANIMATIONS" not in os.environ:
+            # The tab underline's slide re-renders the screen ~14 times per tab switch: CPU a
+            # 2-core training box and an SSH link are better without (bench/NOTES.md §5).
+            self.animation_level = "none"
         self.torch_threads = (glue.default_torch_threads() if torch_threads == "auto"
                               else torch_threads)
         self.settings = dict(settings or {})
@@ -94,13 +99,16 @@ class PruneApp(App[None]):
                 yield RunPanel(id="run-panel")
             with TabPane("Results", id=TABS["results"]):
                 yield ResultsView(self.store, id="results")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.main(RunPanel).store = self._safe_store()
         self.main("#model").focus()
         if not self.preview_enabled:
             self.main(PreviewPanel).show_error(None, "preview off")
+
+    def on_ready(self) -> None:
+        glue.freeze_gc()
 
     def main(self, selector: str | type[W], expect_type: type[W] | None = None) -> W:
         """A widget of the main screen, whichever screen is on top (a run's detail, help…)."""
@@ -135,6 +143,9 @@ class PruneApp(App[None]):
         self.main(target).focus()
 
     def action_help(self) -> None:
+        # Imported on first use: Markdown costs ~60 ms of the first paint otherwise.
+        from prunetui.tui.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
@@ -209,6 +220,7 @@ class PruneApp(App[None]):
         if self.cancel_token is not None:
             self.cancel_token.cancel()
         glue.restore_torch_threads()
+        glue.unfreeze_gc()
 
     def action_refresh_results(self) -> None:
         self.main(ResultsView).reload()

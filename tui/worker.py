@@ -16,6 +16,7 @@ same numbers as one started from the CLI. A run holds the lock until it reports
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -130,6 +131,32 @@ def default_torch_threads() -> int | None:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
+def freeze_gc() -> None:
+    """Move every object alive now out of the cyclic collector's view.
+
+    Called once the app has painted and again once the engine (torch) is imported: those
+    objects live as long as the app, yet each full collection walks them all, a 50-90 ms stall
+    of the UI thread every few seconds on a 2-core box (bench/NOTES.md §5). Frozen, they are
+    still freed by reference counting; only cycles among them would outlive the app's use."""
+    gc.freeze()
+
+
+def unfreeze_gc() -> None:
+    """Give frozen objects back to the collector (the app is closing; tests share the
+    process)."""
+    gc.unfreeze()
+
+
+def load_engine(threads: int | None) -> Any:
+    """Import the engine (torch) in the calling worker thread, set torch's threads, and take
+    the imported objects out of the UI's garbage-collection pauses. Returns the module."""
+    from prunetui.core import experiment
+
+    limit_torch_threads(threads)
+    freeze_gc()
+    return experiment
+
+
 def limit_torch_threads(threads: int | None) -> None:
     """Set torch's intra-op threads (remembering the old count for ``restore``)."""
     global _saved_threads
@@ -193,9 +220,7 @@ def run_sweep(post: Post, configs: list[RunConfig], store: Store, data_dir: Path
     total = len(configs)
     cancelled = False
     try:
-        from prunetui.core import experiment
-
-        limit_torch_threads(threads)
+        experiment = load_engine(threads)
     except Exception as e:  # a broken install must not take the app down
         msg = f"cannot load the engine: {type(e).__name__}: {e}"
         outcomes = [CellOutcome(i, c, "error", error=msg) for i, c in enumerate(configs)]
@@ -204,6 +229,14 @@ def run_sweep(post: Post, configs: list[RunConfig], store: Store, data_dir: Path
         post(SweepDone(outcomes, False))
         return outcomes
     throttled = Throttled(post)
+
+    def emit(event: ev.Event) -> None:
+        if isinstance(event, ev.PhaseStarted | ev.EpochEnd):
+            # What a run imports or builds lazily (torchvision, the optimizer's kernels, the
+            # dataset) stays for the app's life too: out of the UI's collection pauses.
+            freeze_gc()
+        throttled(event)
+
     for index, config in enumerate(configs):
         if cancel.cancelled or is_cancelled():
             cancelled = True
@@ -212,7 +245,7 @@ def run_sweep(post: Post, configs: list[RunConfig], store: Store, data_dir: Path
         lock = _HeldUntilStarted()
         try:
             result = experiment.run(config, store=store, data_dir=data_dir,
-                                    download=download, emit=lock.wrap(throttled),
+                                    download=download, emit=lock.wrap(emit),
                                     cancel=cancel)
         except RunCancelled:
             outcome = CellOutcome(index, config, "cancelled", error="cancelled by the user")
@@ -249,9 +282,7 @@ def run_preview(post: Post, serial: int, config: RunConfig, data_dir: Path | Non
     try:
         if is_cancelled():
             return
-        from prunetui.core import experiment
-
-        limit_torch_threads(threads)
+        experiment = load_engine(threads)
 
         def stop_if_superseded(_: ev.Event) -> None:
             # inspect() has no cancel token; its pruning steps report here, so a preview

@@ -7,11 +7,12 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from prunetui.core.store import RunRow, Store
 from prunetui.tui.widgets.accuracy_chart import AccuracyChart
 from prunetui.tui.widgets.fmt import pct, ratio, run_label
+from prunetui.tui.widgets.key_bar import KeyBar
 
 
 class CompareScreen(Screen[None]):
@@ -31,7 +32,7 @@ class CompareScreen(Screen[None]):
         yield AccuracyChart(id="compare-chart")
         table: DataTable[str] = DataTable(id="compare-table", cursor_type="row")
         yield table
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         chart = self.query_one(AccuracyChart)

@@ -116,12 +116,16 @@ class ResultsView(Vertical):
     # -- data ------------------------------------------------------------------------------
 
     def reload(self) -> None:
-        """Read the store again and redraw the table."""
+        """Read the store again and redraw the table if anything changed (the tab reloads
+        each time it is shown: rebuilding an unchanged table would only cost the switch)."""
         try:
-            self.rows = self._store().query()
+            rows = self._store().query()
         except PrunetuiError as e:
-            self.rows = []
+            rows = []
             self.notify(str(e), severity="error", title="Results store")
+        if rows == self.rows and self.is_mounted and self.query_one(RunsTable).columns:
+            return
+        self.rows = rows
         self._redraw()
 
     def visible_rows(self) -> list[RunRow]:

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from prunetui.core.figures import load_histograms
 from prunetui.core.report import collapse_message
@@ -20,6 +20,7 @@ from prunetui.tui.widgets.density_chart import DensityChart
 from prunetui.tui.widgets.epoch_table import EpochTable
 from prunetui.tui.widgets.fmt import cell_label, count, pct, ratio, run_label
 from prunetui.tui.widgets.histogram_chart import HistogramChart
+from prunetui.tui.widgets.key_bar import KeyBar
 
 
 def summary(row: RunRow) -> str:
@@ -63,7 +64,7 @@ class RunDetailScreen(Screen[None]):
             with TabPane("Config", id="detail-config"):
                 yield Static(json.dumps(self.row.config, indent=1, sort_keys=True),
                              id="config-text")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         # Left/right switch Curve | Layers | Config straight away.

@@ -67,8 +67,10 @@ def linearized(model: nn.Module,
                     continue
                 original = param.data
                 params.append((param, original))
-                # copy=True: a model already in dtype must not have its weights overwritten.
-                magnitude = original.to(dtype, copy=True).abs_()
+                # A new tensor either way (the weights must stay untouched); one pass over
+                # the weights when the dtype already matches instead of a copy then abs_.
+                magnitude = (original.abs() if original.dtype == dtype
+                             else original.to(dtype).abs_())
                 magnitudes[id(param)] = magnitude
                 param.data = torch.zeros_like(magnitude) if name == "bias" else magnitude
             for module in model.modules():

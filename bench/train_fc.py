@@ -13,8 +13,6 @@ at density 0.1 (random), re-applied after every step.
 Both models start from the same weights. ``--quick`` times the first 150 batches (9,600 images)
 of an epoch over the full 60,000-image dataset; ``--full`` whole epochs (938 batches).
 
-A third, what-if column times prunetui with the engine changes NOTES.md proposes (fused Adam,
-float copies of the masks applied with one ``_foreach_mul_``): same loader, same masks.
 """
 
 from __future__ import annotations
@@ -117,39 +115,13 @@ def run(ctx: Context) -> list[Row]:
                 opt_b.step()
             return time.perf_counter() - start
 
-        # what-if: the engine changes proposed in NOTES.md, same data path and masks
-        model_w = build_model("fc", info.shape, info.num_classes)
-        model_w.load_state_dict(init)
-        prunables_w = attach_masks(model_w)
-        for src, dst in zip(prunables, prunables_w, strict=True):
-            dst.set_mask(src.mask)
-        float_masks = [p.mask.to(p.param.dtype) for p in prunables_w]
-        params_w = [p.param.data for p in prunables_w]
-        torch._foreach_mul_(params_w, float_masks)
-        opt_w = torch.optim.Adam(model_w.parameters(), lr=1e-3, fused=True)
-        train_w, _ = make_loaders(splits, BATCH, 256, device, torch.Generator().manual_seed(1))
-
-        def whatif(batches: int = n_batches) -> float:
-            start = time.perf_counter()
-            model_w.train()
-            total = torch.zeros((), dtype=torch.float64)
-            for x, y in itertools.islice(train_w, batches):
-                opt_w.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model_w(x), y)
-                loss.backward()
-                opt_w.step()
-                torch._foreach_mul_(params_w, float_masks)
-                total += loss.detach().double() * len(y)
-            return time.perf_counter() - start
-
-        for fn in (baseline, prunetui, whatif):  # warm-up: a few batches each
+        for fn in (baseline, prunetui):  # warm-up: a few batches each
             fn(20)
-        base_s, new_s, whatif_s = rotate([baseline, prunetui, whatif], ctx.repeats, warmup=0,
-                                         log=ctx.log, names=["baseline", "prunetui", "what-if"])
+        base_s, new_s = rotate([baseline, prunetui], ctx.repeats, warmup=0, log=ctx.log,
+                               names=["baseline", "prunetui"])
     images = min(n_batches * BATCH, N_TRAIN)
     b = Stat.of([images / s for s in base_s])
     p = Stat.of([images / s for s in new_s])
-    w = Stat.of([images / s for s in whatif_s])
     ratio = p.median / b.median
     scope = f"{images:,} images/repeat" + (" (quick: 1/6 epoch)" if ctx.quick else "")
     name = "train epoch fc/MNIST-shape b64 Adam (img/s)"
@@ -160,8 +132,4 @@ def run(ctx: Context) -> list[Row]:
                  f"{N_TRAIN / p.median:.1f} s vs {N_TRAIN / b.median:.1f} s",
             data={"images_per_repeat": images, "baseline_img_s": b.__dict__,
                   "prunetui_img_s": p.__dict__, "baseline_s": base_s, "prunetui_s": new_s}),
-        Row(name + " what-if", b.fmt("img/s"), w.fmt("img/s"), w.median / b.median,
-            f">= {TARGET:g}x", w.median / b.median >= TARGET, kind="what-if",
-            note="prunetui + fused Adam + float masks (proposed engine change, NOTES.md)",
-            data={"whatif_img_s": w.__dict__, "whatif_s": whatif_s}),
     ]

@@ -565,3 +565,34 @@ def test_app_import_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_sweep_worker_freezes_the_gc_without_keeping_runs_alive(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker moves live objects out of the cyclic GC at each phase (UI pauses, §5 of
+    bench/NOTES.md); a finished run's model must still be freed, not frozen for good."""
+    import gc
+    import weakref
+
+    from prunetui.core import experiment
+
+    built: list[weakref.ref[Any]] = []
+    real = experiment.build_model
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        model = real(*args, **kwargs)
+        built.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(experiment, "build_model", spy)
+    before = gc.get_freeze_count()
+    try:
+        outcomes = glue.run_sweep(lambda _: None, [digits(post_epochs=1, pruner=p)
+                                                   for p in ("rand", "synflow")],
+                                  Store(tmp_path / "results"), None, ev.CancelToken())
+        assert [o.status for o in outcomes] == ["finished", "finished"]
+        assert gc.get_freeze_count() > before  # it did freeze
+        gc.collect()
+        assert len(built) == 2 and all(ref() is None for ref in built)
+    finally:
+        glue.unfreeze_gc()

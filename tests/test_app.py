@@ -463,7 +463,10 @@ async def test_export_writes_the_report(tmp_path: Path) -> None:
         text = (out / "report.md").read_text()
         assert "SynFlow" in text and "Digits" in text
         assert any(f"wrote {out / 'report.md'} (5 runs)" in n for _, n in app.notes)
-        # A second export refuses to overwrite unless asked to.
+        # A second export refuses to overwrite unless asked to. A Button ignores clicks for
+        # 0.2 s after a press (its "-active" flash), and this export can finish sooner.
+        button = app.query_one("#export", Button)
+        await wait_for(pilot, lambda: not button.has_class("-active"), what="the press flash")
         app.notes.clear()
         await pilot.click("#export")
         await wait_for(pilot, lambda: bool(app.notes), what="the refusal")

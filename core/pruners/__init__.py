@@ -1,8 +1,8 @@
 """Pruning-at-initialization scorers and the registry the schedule looks them up in.
 
-A scorer maps a model and its prunable parameters to one non-negative score tensor per
-parameter (same shape); pruning keeps the highest scores. ``schedule.prune`` turns scores into
-masks; scorers never touch masks.
+A scorer maps a model and its prunable parameters to one score tensor per parameter (same
+shape, finite values of any sign); pruning keeps the highest scores. ``schedule.prune`` turns
+scores into masks; scorers never touch masks.
 """
 
 from __future__ import annotations

@@ -3,9 +3,7 @@
 The paper scores S(w) = -w * Hg, where g is the loss gradient and Hg the Hessian-gradient
 product, and *removes* the weights with the highest S. Pruning here keeps the highest scores,
 so this scorer returns w * Hg = -S (as the SynFlow reference code does): keeping its highest
-values is removing the highest S. Scores must be non-negative, so every value is shifted by the
-same constant (minus the global minimum); a common shift changes no ordering, neither globally
-nor within a layer, so global and local pruning are unaffected.
+values is removing the highest S. The scores are signed; the schedule ranks any finite values.
 """
 
 from __future__ import annotations
@@ -28,8 +26,8 @@ def score(
     batch: tuple[Tensor, Tensor] | None,
     generator: torch.Generator,
 ) -> list[Tensor]:
-    """w * Hg (shifted to be >= 0) with Hg the Hessian of the temperature-scaled cross-entropy
-    times its gradient, both on ``batch``."""
+    """w * Hg with Hg the Hessian of the temperature-scaled cross-entropy times its gradient,
+    both on ``batch``."""
     x, y = require_batch(batch, "grasp")
     params = [p.param for p in prunables]
     with scoring_state(model, params):
@@ -50,7 +48,4 @@ def score(
             hg = grads_or_zeros(torch.autograd.grad(z, params, allow_unused=True), prunables)
         else:  # the output depends on no prunable parameter
             hg = [torch.zeros_like(p) for p in params]
-    # float64: the shift below must not erase the small differences that order the scores.
-    raw = [(h.detach() * p.detach()).double() for h, p in zip(hg, params, strict=True)]
-    low = min((float(r.min()) for r in raw if r.numel()), default=0.0)
-    return [r.sub_(low) for r in raw]
+    return [h.detach() * p.detach() for h, p in zip(hg, params, strict=True)]

@@ -99,13 +99,10 @@ def prune(
     # Scorers (SynFlow above all) assume masked-out weights are zero in the parameters.
     apply_masks(prunables, cache=False)
     alive = [int(torch.count_nonzero(p.mask)) for p in prunables]
-    # The new masks are selected into these and then copied over the old ones, which the
-    # selection reads to tell live entries from pruned ones. Allocated once: fresh memory for
-    # every one of SynFlow's 100 iterations costs a page fault per 4 KiB.
+    # The new masks are selected into these (allocated once, on the first scoring) and then
+    # copied over the old ones, which the selection reads to tell live entries from pruned ones.
     outs: list[Tensor] = []
-    # Every iteration allocates and frees the same large tensors: keep the freed memory
-    # mapped instead of faulting it back in (core/heap.py).
-    with retained_heap():
+    with retained_heap():  # every iteration frees and reallocates the same large tensors
         for i, k in enumerate(kept_schedule(total, compression, schedule, iterations), start=1):
             k = min(k, sum(alive))  # masks only shrink: what is already gone cannot come back
             if k < sum(alive):

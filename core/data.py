@@ -19,6 +19,7 @@ import math
 import os
 import pickle
 import re
+import shutil
 import struct
 import sys
 import tarfile
@@ -158,7 +159,28 @@ def load_dataset(name: str, data_dir: Path | None, download: bool = True) -> Spl
     if name == "digits":
         return _load_digits(info)
     layout = _LAYOUTS[name]
+    root = ensure_files(name, data_dir, download)
+    paths = [_find(layout, root, n) for n in layout.train + layout.test]
+    assert all(p is not None for p in paths)  # _download checked that nothing is missing
+    files = [p for p in paths if p is not None]
+    n_train = len(layout.train)
+    read = _read_idx_split if layout.idx else _read_cifar_split
+    train_x, train_y = read(files[:n_train], info)
+    test_x, test_y = read(files[n_train:], info)
+    return Splits(train_x, train_y, test_x, test_y, info)
+
+
+def ensure_files(name: str, data_dir: Path | None, download: bool = True) -> Path:
+    """Make sure dataset ``name``'s files are present, downloading them when missing and
+    ``download`` allows; return the data root. Reads nothing: a sweep calls this once before
+    its runs, so that missing data is one error (not one per run) and parallel runs do not
+    download the same files at once. Raises like ``load_dataset``."""
+    if name not in catalog.DATASETS:
+        raise ConfigError(choices_message("dataset", name, list(catalog.DATASETS)))
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    layout = _LAYOUTS.get(name)
+    if layout is None:  # bundled (digits)
+        return root
     missing = _missing(layout, root)
     if missing:
         if not download:
@@ -168,14 +190,7 @@ def load_dataset(name: str, data_dir: Path | None, download: bool = True) -> Spl
                 f"allow downloading"
             )
         _download(name, layout, root, missing)
-    paths = [_find(layout, root, n) for n in layout.train + layout.test]
-    assert all(p is not None for p in paths)  # _download checked that nothing is missing
-    files = [p for p in paths if p is not None]
-    n_train = len(layout.train)
-    read = _read_idx_split if layout.idx else _read_cifar_split
-    train_x, train_y = read(files[:n_train], info)
-    test_x, test_y = read(files[n_train:], info)
-    return Splits(train_x, train_y, test_x, test_y, info)
+    return root
 
 
 def _describe_missing(layout: _Layout, missing: list[Path]) -> str:
@@ -201,7 +216,19 @@ _DOWNLOAD_ERRORS = (
 
 
 def _download(name: str, layout: _Layout, root: Path, missing: list[Path]) -> None:
-    """Download through torchvision's own dataset class, the path that works with a network."""
+    """Download through torchvision's own dataset class, the path that works with a network.
+    A failed download removes the folders it created (bad input writes nothing)."""
+    target = root / layout.folder
+    fresh = next((p for p in reversed([target, *target.parents]) if not p.exists()), None)
+    try:
+        _fetch(name, layout, root, missing)
+    except DataError:
+        if fresh is not None:
+            shutil.rmtree(fresh, ignore_errors=True)
+        raise
+
+
+def _fetch(name: str, layout: _Layout, root: Path, missing: list[Path]) -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -99,7 +99,9 @@ def _float_mask(p: Prunable) -> torch.Tensor:
             return hit[2]
         fmask = hit[2]  # rewrite it in place rather than allocate another
     else:
-        fmask = torch.empty(mask.shape, dtype=p.param.dtype, device=mask.device)
+        # Same strides as the mask (channels_last on CUDA): an elementwise product of
+        # tensors laid out alike reads both in order.
+        fmask = torch.empty_like(mask, dtype=p.param.dtype)
     # From uint8 rather than bool: the same values, but a cast from bool is ~3x slower on a
     # CPU (11 ms vs 3.4 ms for vgg16's 14.7 M entries).
     fmask.copy_(mask.view(torch.uint8))

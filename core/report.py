@@ -1,8 +1,10 @@
 """The report: pure functions from stored runs to the reference report's tables.
 
 Every table is computed here once; the markdown/CSV/JSON export, the console and the TUI only
-render it. A cell aggregates the finished runs of its config over seeds (mean ± std, n); a cell
-with no finished run shows "—" and a note saying why; collapsed runs are marked. No torch.
+render it. A cell aggregates the finished runs of its config over seeds (mean ± std, n): runs
+that agree on every setting but the seed; runs of the cell with other settings are left out and
+named in a note. A cell with no finished run shows "—" and a note saying why; collapsed runs are
+marked. Tables come in the reference's section order. No torch.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prunetui.core.catalog import PRUNERS
+from prunetui.core.config import EXECUTION_FIELDS
 from prunetui.core.store import RunRow
 
 DASH = "—"
@@ -54,6 +57,7 @@ class Cell:
     values: list[float] = field(default_factory=list)
     collapsed: bool = False
     why_empty: str = ""
+    left_out: str = ""  # runs of the cell with other settings, not pooled (see _replicates)
 
     def text(self, digits: int) -> str:
         if not self.values:
@@ -72,6 +76,8 @@ class Cell:
             out["std"] = statistics.stdev(self.values) if len(self.values) > 1 else 0.0
         else:
             out["missing"] = self.why_empty
+        if self.left_out:
+            out["left_out"] = self.left_out
         return out
 
 
@@ -128,7 +134,44 @@ def _pruners(rows: Iterable[RunRow]) -> list[str]:
     return [p for p in PRUNERS if p in present]
 
 
+# Config keys that say where, how or under which label a run executed, or which replicate it
+# is: runs that differ only in these are replicates of one setting.
+_NOT_SETTINGS = EXECUTION_FIELDS | {"sweep", "seed"}
+
+
+def _settings(r: RunRow) -> dict[str, Any]:
+    return {k: v for k, v in r.config.items() if k not in _NOT_SETTINGS}
+
+
+def _replicates(runs: list[RunRow]) -> tuple[list[RunRow], str]:
+    """The runs a cell pools, and a note naming those it leaves out.
+
+    Mean ± std over runs is a statistic over seeds only when the runs agree on every other
+    setting: runs of the same cell with another lr or more epochs are a different experiment,
+    not more samples of this one. Shown: the settings with the most finished runs, then the
+    most recently started."""
+    groups: dict[str, list[RunRow]] = {}
+    for r in runs:
+        groups.setdefault(json.dumps(_settings(r), sort_keys=True, default=str), []).append(r)
+    if len(groups) <= 1:
+        return runs, ""
+    shown = max(groups.values(), key=lambda rs: (sum(r.status == "finished" for r in rs),
+                                                 max(r.created for r in rs)))
+    base = _settings(shown[0])
+    parts = []
+    for rs in groups.values():
+        if rs is shown:
+            continue
+        other = _settings(rs[0])
+        keys = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
+        parts.append(f"{len(rs)} run{'s' * (len(rs) != 1)} with "
+                     + ", ".join(f"{k}={other.get(k)}" for k in keys)
+                     + " (shown: " + ", ".join(f"{k}={base.get(k)}" for k in keys) + ")")
+    return shown, "left out " + "; ".join(parts)
+
+
 def _cell(runs: list[RunRow], value: Callable[[RunRow], float | None]) -> Cell:
+    runs, left_out = _replicates(runs)
     done = [r for r in runs if r.status == "finished" and r.result is not None]
     vals = [v for v in (value(r) for r in done) if v is not None]
     if not runs:
@@ -137,7 +180,7 @@ def _cell(runs: list[RunRow], value: Callable[[RunRow], float | None]) -> Cell:
         why = ", ".join(sorted({r.status for r in runs}))
     else:
         why = "no value"
-    return Cell(vals, any(r.collapsed for r in done), "" if vals else why)
+    return Cell(vals, any(r.collapsed for r in done), "" if vals else why, left_out)
 
 
 def _note_missing(table: Table, labels: Callable[[list[str], str], str]) -> None:
@@ -145,6 +188,8 @@ def _note_missing(table: Table, labels: Callable[[list[str], str], str]) -> None
         for col, cell in zip(table.columns, cells, strict=True):
             if not cell.values:
                 table.notes.append(f"{DASH} {labels(row_labels, col)}: {cell.why_empty}")
+            if cell.left_out:
+                table.notes.append(f"{labels(row_labels, col)}: {cell.left_out}")
     if any(c.collapsed for _, cells in table.rows for c in cells):
         table.notes.append(f"{COLLAPSE_MARK} layer collapse (a layer lost every weight, or no "
                            "path from input to output) in at least one run of the cell")
@@ -236,10 +281,17 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
                 figures.append(Figure("2.1" if single else f"2.1.{n}",
                                       f"{PRUNERS[p]} — {where}, compression {layers_at:g}",
                                       stem + ".png", r.run_id))
+    # The reference's order: 1.1, 1.2.*, then 2.2 and 2.3 (the figures, 2.1, come before them).
+    tables.sort(key=lambda t: _section_key(t.section))
     return Report(tables, figures, len(rows))
 
 
+def _section_key(section: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in section.split("."))
+
+
 def _first_done(runs: list[RunRow]) -> RunRow | None:
+    runs, _ = _replicates(runs)
     done = sorted((r for r in runs if r.status == "finished" and r.result), key=lambda r: r.seed)
     return done[0] if done else None
 
@@ -263,7 +315,7 @@ def _time_intro(runs: list[RunRow]) -> str:
 def _layer_table(key: str, section: str, title: str, runs: list[RunRow], pruners: list[str],
                  names: list[str], at: float, col: str, digits: int) -> Table:
     per: dict[str, list[RunRow]] = {
-        p: [r for r in _group(runs, pruner=p, compression=at)
+        p: [r for r in _replicates(_group(runs, pruner=p, compression=at))[0]
             if r.status == "finished" and r.result] for p in pruners}
     template: list[dict[str, Any]] = next(
         (r.result["layers"] for rs in per.values() for r in rs if r.result), [])
@@ -291,7 +343,11 @@ def _layer_table(key: str, section: str, title: str, runs: list[RunRow], pruners
 def to_markdown(report: Report, title: str = "Pruning report") -> str:
     """The report as markdown, laid out like the reference (figures linked by file name)."""
     lines = [f"# {title}", "", f"{report.runs} stored runs.", ""]
+    figures_done = not report.figures
     for t in report.tables:
+        if not figures_done and _section_key(t.section) > (2, 1):
+            lines += _figures_markdown(report.figures)
+            figures_done = True
         lines += [f"#### {t.section} {t.title}", ""]
         if t.intro:
             lines += [t.intro, ""]
@@ -299,13 +355,18 @@ def to_markdown(report: Report, title: str = "Pruning report") -> str:
         if t.notes:
             lines += [""] + [f"- {n}" for n in t.notes]
         lines.append("")
-    if report.figures:
-        lines += ["#### 2.1 Weight histograms", "",
-                  "x: weight value, y: layer, colour: fraction of the layer's weights in the bin "
-                  "(kept weights only; normalized by the layer's total number of weights).", ""]
-        for f in report.figures:
-            lines += [f"##### {f.title}", f"![{f.title}]({f.filename})", ""]
+    if not figures_done:
+        lines += _figures_markdown(report.figures)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _figures_markdown(figures: list[Figure]) -> list[str]:
+    lines = ["#### 2.1 Weight histograms", "",
+             "x: weight value, y: layer, colour: fraction of the layer's weights in the bin "
+             "(kept weights only; normalized by the layer's total number of weights).", ""]
+    for f in figures:
+        lines += [f"##### {f.title}", f"![{f.title}]({f.filename})", ""]
+    return lines
 
 
 def markdown_table(t: Table) -> list[str]:
@@ -325,13 +386,15 @@ def to_csv(report: Report) -> str:
     """Long-format CSV: one line per cell (table, row labels, column, mean, std, n, note)."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["table", "section", "row", "column", "mean", "std", "n", "collapsed", "missing"])
+    w.writerow(["table", "section", "row", "column", "mean", "std", "n", "collapsed", "missing",
+                "left_out"])
     for t in report.tables:
         for labels, cells in t.rows:
             for col, c in zip(t.columns, cells, strict=True):
                 j = c.to_json()
                 w.writerow([t.key, t.section, " ".join(labels), col, j.get("mean", ""),
-                            j.get("std", ""), j["n"], int(c.collapsed), j.get("missing", "")])
+                            j.get("std", ""), j["n"], int(c.collapsed), j.get("missing", ""),
+                            c.left_out])
     return buf.getvalue()
 
 

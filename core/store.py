@@ -222,6 +222,18 @@ class Store:
         self._ensure()
         return self._tx()
 
+    def check_writable(self) -> None:
+        """Raise ``StoreError`` unless runs can be stored here, found out without writing
+        (a sweep checks once before it starts, rather than failing every run)."""
+        existing = next(p for p in [self.root, *self.root.parents] if p.exists())
+        if existing == self.root and not self.root.is_dir():
+            raise StoreError(f"results dir {self.root} is a file; pass --results-dir DIR")
+        for path in (existing, self.db_path):
+            # access() also reports a read-only file system, which permission bits do not.
+            if path.exists() and not os.access(path, os.W_OK):
+                raise StoreError(f"cannot write results under {self.root}: {path} is not "
+                                 "writable; pass --results-dir DIR")
+
     # -- runs ------------------------------------------------------------------------------
 
     def run_dir(self, run_id: str) -> Path:

@@ -34,6 +34,7 @@ from prunetui.tui.widgets.preview import PreviewPanel
 from prunetui.tui.widgets.run_progress import RunProgress, bar_text
 from prunetui.tui.widgets.runs_table import RunsTable
 from prunetui.tui.widgets.sweep_grid import SweepGrid
+from prunetui.tui.widgets.table import Table
 
 FAST = {"timing_repeats": 1}
 SIZE = (120, 40)
@@ -522,6 +523,59 @@ async def test_key_bar_follows_the_focus_and_clicks_press_keys(tmp_path: Path) -
         await pilot.click(KeyBar, offset=(x, 0))
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
+
+
+async def test_table_draws_as_a_datatable_with_one_style_lookup_per_render(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from textual.app import App, ComposeResult
+    from textual.dom import DOMNode
+    from textual.geometry import Region
+    from textual.widgets import DataTable
+
+    class Pair(App[None]):
+        CSS = "DataTable { height: 12; }"
+
+        def compose(self) -> ComposeResult:
+            yield Table(id="ours", zebra_stripes=True, cursor_type="row")
+            yield DataTable(id="theirs", zebra_stripes=True, cursor_type="row")
+
+        def on_mount(self) -> None:
+            for table in self.query(DataTable):
+                table.add_columns("Epoch", "Top-1")
+                for e in range(5):
+                    table.add_row(str(e), f"{90 + e / 10:.2f}")
+
+    def lines(table: DataTable[Any]) -> list[list[tuple[str, Style | None]]]:
+        table.notify_style_update()  # drop its caches: draw every line afresh
+        return [[(seg.text, seg.style) for seg in strip]
+                for strip in table.render_lines(Region(0, 0, *table.outer_size))]
+
+    app = Pair()
+    async with app.run_test(size=(40, 30)) as pilot:
+        ours, theirs = app.query_one("#ours", Table), app.query_one("#theirs", DataTable)
+        drawn = {}
+        for focused in (ours, theirs):  # focused: the cursor and header styles change
+            focused.focus()
+            await pilot.pause()
+            drawn[focused.id] = lines(focused)
+        assert drawn["ours"] == drawn["theirs"]
+        app.set_focus(None)
+        await pilot.pause()
+        assert lines(ours) == lines(theirs)
+        assert ours.rich_style == theirs.rich_style  # outside a render: the live lookup
+        calls: list[DOMNode] = []
+        lookup = DOMNode.rich_style.fget
+        assert lookup is not None
+
+        def counted(node: DOMNode) -> Style:
+            calls.append(node)
+            return lookup(node)
+
+        monkeypatch.setattr(DOMNode, "rich_style", property(counted))
+        lines(ours)
+        assert calls.count(ours) == 1
+        lines(theirs)
+        assert calls.count(theirs) >= 12  # DataTable's own: one per line drawn
 
 
 async def test_run_progress_bars(tmp_path: Path) -> None:

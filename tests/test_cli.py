@@ -60,12 +60,36 @@ def test_run_json_then_runs_show_export(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "pass --force" in r.stderr
     r = runner.invoke(app, ["export", "--out", str(out), "--force"])
     assert r.exit_code == 0
+    blocked = out / "report.md" / "sub"  # a file on the path: the folder cannot be made
+    r = runner.invoke(app, ["export", "--out", str(blocked)])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: cannot write the report to {blocked}")
 
     r = runner.invoke(app, ["run", *FAST, "--pruner", "mag", "--compression", "0.5",
                             "--post-epochs", "2"])
     assert r.exit_code == 0 and "already stored" in r.stderr
     r = runner.invoke(app, ["rm", rid])
     assert r.exit_code == 0 and not (results() / rid).exists()
+
+
+@pytest.mark.parametrize(("extra", "expect"), [
+    (["--datasets", "mnist", "--set", "device=cpu", "--data-dir", "{tmp}/none",
+      "--no-download"], "mnist not found: expected {tmp}/none/MNIST/raw/"),
+    (["--datasets", "digits", "--devices", "cuda:0"], "device 'cuda:0' is not available"),
+    (["--datasets", "digits", "--set", "device=cpu", "--results-dir", "{tmp}/file"],
+     "results dir {tmp}/file is a file"),
+])
+def test_sweep_fails_once_before_any_run_on_what_every_run_would_hit(
+        tmp_path: Path, extra: list[str], expect: str) -> None:
+    (tmp_path / "file").write_text("")
+    args = ["sweep", "--models", "fc", "--pruners", "rand,mag", "--compressions", "0.5,1",
+            *(x.format(tmp=tmp_path) for x in extra)]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {expect.format(tmp=tmp_path)}")
+    assert r.stdout == ""
+    assert not results().exists() and not (tmp_path / "none").exists()
 
 
 def test_inspect_prints_table() -> None:

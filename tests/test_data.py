@@ -322,6 +322,7 @@ def test_download_failure_is_data_error(
     assert calls == [(str(tmp_path / "data"), True)]
     assert name in msg and str(tmp_path / "data") in msg and "connect to a network" in msg
     assert "name resolution" in msg
+    assert not (tmp_path / "data").exists()  # the folders made for the download are gone
 
 
 @pytest.mark.parametrize("module", ["mnist", "cifar"])
@@ -339,6 +340,7 @@ def test_real_torchvision_download_path_offline(
         load_dataset(name, tmp_path, download=True)
     msg = one_line(e)
     assert "downloading it failed" in msg and "connect to a network" in msg
+    assert not any(tmp_path.iterdir())  # torchvision's MNIST/raw, made before the fetch: gone
 
 
 def test_download_then_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

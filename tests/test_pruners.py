@@ -218,7 +218,7 @@ def test_large_selection_matches_full_sort(monkeypatch: pytest.MonkeyPatch, leve
         scores = [torch.rand(s, generator=g, dtype=torch.float64) for s in shapes]
     monkeypatch.setitem(SCORERS, "fixed", _Fixed(scores))
     total = sum(s.numel() for s in scores)
-    assert total > schedule._SORT_LIMIT
+    assert total > schedule._DIRECT_LIMIT
     prune(model, prunables, "fixed", 0.4, iterations=1, batch=None, generator=g)
     got = torch.cat([p.mask.reshape(-1) for p in prunables])
     assert torch.equal(got, _reference(scores, kept_count(total, 0.4)))
@@ -227,7 +227,7 @@ def test_large_selection_matches_full_sort(monkeypatch: pytest.MonkeyPatch, leve
 def test_selection_recursion_and_retries_match_full_sort(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tiny sample and sort limits force the bracketing, its retries and its recursion on small
     # inputs, with ties, and pruned entries holding any value (they must be ignored).
-    monkeypatch.setattr(schedule, "_SORT_LIMIT", 8)
+    monkeypatch.setattr(schedule, "_DIRECT_LIMIT", 8)
     monkeypatch.setattr(schedule, "_SAMPLE", 16)
     monkeypatch.setattr(schedule, "_RUN", 4)
     g = gen(5)

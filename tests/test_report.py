@@ -15,8 +15,9 @@ LAYERS = [("layers.0.conv", 1769472), ("fc", 5120)]
 
 def put(store: Store, pruner: str, c: float, seed: int, top1: float, *, t: float = 0.6,
         ratio: float = 0.5, status: str = "finished", collapsed: bool = False,
-        density: tuple[float, float] = (0.5, 0.25)) -> str:
-    cfg = RunConfig(model="vgg16", dataset="cifar10", pruner=pruner, compression=c, seed=seed)
+        density: tuple[float, float] = (0.5, 0.25), **settings: Any) -> str:
+    cfg = RunConfig(model="vgg16", dataset="cifar10", pruner=pruner, compression=c, seed=seed,
+                    **settings)
     rid = cfg.run_id
     store.start_run(cfg.to_dict(), rid, "ref")
     if status != "finished":
@@ -93,11 +94,34 @@ def test_report_renderers(tmp_path: Path) -> None:
     assert "#### 1.2.3 FLOP — VGG16 on Cifar10" in md
     assert "![Rand — VGG16 on Cifar10, compression 0.5](weight_hist_rand.png)" in md
     rows = to_csv(rep).splitlines()
-    assert rows[0] == "table,section,row,column,mean,std,n,collapsed,missing"
-    assert "accuracy_by_arch,1.1,Cifar10 VGG16,Mag,90.0,1.4142135623730951,2,0," in rows
+    assert rows[0] == "table,section,row,column,mean,std,n,collapsed,missing,left_out"
+    assert "accuracy_by_arch,1.1,Cifar10 VGG16,Mag,90.0,1.4142135623730951,2,0,," in rows
     doc = json.loads(to_json(rep))
     cell = doc["tables"][0]["rows"][0]["cells"][2]
     assert cell == {"n": 0, "values": [], "collapsed": False, "missing": "failed"}
+    # The reference's order: 1.1, 1.2.*, 2.1 (figures), 2.2, 2.3.
+    heads = [line for line in md.splitlines() if line.startswith("#### ")]
+    assert [h.split()[1] for h in heads] == ["1.1", "1.2.1", "1.2.2", "1.2.3", "2.1", "2.2",
+                                             "2.3"]
+
+
+def test_a_cell_pools_the_seeds_of_one_setting_only(tmp_path: Path) -> None:
+    s = make_store(tmp_path)  # Mag at c=1: seeds 1 and 2 at the default lr 0.001
+    put(s, "mag", 1.0, 1, 40.0, lr=0.0001)  # the same cell, another experiment
+    by = {t.key: t for t in build_report(s.query(sweep="ref")).tables}
+    assert markdown_table(by["accuracy_by_arch"])[2] == (
+        "| Cifar10 | VGG16 | 10.00 ‡ | 90.00 ± 1.41 (n=2) | —    |")
+    assert ("Cifar10 VGG16, Mag: left out 1 run with lr=0.0001 (shown: lr=0.001)"
+            in by["accuracy_by_arch"].notes)
+    assert by["accuracy:vgg16:cifar10"].rows[1][1][1].values == [89.0, 91.0]
+    # The setting with more finished runs is the one shown.
+    put(s, "mag", 1.0, 2, 42.0, lr=0.0001)
+    put(s, "mag", 1.0, 3, 44.0, lr=0.0001)
+    by = {t.key: t for t in build_report(s.query(sweep="ref")).tables}
+    assert markdown_table(by["accuracy_by_arch"])[2] == (
+        "| Cifar10 | VGG16 | 10.00 ‡ | 42.00 ± 2.00 (n=3) | —    |")
+    assert ("Cifar10 VGG16, Mag: left out 2 runs with lr=0.001 (shown: lr=0.0001)"
+            in by["accuracy_by_arch"].notes)
 
 
 def test_two_architectures_get_numbered_sections(tmp_path: Path) -> None:
@@ -108,5 +132,7 @@ def test_two_architectures_get_numbered_sections(tmp_path: Path) -> None:
     rep = build_report(s.query())
     t = rep.tables[0]
     assert [labels for labels, _ in t.rows] == [["Cifar10", "VGG16"], ["MNIST", "FC"]]
-    assert {x.section for x in rep.tables[1:4]} == {"1.2.1.1", "1.2.1.2", "1.2.1.3"}
+    assert [x.section for x in rep.tables[1:]] == [
+        "1.2.1.1", "1.2.1.2", "1.2.1.3", "1.2.2.1", "1.2.2.2", "1.2.2.3",
+        "2.2.1", "2.2.2", "2.3.1", "2.3.2"]
     assert "— MNIST FC, Rand: diverged" in t.notes

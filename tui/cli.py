@@ -370,6 +370,10 @@ def sweep_cmd(
                       f"{row.status} (epoch {row.epoch})" if row else "—")
         out.print(t)
         return
+    pending = [c for c in configs
+               if not (c.run_id in stored and stored[c.run_id].status == "finished")]
+    if pending and executor == "local":  # Ray's nodes have their own devices and data
+        _preflight(pending, device_list, data_dir, download, store)
     from prunetui.core.sweep import CellOutcome, SweepRunner
     from prunetui.tui.console import ConsoleSink
 
@@ -403,6 +407,21 @@ def sweep_cmd(
                       f"{o.config.pruner} c={o.config.compression:g} seed {o.config.seed}: "
                       f"{o.error}")
         raise typer.Exit(1)
+
+
+def _preflight(configs: list[RunConfig], devices: list[str], data_dir: Path | None,
+               download: bool, store: Store) -> None:
+    """Fail once, before the first run, on what would fail every run of a sweep: a device
+    that is not there, a results dir that cannot be written, missing data (downloaded here,
+    once, when allowed, instead of by every worker at the same time)."""
+    from prunetui.core.data import ensure_files
+    from prunetui.core.train import resolve_device
+
+    for d in devices or sorted({c.device for c in configs}):
+        resolve_device(d)
+    store.check_writable()
+    for name in sorted({c.dataset for c in configs}):
+        ensure_files(name, data_dir, download)
 
 
 @app.command("runs")

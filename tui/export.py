@@ -30,12 +30,18 @@ def export_report(store: Store, rows: list[RunRow], fmt: str, out_dir: Path | No
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} is a file, not a folder")
     written = []
-    if fmt == "md":
-        from prunetui.core.figures import histogram_png, load_histograms
+    try:
+        # First, so that a folder that cannot be made (a file on its path, a read-only
+        # mount) is reported before anything is written.
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if fmt == "md":
+            from prunetui.core.figures import histogram_png, load_histograms
 
-        for f in report.figures:
-            png = histogram_png(load_histograms(store.run_dir(f.run_id)), f.title)
-            atomic_write_bytes(out_dir / f.filename, png)
-            written.append(out_dir / f.filename)
-    atomic_write_text(main, text)
+            for f in report.figures:
+                png = histogram_png(load_histograms(store.run_dir(f.run_id)), f.title)
+                atomic_write_bytes(out_dir / f.filename, png)
+                written.append(out_dir / f.filename)
+        atomic_write_text(main, text)
+    except OSError as e:
+        raise ConfigError(f"cannot write the report to {out_dir}: {e.strerror or e}") from None
     return [main, *written]

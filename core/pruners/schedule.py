@@ -6,7 +6,8 @@ order then flat index. The last iteration keeps exactly ``kept_count(total, comp
 
 Selection is O(n) per iteration instead of a sort: a random sample of the scores brackets the
 k-th largest value, one pass keeps everything above the bracket, and only the few entries inside
-it are ranked (recursively, with the same method, until they are few enough to sort). The
+it are ranked (recursively, with the same method, until they are few enough for one
+``kthvalue``). The
 masks, not the scores, tell which entries still live: a pruned entry's score is ignored.
 The tensors a pruning loop would otherwise allocate and free on every iteration are allocated
 once or kept mapped (``core/heap.py``): on a CPU, fresh memory costs a page fault per 4 KiB.
@@ -31,8 +32,8 @@ from prunetui.core.pruners import SCORERS
 
 OnStep = Callable[[int, int, float], None]
 
-# Below this many candidates, ranking them by a stable sort is as fast as bracketing.
-_SORT_LIMIT = 1 << 17
+# Below this many candidates, one kthvalue over them all is as fast as bracketing.
+_DIRECT_LIMIT = 1 << 17
 # Target number of live entries in the sample that brackets the k-th largest score.
 _SAMPLE = 1 << 16
 # Length of the contiguous runs the sample is drawn in.
@@ -212,12 +213,12 @@ def _select(
         for i, out in enumerate(outs):
             _fill_live(out, lives, i)
         return list(alive)
-    if total <= _SORT_LIMIT:
-        return _select_sorted(values, k, outs, lives)
+    if total <= _DIRECT_LIMIT:
+        return _select_direct(values, k, outs, lives)
     sample = _sample(values, lives, alive)
     m = sample.numel()
     if m < 2:
-        return _select_sorted(values, k, outs, lives)
+        return _select_direct(values, k, outs, lives)
     # Where the k-th largest should sit in the sample, and a margin of several binomial
     # standard deviations around it; a miss only widens the margin and costs another pass.
     q = k / total
@@ -230,7 +231,7 @@ def _select(
         hi = _largest(sample, hi_i) if hi_i >= 0 else None  # None: +inf, nothing is "above"
         lo = _largest(sample, lo_i) if lo_i < m else None  # None: every live entry may be in it
         if hi is None and lo is None:
-            return _select_sorted(values, k, outs, lives)
+            return _select_direct(values, k, outs, lives)
         above: list[int] = []
         for i, (v, out) in enumerate(zip(values, outs, strict=True)):
             if hi is None:
@@ -272,7 +273,7 @@ def _select(
         chosen = torch.zeros(size, dtype=torch.bool, device=vals.device)
         chosen[:need] = True
     elif size == total:  # the bracket did not narrow anything: rank directly
-        return _select_sorted(values, k, outs, lives)
+        return _select_direct(values, k, outs, lives)
     else:
         chosen = torch.empty(size, dtype=torch.bool, device=vals.device)
         _select([vals], need, [chosen], None, [size])
@@ -326,6 +327,20 @@ def _sample(values: list[Tensor], lives: list[Tensor] | None, alive: list[int]) 
     return torch.cat(parts)
 
 
+def _top(values: Tensor, k: int) -> Tensor:
+    """Flags of the ``k`` largest entries of a flat tensor, ties to the lower index. The k-th
+    largest value by ``kthvalue`` and the ties at it by position, instead of a stable sort:
+    0.5 ms instead of ~6 ms for 65k floats on a CPU."""
+    n = values.numel()
+    if k >= n or k <= 0:
+        return torch.full((n,), k > 0, dtype=torch.bool, device=values.device)
+    threshold = torch.kthvalue(values, n - k + 1).values
+    chosen = values > threshold
+    ties = k - int(torch.count_nonzero(chosen))
+    chosen[_positions(values == threshold)[:ties]] = True
+    return chosen
+
+
 def _positions(flags: Tensor) -> Tensor:
     """Indices of the True entries of a flat bool tensor, ascending. On a CPU through NumPy,
     whose ``flatnonzero`` is ~3x faster than ``Tensor.nonzero`` (3 vs 8-13 ms per SynFlow
@@ -335,19 +350,17 @@ def _positions(flags: Tensor) -> Tensor:
     return flags.nonzero().squeeze(1)
 
 
-def _select_sorted(
+def _select_direct(
     values: list[Tensor], k: int, outs: list[Tensor], lives: list[Tensor] | None
 ) -> list[int]:
-    """``_select`` by a stable sort of the live entries (ties keep position order)."""
+    """``_select`` over the live entries gathered in position order, by ``_top``."""
     positions = [
         _positions(lives[i]) if lives is not None
         else torch.arange(v.numel(), device=v.device)
         for i, v in enumerate(values)
     ]
     live = torch.cat([v[idx] for v, idx in zip(values, positions, strict=True)])
-    order = torch.sort(live, descending=True, stable=True).indices[:k]
-    chosen = torch.zeros(live.numel(), dtype=torch.bool, device=live.device)
-    chosen[order] = True
+    chosen = _top(live, k)
     kept: list[int] = []
     start = 0
     for idx, out in zip(positions, outs, strict=True):

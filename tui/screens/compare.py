@@ -13,6 +13,7 @@ from prunetui.core.store import RunRow, Store
 from prunetui.tui.widgets.accuracy_chart import AccuracyChart
 from prunetui.tui.widgets.fmt import pct, ratio, run_label
 from prunetui.tui.widgets.key_bar import KeyBar
+from prunetui.tui.widgets.table import Table
 
 
 class CompareScreen(Screen[None]):
@@ -30,7 +31,7 @@ class CompareScreen(Screen[None]):
         yield Static(f"Comparing {len(self.rows)} run{'s' * (len(self.rows) != 1)}",
                      id="compare-title")
         yield AccuracyChart(id="compare-chart")
-        table: DataTable[str] = DataTable(id="compare-table", cursor_type="row")
+        table: Table[str] = Table(id="compare-table", cursor_type="row")
         yield table
         yield KeyBar()
 

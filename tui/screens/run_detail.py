@@ -21,6 +21,7 @@ from prunetui.tui.widgets.epoch_table import EpochTable
 from prunetui.tui.widgets.fmt import cell_label, count, pct, ratio, run_label
 from prunetui.tui.widgets.histogram_chart import HistogramChart
 from prunetui.tui.widgets.key_bar import KeyBar
+from prunetui.tui.widgets.table import Table
 
 
 def summary(row: RunRow) -> str:
@@ -55,8 +56,7 @@ class RunDetailScreen(Screen[None]):
                 yield AccuracyChart(id="detail-acc")
                 yield EpochTable(id="detail-epochs")
             with TabPane("Layers", id="detail-layers"), Horizontal():
-                table: DataTable[str] = DataTable(id="layer-table", cursor_type="row",
-                                                  zebra_stripes=True)
+                table: Table[str] = Table(id="layer-table", cursor_type="row", zebra_stripes=True)
                 yield table
                 with Vertical(classes="charts-v"):
                     yield HistogramChart(id="detail-hist")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual.widgets import DataTable
+from prunetui.tui.widgets.table import Table
 
 COLUMNS = (("Epoch", "epoch"), ("Train loss", "train_loss"), ("Test loss", "test_loss"),
            ("Top-1", "top1"), ("Top-5", "top5"), ("LR", "lr"))
 
 
-class EpochTable(DataTable[str]):
+class EpochTable(Table[str]):
     """Epoch, losses, top-1, top-5 and lr of the run being trained (newest row followed)."""
 
     def __init__(self, *, id: str | None = None) -> None:

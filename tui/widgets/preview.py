@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Static
 from prunetui.core.config import RunConfig
 from prunetui.core.report import collapse_message
 from prunetui.tui.widgets.fmt import count, run_label
+from prunetui.tui.widgets.table import Table
 
 
 class PreviewPanel(Vertical):
@@ -20,8 +21,7 @@ class PreviewPanel(Vertical):
         yield Static("Preview", id="preview-title")
         yield Static("", id="preview-summary")
         yield Static("", id="preview-warning")
-        table: DataTable[str] = DataTable(id="preview-layers", cursor_type="row",
-                                          zebra_stripes=True)
+        table: Table[str] = Table(id="preview-layers", cursor_type="row", zebra_stripes=True)
         yield table
 
     def on_mount(self) -> None:

@@ -7,10 +7,10 @@ from typing import ClassVar
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.message import Message
-from textual.widgets import DataTable
 
 from prunetui.core.store import RunRow
 from prunetui.tui.widgets.fmt import pct, pruner_name, ratio
+from prunetui.tui.widgets.table import Table
 
 COLUMNS = (("✓", "mark"), ("Run", "run"), ("Model", "model"), ("Data", "dataset"),
            ("Pruner", "pruner"), ("c", "compression"), ("Seed", "seed"), ("Status", "status"),
@@ -18,7 +18,7 @@ COLUMNS = (("✓", "mark"), ("Run", "run"), ("Model", "model"), ("Data", "datase
 STATUS_COLORS = {"finished": "success", "running": "accent", "cancelled": "warning"}
 
 
-class RunsTable(DataTable[Text]):
+class RunsTable(Table[Text]):
     """One row per stored run, keyed by run id; marked runs carry a ✓."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from prunetui.core.catalog import PRUNERS
 from prunetui.core.config import RunConfig
+from prunetui.tui.widgets.table import Table
 
 PENDING = "·"
 MARKS = {"cancelled": "cancelled", "failed": "failed", "error": "error",
@@ -17,7 +17,7 @@ STYLES = {"running": ("accent", True), "finished": (None, True), "cancelled": ("
           "oom": ("error", False)}
 
 
-class SweepGrid(DataTable[Text]):
+class SweepGrid(Table[Text]):
     """One cell per (compression, pruner); the cursor picks a run to inspect."""
 
     def __init__(self, *, id: str | None = None) -> None:

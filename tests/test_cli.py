@@ -51,6 +51,7 @@ def test_run_json_then_runs_show_export(tmp_path: Path) -> None:
 
     r = runner.invoke(app, ["export"])
     assert r.exit_code == 0 and "| Data | Arch | Mag |" in re.sub(" +", " ", r.stdout)
+    assert "no selected run has compression 1 (--at); they have 0.5" in r.stderr
     out = tmp_path / "report"
     r = runner.invoke(app, ["export", "--out", str(out), "--layers-at", "0.5"])
     assert r.exit_code == 0, r.output
@@ -63,13 +64,15 @@ def test_run_json_then_runs_show_export(tmp_path: Path) -> None:
     blocked = out / "report.md" / "sub"  # a file on the path: the folder cannot be made
     r = runner.invoke(app, ["export", "--out", str(blocked)])
     assert r.exit_code == 2 and "Traceback" not in r.output
-    assert r.stderr.strip().splitlines()[-1].startswith(f"error: cannot write the report to {blocked}")
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot write the report to {blocked}")
 
     r = runner.invoke(app, ["run", *FAST, "--pruner", "mag", "--compression", "0.5",
                             "--post-epochs", "2"])
     assert r.exit_code == 0 and "already stored" in r.stderr
-    r = runner.invoke(app, ["rm", rid])
+    r = runner.invoke(app, ["rm", rid, rid[:6]])  # the same run twice
     assert r.exit_code == 0 and not (results() / rid).exists()
+    assert r.stdout.strip() == f"removed 1 run: {rid}"
 
 
 @pytest.mark.parametrize(("extra", "expect"), [
@@ -128,7 +131,7 @@ def test_sweep_dry_run_and_run() -> None:
     r = runner.invoke(app, [*args, "--dry-run"])
     assert "4 runs, 4 already finished" in r.output
     r = runner.invoke(app, args)
-    assert "(4 were already stored)" in r.stdout
+    assert "(4 already stored)" in r.stdout
     r = runner.invoke(app, ["runs", "--sweep", "t", "--json"])
     snip = [x for x in json.loads(r.stdout) if x["pruner"] == "snip"]
     assert {x["config"]["post_epochs"] for x in snip} == {2}

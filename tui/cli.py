@@ -82,7 +82,7 @@ DataDir = Annotated[Path | None, typer.Option(
     help="Dataset directory in torchvision's layout [default: ~/.cache/prunetui/data].")]
 Download = Annotated[bool, typer.Option(
     "--download/--no-download", help="Download missing datasets when a network exists.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object instead.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead.")]
 
 Scope = Annotated[str, typer.Option(help="global | local (per layer).")]
 Schedule = Annotated[str, typer.Option(help="exponential | linear.")]
@@ -108,6 +108,11 @@ Amp = Annotated[bool, typer.Option("--amp", help="bf16 autocast on CUDA.")]
 Repeats = Annotated[int, typer.Option(help="Timed passes over the test set.")]
 CkptEvery = Annotated[int, typer.Option(help="Write a resume checkpoint every N epochs.")]
 Force = Annotated[bool, typer.Option("--force", help="Rerun even if a finished run exists.")]
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 run', '2 runs'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _store(results_dir: Path | None, create: bool = True) -> Store:
@@ -362,7 +367,8 @@ def sweep_cmd(
         from rich.table import Table
 
         t = Table("run", "model", "dataset", "pruner", "c", "seed", "stored",
-                  title=f"sweep {spec.label()}: {len(configs)} runs, {done} already finished",
+                  title=f"sweep {spec.label()}: {_count(len(configs), 'run')}, {done} "
+                        "already finished",
                   title_justify="left")
         for c in configs:
             row = stored.get(c.run_id)
@@ -394,13 +400,14 @@ def sweep_cmd(
                          on_cell=on_cell, executor=executor, ray_address=ray_address,
                          gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
                          checkpoint_dir=checkpoint_dir)
-    err.print(f"sweep {spec.label()}: {len(configs)} runs, {done} already finished")
+    err.print(f"sweep {spec.label()}: {_count(len(configs), 'run')}, {done} already finished")
     with sink:
         sink.start()
         runner.run(configs)
     bad = [o for o in outcomes if o.status not in ("finished", "cached")]
-    out.print(f"sweep {spec.label()}: {len(outcomes) - len(bad)} of {len(configs)} runs "
-              f"finished ({sum(o.status == 'cached' for o in outcomes)} were already stored)")
+    out.print(f"sweep {spec.label()}: {len(outcomes) - len(bad)} of "
+              f"{_count(len(configs), 'run')} finished "
+              f"({sum(o.status == 'cached' for o in outcomes)} already stored)")
     if bad:
         for o in bad:
             out.print(f"  {o.status}: {o.config.run_id} {o.config.model}/{o.config.dataset}/"
@@ -546,9 +553,9 @@ def rm_cmd(
 ) -> None:
     """Delete stored runs and their artifacts."""
     store = _store(results_dir, create=False)
-    ids = [store.resolve(r).run_id for r in runs]
+    ids = list(dict.fromkeys(store.resolve(r).run_id for r in runs))  # each once
     store.remove(ids)
-    out.print(f"removed {len(ids)} run(s): {', '.join(ids)}")
+    out.print(f"removed {_count(len(ids), 'run')}: {', '.join(ids)}")
 
 
 @app.command("gc")
@@ -590,6 +597,11 @@ def export_cmd(
     rows = store.query(sweep=sweep, model=model, dataset=dataset, pruner=pruner)
     if not rows:
         raise ConfigError("no stored runs match the selection; see `prunetui runs`")
+    stored = sorted({r.compression for r in rows})
+    for flag, value in (("--at", at), ("--layers-at", layers_at)):
+        if value not in stored:
+            err.print(f"[bold yellow]warning:[/] no selected run has compression {value:g} "
+                      f"({flag}); they have {', '.join(f'{c:g}' for c in stored)}")
     written = export_report(store, rows, fmt, out_dir, at=at, layers_at=layers_at, title=title,
                             force=force)
     if written is None:

@@ -362,7 +362,9 @@ def sweep_cmd(
     configs = spec.configs()
     store = _store(results_dir)  # creates nothing until the first write
     stored = {r.run_id: r for r in store.query(run_ids=[c.run_id for c in configs])}
-    done = sum(1 for c in configs if c.run_id in stored and stored[c.run_id].status == "finished")
+    pending = [c for c in configs
+               if not (c.run_id in stored and stored[c.run_id].status == "finished")]
+    done = len(configs) - len(pending)
     if dry_run:
         from rich.table import Table
 
@@ -376,8 +378,6 @@ def sweep_cmd(
                       f"{row.status} (epoch {row.epoch})" if row else "—")
         out.print(t)
         return
-    pending = [c for c in configs
-               if not (c.run_id in stored and stored[c.run_id].status == "finished")]
     if pending and executor == "local":  # Ray's nodes have their own devices and data
         _preflight(pending, device_list, data_dir, download, store)
     from prunetui.core.sweep import CellOutcome, SweepRunner
@@ -597,11 +597,11 @@ def export_cmd(
     rows = store.query(sweep=sweep, model=model, dataset=dataset, pruner=pruner)
     if not rows:
         raise ConfigError("no stored runs match the selection; see `prunetui runs`")
-    stored = sorted({r.compression for r in rows})
+    comps = sorted({r.compression for r in rows})
     for flag, value in (("--at", at), ("--layers-at", layers_at)):
-        if value not in stored:
+        if value not in comps:
             err.print(f"[bold yellow]warning:[/] no selected run has compression {value:g} "
-                      f"({flag}); they have {', '.join(f'{c:g}' for c in stored)}")
+                      f"({flag}); they have {', '.join(f'{c:g}' for c in comps)}")
     written = export_report(store, rows, fmt, out_dir, at=at, layers_at=layers_at, title=title,
                             force=force)
     if written is None:

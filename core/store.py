@@ -116,6 +116,9 @@ class Store:
     def __init__(self, root: Path | str | None = None, create: bool = True) -> None:
         self.root = Path(root) if root is not None else default_results_dir()
         self.db_path = self.root / DB_NAME
+        if self.root.exists() and not self.root.is_dir():
+            # Every command would otherwise read it as an empty store ("0 runs").
+            raise StoreError(f"results dir {self.root} is a file; pass --results-dir DIR")
         if not create and not self.db_path.exists():
             raise StoreError(f"no results store at {self.db_path}; run something first")
         self._ready = False
@@ -226,8 +229,6 @@ class Store:
         """Raise ``StoreError`` unless runs can be stored here, found out without writing
         (a sweep checks once before it starts, rather than failing every run)."""
         existing = next(p for p in [self.root, *self.root.parents] if p.exists())
-        if existing == self.root and not self.root.is_dir():
-            raise StoreError(f"results dir {self.root} is a file; pass --results-dir DIR")
         for path in (existing, self.db_path):
             # access() also reports a read-only file system, which permission bits do not.
             if path.exists() and not os.access(path, os.W_OK):

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -95,6 +97,45 @@ def test_sweep_fails_once_before_any_run_on_what_every_run_would_hit(
     assert not results().exists() and not (tmp_path / "none").exists()
 
 
+@pytest.mark.parametrize("args", [["--compression", "abc"], ["--pre-epochs=x"]])
+def test_a_badly_typed_value_is_named_once(args: list[str]) -> None:
+    r = runner.invoke(app, ["run", *args])
+    value = args[-1].split("=")[-1]
+    assert r.exit_code == 2 and r.stderr.count(repr(value)) == 1, r.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["runs"], ["show", "abc"], ["export"], ["gc"]])
+def test_a_results_dir_that_is_a_file_is_an_error_not_an_empty_store(
+        tmp_path: Path, command: list[str]) -> None:
+    (tmp_path / "file").write_text("")
+    r = runner.invoke(app, ["--results-dir", str(tmp_path / "file"), *command])
+    assert r.exit_code == 2, r.output
+    assert r.stderr == f"error: results dir {tmp_path}/file is a file; pass --results-dir DIR\n"
+    assert r.stdout == ""
+
+
+@pytest.mark.parametrize(("stop_after", "expect"), [
+    (1, "interrupted: 1 of 2 runs finished; the same command resumes the rest"),
+    (2, "interrupted: 2 of 2 runs finished; nothing is left to run"),
+])
+def test_an_interrupted_sweep_says_what_it_kept(
+        monkeypatch: pytest.MonkeyPatch, stop_after: int, expect: str) -> None:
+    from prunetui.core.sweep import SweepRunner
+
+    real = SweepRunner.run
+
+    def interrupted(self: SweepRunner, configs: list[Any]) -> Any:
+        real(self, configs[:stop_after])
+        raise KeyboardInterrupt  # lands after those runs were stored
+
+    monkeypatch.setattr(SweepRunner, "run", interrupted)
+    r = runner.invoke(app, ["sweep", "--models", "fc", "--datasets", "digits", "--pruners",
+                            "rand", "--compressions", "0.5,1", "--set", "post_epochs=1",
+                            "--set", "device=cpu", "--set", "timing_repeats=1"])
+    assert r.exit_code == 130
+    assert r.stderr.strip().splitlines()[-1] == f"error: {expect}"
+
+
 def test_inspect_prints_table() -> None:
     r = runner.invoke(app, ["inspect", "vgg16", "--dataset", "cifar10", "--pruner", "synflow",
                             "--compression", "1", "--prune-iterations", "2"])
@@ -135,6 +176,13 @@ def test_sweep_dry_run_and_run() -> None:
     r = runner.invoke(app, ["runs", "--sweep", "t", "--json"])
     snip = [x for x in json.loads(r.stdout) if x["pruner"] == "snip"]
     assert {x["config"]["post_epochs"] for x in snip} == {2}
+    # A run stopped part-way is named with the epoch it stopped at, then completed.
+    rid = snip[0]["run_id"]
+    with sqlite3.connect(results() / "runs.sqlite") as con:
+        con.execute("UPDATE runs SET status='interrupted', epoch=1 WHERE run_id=?", (rid,))
+    r = runner.invoke(app, args)
+    assert f"3 already finished, 1 to resume ({rid} at epoch 1)" in r.stderr
+    assert "4 of 4 runs finished (3 already stored)" in r.stdout
 
 
 BAD = [
@@ -147,8 +195,7 @@ BAD = [
     (["run", "--device", "tpu"], "invalid device 'tpu'"),
     (["run", "--device", "cuda:7", "--dataset", "digits"], "device 'cuda:7' is not available"),
     (["run", "--compression", "-1"], "invalid compression -1.0"),
-    (["run", "--compression", "abc"], "Invalid value for '--compression'"),
-    (["run", "--compression", "abc"], "(got 'abc')"),
+    (["run", "--compression", "abc"], "Invalid value for '--compression': 'abc' is not a"),
     (["run", "--dataset", "digits", "--compression", "9"], "keeps no weight of"),
     (["run", "--post-epochs", "-2"], "invalid post-epochs -2"),
     (["run", "--pre-epochs=x"], "Invalid value for '--pre-epochs'"),

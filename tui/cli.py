@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 from prunetui.core import catalog
 from prunetui.core.config import RunConfig
 from prunetui.core.errors import ConfigError, PrunetuiError
-from prunetui.core.store import Store
+from prunetui.core.store import RunRow, Store
 
 # Piped output (a file, less, grep) gets room for whole tables instead of rich's 80 columns.
 out = Console() if sys.stdout.isatty() else Console(width=160)
@@ -37,7 +37,8 @@ class _OneLineErrors(TyperGroup):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as e:  # usage errors: bad option, wrong type, no command
-            _fail(e.format_message() + _given(e, args), e.exit_code)
+            message = e.format_message()
+            _fail(message + _given(e, args, message), e.exit_code)
         except PrunetuiError as e:
             _fail(str(e), e.exit_code)
         except (typer.Abort, KeyboardInterrupt):
@@ -48,17 +49,23 @@ class _OneLineErrors(TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-def _given(e: Exception, args: Any) -> str:
-    """' (got VALUE)' for a badly typed option, since typer's message omits the value."""
+def _given(e: Exception, args: Any, message: str) -> str:
+    """' (got VALUE)' for a badly typed option whose message does not show the value."""
     param = getattr(e, "param", None)
     argv = list(sys.argv[1:] if args is None else args)
     for i, tok in enumerate(argv):
         for opt in getattr(param, "opts", []):
-            if tok == opt and i + 1 < len(argv):
-                return f" (got {argv[i + 1]!r})"
-            if tok.startswith(opt + "="):
-                return f" (got {tok.split('=', 1)[1]!r})"
+            value = (argv[i + 1] if tok == opt and i + 1 < len(argv)
+                     else tok.split("=", 1)[1] if tok.startswith(opt + "=") else None)
+            if value is not None:
+                return "" if repr(value) in message else f" (got {value!r})"
     return ""
+
+
+class _Interrupted(PrunetuiError):
+    """Ctrl-C or SIGTERM, with what the store kept."""
+
+    exit_code = 130
 
 
 def _fail(message: str, code: int) -> None:
@@ -144,6 +151,7 @@ def _root(ctx: typer.Context, results_dir: ResultsDir = None, data_dir: DataDir 
     if data_dir is not None:
         os.environ["PRUNETUI_DATA"] = str(data_dir)
     if ctx.invoked_subcommand is None:
+        _store(results_dir)  # an unusable results dir is one line here, not a screen later
         from prunetui.tui.app import PruneApp
 
         PruneApp(results_dir=results_dir, data_dir=data_dir).run()
@@ -400,10 +408,21 @@ def sweep_cmd(
                          on_cell=on_cell, executor=executor, ray_address=ray_address,
                          gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
                          checkpoint_dir=checkpoint_dir)
-    err.print(f"sweep {spec.label()}: {_count(len(configs), 'run')}, {done} already finished")
-    with sink:
-        sink.start()
-        runner.run(configs)
+    err.print(f"sweep {spec.label()}: {_count(len(configs), 'run')}, {done} already finished"
+              + _resuming([stored[c.run_id] for c in pending if c.run_id in stored]))
+    try:
+        with sink:
+            sink.start()
+            runner.run(configs)
+    except KeyboardInterrupt:
+        # Told from the store, not from where the interrupt landed: one that lands as the
+        # last run finishes leaves nothing to resume.
+        rows = store.query(run_ids=[c.run_id for c in configs])
+        finished = sum(r.status == "finished" for r in rows)
+        raise _Interrupted(
+            f"interrupted: {finished} of {_count(len(configs), 'run')} finished; "
+            + ("the same command resumes the rest" if finished < len(configs)
+               else "nothing is left to run")) from None
     bad = [o for o in outcomes if o.status not in ("finished", "cached")]
     out.print(f"sweep {spec.label()}: {len(outcomes) - len(bad)} of "
               f"{_count(len(configs), 'run')} finished "
@@ -414,6 +433,14 @@ def sweep_cmd(
                       f"{o.config.pruner} c={o.config.compression:g} seed {o.config.seed}: "
                       f"{o.error}")
         raise typer.Exit(1)
+
+
+def _resuming(rows: list[RunRow]) -> str:
+    """', 2 to resume (3fa9c2e1b0 at epoch 12, …)' for stored runs that did not finish."""
+    if not rows:
+        return ""
+    shown = ", ".join(f"{r.run_id} at epoch {r.epoch}" for r in rows[:3])
+    return f", {len(rows)} to resume ({shown}{', …' if len(rows) > 3 else ''})"
 
 
 def _preflight(configs: list[RunConfig], devices: list[str], data_dir: Path | None,

@@ -63,7 +63,7 @@ class ConsoleSink:
     def __call__(self, event: ev.Event) -> None:
         self.start()
         rid = event.run_id
-        tag = f"{self.label}{rid[:7]}"
+        tag = f"{self.label}{rid}"
         if isinstance(event, ev.PhaseStarted):
             if event.phase == "prune":
                 self._task(rid, "prune", event.total, f"{tag} prune")
@@ -99,7 +99,10 @@ def fmt_int(n: int) -> str:
 
 def layer_table(layers: list[dict[str, Any]], title: str = "Per-layer") -> Table:
     """The per-layer table every face shows."""
-    t = Table(title=title, title_justify="left")
+    # The totals add bias and batch-norm terms; without this, the columns seem not to sum.
+    t = Table(title=title, title_justify="left", caption_justify="left",
+              caption="FLOPs per layer count the weights only, as the report's table 2.2 does; "
+                      "the FLOPs total above also counts biases and batch norm.")
     for col in ("layer", "shape", "params", "remaining", "density", "FLOPs dense",
                 "FLOPs pruned"):
         t.add_column(col, justify="left" if col in ("layer", "shape") else "right")

@@ -10,12 +10,9 @@ past it are dropped and recomputed, so the store never holds an epoch twice.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,7 +199,7 @@ def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,
     model, prunables = build(config, device)
     splits = load_dataset(config.dataset, data_dir, download)
     run_dir = store.run_dir(run_id)
-    with _run_lock(run_dir):
+    with store.run_lock(run_id):
         if force and stored is not None:
             (run_dir / RESUME).unlink(missing_ok=True)
         store.start_run(config.to_dict(), run_id, config.sweep)
@@ -210,26 +207,6 @@ def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,
                           cancel, gens)
     emit(RunFinished(run_id, result))
     return result
-
-
-@contextlib.contextmanager
-def _run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on a run while it executes, so two processes sharing a store
-    never run the same config at once. The OS drops the lock when the holder dies."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as e:
-        raise StoreError(f"cannot write results under {run_dir}: {e.strerror or e}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PrunetuiError(f"run {run_dir.name} is being run by another process right "
-                                "now; wait for it or run something else") from None
-        yield
-    finally:
-        os.close(fd)
 
 
 def _guarded(config: RunConfig, model: nn.Module, prunables: list[Prunable], splits: Splits,

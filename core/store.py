@@ -16,20 +16,22 @@ renamed into place. This module does not import torch.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fcntl
 import json
 import os
 import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prunetui.core.errors import ConfigError, StoreError
+from prunetui.core.errors import ConfigError, PrunetuiError, StoreError
 
 SCHEMA_VERSION = 1
 DB_NAME = "runs.sqlite"
+LOCK_NAME = ".lock"  # in each run's folder, held while the run executes
 # Statuses a run can be in. Only 'finished' counts as done; every other one is redone or
 # resumed by the next request for the same config.
 STATUSES = ("running", "finished", "failed", "cancelled", "interrupted", "diverged", "oom")
@@ -76,7 +78,7 @@ def default_results_dir() -> Path:
     return Path(os.environ.get("PRUNETUI_RESULTS", "results"))
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class RunRow:
     """One row of the runs table, config and result decoded."""
 
@@ -247,7 +249,7 @@ class Store:
             return None
         with self._read() as con:
             row = con.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
-        return RunRow.from_sql(row) if row else None
+        return self._alive(RunRow.from_sql(row)) if row else None
 
     def resolve(self, prefix: str) -> RunRow:
         """The one run whose id starts with ``prefix``; ConfigError when none or several."""
@@ -277,8 +279,7 @@ class Store:
         if not self.db_path.exists():
             return []
         where, args = [], []
-        for col, val in (("model", model), ("dataset", dataset), ("pruner", pruner),
-                         ("status", status)):
+        for col, val in (("model", model), ("dataset", dataset), ("pruner", pruner)):
             if val is not None:
                 where.append(f"{col}=?")
                 args.append(val)
@@ -294,7 +295,9 @@ class Store:
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         with self._read() as con:
             rows = con.execute(sql + " ORDER BY created, run_id", args).fetchall()
-        return [RunRow.from_sql(r) for r in rows]
+        runs = [self._alive(RunRow.from_sql(r)) for r in rows]
+        # After _alive, not in SQL: a dead 'running' row is an interrupted one.
+        return runs if status is None else [r for r in runs if r.status == status]
 
     def sweeps(self) -> list[tuple[str, int]]:
         """(sweep name, number of runs) for every sweep in the store."""
@@ -305,6 +308,54 @@ class Store:
                 "SELECT sweep, COUNT(*) FROM sweep_runs GROUP BY sweep ORDER BY sweep"
             ).fetchall()
         return [(r[0], r[1]) for r in rows]
+
+    @contextlib.contextmanager
+    def run_lock(self, run_id: str) -> Iterator[None]:
+        """Hold an exclusive lock on a run while it executes, so two processes sharing a
+        store never run the same config at once. The OS drops the lock when the holder dies,
+        which is how a 'running' row left by a killed process is told apart (``_alive``)."""
+        run_dir = self.run_dir(run_id)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise StoreError(f"cannot write results under {run_dir}: {e.strerror or e}") from None
+        try:
+            # A few tries: a reader testing the lock (``_alive``) holds it for a moment.
+            for attempt in range(5):
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == 4:
+                        raise PrunetuiError(f"run {run_id} is being run by another process "
+                                            "right now; wait for it or run something else"
+                                            ) from None
+                    time.sleep(0.02)
+            yield
+        finally:
+            os.close(fd)
+
+    def _alive(self, row: RunRow) -> RunRow:
+        """``row``, or for a 'running' row whose process is gone (its lock file is there and
+        nobody holds it: killed, or the machine went down), the same row as 'interrupted'.
+        Not written back: reading a store never changes it."""
+        if row.status != "running":
+            return row
+        try:
+            fd = os.open(self.run_dir(row.run_id) / LOCK_NAME, os.O_RDONLY)
+        except OSError:
+            return row  # no lock here (e.g. a Ray task keeps it on its node): trust the row
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return row  # held: the run is live
+        finally:
+            os.close(fd)  # also drops the shared lock, if taken
+        return dataclasses.replace(
+            row, status="interrupted",
+            error="its process ended without storing a status (killed, or the machine went "
+                  "down); run it again to resume")
 
     def start_run(self, config: dict[str, Any], run_id: str, sweep: str = "") -> None:
         """Record a run as running (new, or an unfinished one being resumed)."""

@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 from rich.style import Style
 from textual.pilot import Pilot
-from textual.widgets import Button, Collapsible, Input, Select, SelectionList, Static
+from textual.widgets import (
+    Button,
+    Collapsible,
+    Input,
+    Select,
+    SelectionList,
+    Static,
+    TabbedContent,
+)
 
 from prunetui.core import events as ev
 from prunetui.core.config import RunConfig
@@ -138,8 +146,12 @@ async def test_keys_configure_and_run_updates_table_and_charts(
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await configure(pilot, app, epochs="1")
-        await pilot.press("escape")  # leave the input so 'r' is a key binding, not text
-        app.query_one("#pruners", SelectionList).focus()
+        # In a text field the letter keys are text; escape leaves it, then 'r' runs.
+        assert isinstance(app.focused, Input)
+        assert [d for _, _, d, _ in app.query_one(KeyBar).items()[0]] == ["Leave field"]
+        await pilot.press("escape")
+        assert app.focused is app.query_one("#model")
+        assert "Leave field" not in [d for _, _, d, _ in app.query_one(KeyBar).items()[0]]
         await pilot.press("r")
         assert app.sweep_active
         await pilot.pause()
@@ -168,6 +180,29 @@ async def test_keys_configure_and_run_updates_table_and_charts(
         # The Layers tab shows the finished run's density bars and a layer's histogram.
         assert app.query_one("#pick-run", Select).value == config.run_id
         assert app.query_one("#pick-layer", Select).value == "layers.0"
+        # v cycles the Run tab's views, the focus following; Enter on a cell opens Layers.
+        await pilot.press("2")
+        tabs = app.query_one("#run-tabs", TabbedContent)
+        seen = []
+        for _ in range(3):
+            await pilot.press("v")
+            await pilot.pause()
+            seen.append(tabs.active)
+        assert seen == ["tab-charts", "tab-layers", "tab-live"]
+        grid.focus()
+        grid.move_cursor(row=grid.get_row_index("1"), column=grid.get_column_index("rand"))
+        await pilot.press("enter")
+        await pilot.pause()
+        assert tabs.active == "tab-layers"
+        # Running the same config again shows the stored run and says nothing was retrained.
+        await pilot.press("r")
+        await wait_idle(pilot, app)
+        assert table.row_count == 1 and str(table.get_row_at(0)[0]) == "1/1"
+        assert app.query_one(RunProgress).value("epoch") == (1, 1)
+        assert "1 of them already stored" in str(app.query_one("#run-status", Static).render())
+        assert app.notes[-1] == ("information", f"Already stored: fc·digits Rand c=1 "
+                                 f"({config.run_id}): top-1 {row.top1:.2f} (the stored "
+                                 "result; nothing was retrained)")
         # The results tab lists it.
         await pilot.press("3")
         assert app.query_one(RunsTable).row_count == 1
@@ -225,6 +260,9 @@ async def test_preview_per_layer_and_data_errors(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: "not found" in str(
             panel.query_one("#preview-summary").render()), what="the DataError")
         assert layers.row_count == 0
+        shown = str(panel.query_one("#preview-summary").render())  # in the app's terms
+        assert "start the app with --data-dir DIR" in shown and "--device" not in shown
+        assert "or start the run (r), which downloads it" in shown
         # Keeping less than one weight is refused by the engine.
         form.set_values(dataset="digits", extra="9")
         app.query_one("#pruners", SelectionList).highlighted = 0
@@ -235,8 +273,9 @@ async def test_preview_per_layer_and_data_errors(tmp_path: Path) -> None:
 # -- run, cancel, resume, fail -------------------------------------------------------------
 
 
-async def test_cancel_mid_run_then_resume(tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("cancel_with", ["key", "button"])
+async def test_cancel_mid_run_then_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         cancel_with: str) -> None:
     from prunetui.core import experiment
 
     real = experiment.train_epoch
@@ -264,7 +303,10 @@ async def test_cancel_mid_run_then_resume(tmp_path: Path,
         await pilot.click("#run")
         await wait_for(pilot, lambda: app.query_one(EpochTable).row_count >= 1,
                        what="the first epoch")
-        await pilot.press("c")
+        if cancel_with == "key":
+            await pilot.press("c")
+        else:
+            await pilot.click("#cancel")
         await wait_idle(pilot, app)
         row = Store(tmp_path / "results").get(config.run_id)
         assert row is not None and row.status == "cancelled"
@@ -275,7 +317,8 @@ async def test_cancel_mid_run_then_resume(tmp_path: Path,
         assert 1 <= stopped_at < 3
         # Start the same config again: the engine resumes from the checkpoint.
         app.events.clear()
-        assert app.focused is app.query_one(EpochTable)
+        if cancel_with == "key":
+            assert app.focused is app.query_one(EpochTable)
         await pilot.press("r")
         await wait_idle(pilot, app)
         started = [e for e in app.events if isinstance(e, ev.RunStarted)]
@@ -342,6 +385,12 @@ async def test_quit_asks_while_running(tmp_path: Path, monkeypatch: pytest.Monke
         assert app.is_running and app.sweep_active
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        # The run ends while the question is up: it no longer speaks of an active run.
+        assert app.cancel_token is not None
+        app.cancel_token.cancel()
+        await wait_idle(pilot, app)
+        question = str(app.screen.query_one("#confirm-question", Static).render())
+        assert question == "The run has ended: nothing is left to cancel. Quit?"
         await pilot.press("y")
         await pilot.pause()
     assert not app.is_running
@@ -448,6 +497,23 @@ async def test_results_filter_sort_open_compare(tmp_path: Path) -> None:
         assert app.screen.query_one(AccuracyChart).has_data()
         await pilot.press("escape")
         assert len(view.export_rows()) == 2
+        # Delete the two marked runs: asked first, "n" keeps them, "y" deletes them.
+        store = Store(tmp_path / "results")
+        marked = set(table.marked)
+        await pilot.press("delete")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Delete 2 runs" in str(app.screen.query_one("#confirm-question").render())
+        await pilot.press("n")
+        assert table.row_count == 5
+        await pilot.press("delete", "y")
+        await pilot.pause()
+        assert table.row_count == 3 and not table.marked
+        assert {r.run_id for r in store.query()}.isdisjoint(marked)
+        assert not any((tmp_path / "results" / rid).exists() for rid in marked)
+        # A run removed elsewhere (`prunetui rm` in another shell) leaves the shown tab soon.
+        store.remove([table.shown[0].run_id])
+        await wait_for(pilot, lambda: table.row_count == 2, timeout=3 * view.WATCH_SECONDS,
+                       what="the Results tab to notice the store changed")
 
 
 async def test_export_writes_the_report(tmp_path: Path) -> None:
@@ -513,7 +579,7 @@ async def test_key_bar_follows_the_focus_and_clicks_press_keys(tmp_path: Path) -
         bar = app.query_one(KeyBar)
         shown, palette = bar.items()
         enabled = {description: on for _, _, description, on in shown}
-        assert enabled == {"Quit": True, "Run": True, "Cancel": False, "Theme": True,
+        assert enabled == {"Quit": True, "Run": True, "Cancel": False,
                            "Help": True}  # nothing to cancel: dimmed
         assert palette is not None and palette[1] == "^p"
         await pilot.press("3")  # the runs table has the focus: its keys join
@@ -523,6 +589,8 @@ async def test_key_bar_follows_the_focus_and_clicks_press_keys(tmp_path: Path) -
         await pilot.click(KeyBar, offset=(x, 0))
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
+        # A dialog's key bar shows its own keys, not those of the screen under it.
+        assert [d for _, _, d, _ in app.screen.query_one(KeyBar).items()[0]] == ["Close"]
 
 
 async def test_table_draws_as_a_datatable_with_one_style_lookup_per_render(

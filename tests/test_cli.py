@@ -104,7 +104,8 @@ def test_a_badly_typed_value_is_named_once(args: list[str]) -> None:
     assert r.exit_code == 2 and r.stderr.count(repr(value)) == 1, r.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["runs"], ["show", "abc"], ["export"], ["gc"]])
+@pytest.mark.parametrize("command", [[], ["runs"], ["show", "abc"], ["export"], ["gc"],
+                                     ["run", "--dataset", "digits", "--post-epochs", "1"]])
 def test_a_results_dir_that_is_a_file_is_an_error_not_an_empty_store(
         tmp_path: Path, command: list[str]) -> None:
     (tmp_path / "file").write_text("")

@@ -151,14 +151,6 @@ def test_disk_full_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.integrity_check() == "ok"
 
 
-def test_results_dir_that_is_a_file(tmp_path: Path) -> None:
-    f = tmp_path / "afile"
-    f.write_text("x")
-    r = runner.invoke(app, ["run", "--model", "fc", "--dataset", "digits", "--post-epochs", "1",
-                            "--results-dir", str(f)])
-    assert r.exit_code == 2 and "cannot" in r.stderr and "Traceback" not in r.output
-
-
 def test_out_of_memory_is_stored_as_oom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def oom(*a: Any, **k: Any) -> None:
         raise torch.OutOfMemoryError("CUDA out of memory")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from prunetui.core.errors import ConfigError, StoreError
+from prunetui.core.errors import ConfigError, PrunetuiError, StoreError
 from prunetui.core.store import SCHEMA_VERSION, Store
 
 
@@ -124,3 +124,38 @@ def test_four_concurrent_writers(tmp_path: Path) -> None:
     assert all(r.status == "finished" and r.top1 == float(int(r.run_id[2:])) for r in rows)
     assert all(len(s.epochs(r.run_id)) == 1 for r in rows)
     assert s.integrity_check() == "ok"
+
+
+def _hold_lock_then_die(root: str, started: Any) -> None:
+    s = Store(root)
+    with s.run_lock("bbbbbbbbbb"):
+        s.start_run(CFG, "bbbbbbbbbb")
+        started.set()
+        import os
+
+        os._exit(0)  # killed mid-run: no status stored, the OS drops the lock
+
+
+def test_a_running_row_whose_process_died_reads_as_interrupted(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    with s.run_lock("aaaaaaaaaa"):
+        s.start_run(CFG, "aaaaaaaaaa")
+        assert s.get("aaaaaaaaaa").status == "running"  # type: ignore[union-attr]
+        with (pytest.raises(PrunetuiError, match="being run by another process"),
+              Store(tmp_path).run_lock("aaaaaaaaaa")):
+            pass
+    # The same row once nobody holds its lock: the process is gone.
+    row = s.get("aaaaaaaaaa")
+    assert row is not None and row.status == "interrupted" and "run it again" in (row.error or "")
+    assert [r.run_id for r in s.query(status="interrupted")] == ["aaaaaaaaaa"]
+    assert s.query(status="running") == []
+    with sqlite3.connect(tmp_path / "runs.sqlite") as con:  # reading changed nothing
+        assert con.execute("SELECT status FROM runs").fetchone()[0] == "running"
+    # A process killed while it held the lock.
+    ctx = mp.get_context("spawn")
+    started = ctx.Event()
+    p = ctx.Process(target=_hold_lock_then_die, args=(str(tmp_path), started))
+    p.start()
+    p.join(60)
+    assert started.is_set()
+    assert s.get("bbbbbbbbbb").status == "interrupted"  # type: ignore[union-attr]

@@ -18,7 +18,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import TabbedContent, TabPane
+from textual.widgets import Input, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from prunetui.core.config import RunConfig
@@ -29,13 +29,14 @@ from prunetui.tui import worker as glue
 from prunetui.tui.screens.confirm import ConfirmScreen
 from prunetui.tui.screens.results import ResultsView
 from prunetui.tui.widgets.config_form import ConfigForm, FormState
-from prunetui.tui.widgets.fmt import run_label
+from prunetui.tui.widgets.fmt import for_app, run_label
 from prunetui.tui.widgets.key_bar import KeyBar
 from prunetui.tui.widgets.preview import PreviewPanel
 from prunetui.tui.widgets.run_panel import RunPanel
 
 W = TypeVar("W", bound=Widget)
 TABS = {"configure": "tab-configure", "run": "tab-run", "results": "tab-results"}
+FOCUS = {"configure": "#model", "run": "#epoch-table", "results": "#runs"}  # on showing a tab
 PREVIEW_DELAY = 0.25  # seconds of calm before a preview is computed
 
 
@@ -50,8 +51,10 @@ class PruneApp(App[None]):
         Binding("q", "quit", "Quit"),
         Binding("r", "run", "Run"),
         Binding("c", "cancel", "Cancel"),
-        Binding("t", "toggle_dark", "Theme"),
+        Binding("t", "toggle_dark", "Theme", show=False),  # room for "? Help" at 80 columns
         Binding("question_mark", "help", "Help", key_display="?"),
+        # Shown only in a text field, where the letter keys above are typed instead.
+        Binding("escape", "leave_field", "Leave field"),
         Binding("1", "tab('configure')", "Configure", show=False),
         Binding("2", "tab('run')", "Run tab", show=False),
         Binding("3", "tab('results')", "Results", show=False),
@@ -87,6 +90,7 @@ class PruneApp(App[None]):
         self._previewed: RunConfig | None = None
         self._preview_timer: Timer | None = None
         self.outcomes: list[glue.CellOutcome] = []
+        self._quit_question: ConfirmScreen | None = None  # shown while a run is active
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -129,7 +133,7 @@ class PruneApp(App[None]):
         try:
             return self.store()
         except PrunetuiError as e:
-            self.notify(str(e), severity="error", title="Results store", timeout=10)
+            self.notify(for_app(str(e)), severity="error", title="Results store", timeout=10)
             return None
 
     # -- actions ---------------------------------------------------------------------------
@@ -138,9 +142,17 @@ class PruneApp(App[None]):
         """Show a tab and put the focus in it (keys then act on what is shown)."""
         while len(self.screen_stack) > 1:
             self.pop_screen()
-        self.main("#main-tabs", TabbedContent).active = TABS[name]
-        target = {"configure": "#model", "run": "#epoch-table", "results": "#runs"}[name]
-        self.main(target).focus()
+        tabs = self.main("#main-tabs", TabbedContent)
+        if name == "results" and tabs.active == TABS[name]:
+            self.main(ResultsView).reload()  # shown already: the key asks for a fresh read
+        tabs.active = TABS[name]
+        self.main(FOCUS[name]).focus()
+
+    def action_leave_field(self) -> None:
+        """Leave a text field for the tab's main widget, so keys are commands again."""
+        active = self.main("#main-tabs", TabbedContent).active
+        name = next(n for n, tab in TABS.items() if tab == active)
+        self.main(FOCUS[name]).focus()
 
     def action_help(self) -> None:
         # Imported on first use: Markdown costs ~60 ms of the first paint otherwise.
@@ -154,6 +166,8 @@ class PruneApp(App[None]):
             return True if self.sweep_active else None
         if action == "run":
             return None if self.sweep_active else True
+        if action == "leave_field":
+            return isinstance(self.focused, Input)
         return True
 
     def action_run(self) -> None:
@@ -211,9 +225,10 @@ class PruneApp(App[None]):
                     self.cancel_token.cancel()
                 self.exit()
 
-        self.push_screen(ConfirmScreen(
+        self._quit_question = ConfirmScreen(
             "A run is active. Cancel it and quit?\nIt is stored as cancelled; run the same "
-            "config again to resume it.", yes="Quit"), answer)
+            "config again to resume it.", yes="Quit")
+        self.push_screen(self._quit_question, answer)
 
     def on_unmount(self) -> None:
         # Never leave the engine running in a thread the interpreter would wait for.
@@ -323,10 +338,13 @@ class PruneApp(App[None]):
             self.notify(f"{label} stored as cancelled; run it again to resume",
                         severity="warning", title="Run cancelled")
         elif o.status != "finished":
-            self.notify(f"{label}: {o.error}", severity="error", title=f"Run {o.status}",
+            self.notify(f"{label}: {for_app(o.error)}", severity="error", title=f"Run {o.status}",
                         timeout=12)
         elif message.total == 1 and o.result is not None:
-            self.notify(f"{label}: top-1 {o.result['top1']:.2f}", title="Run finished")
+            stored = o.config.run_id in self.main(RunPanel).cached
+            self.notify(f"{label}: top-1 {o.result['top1']:.2f}"
+                        + (" (the stored result; nothing was retrained)" if stored else ""),
+                        title="Already stored" if stored else "Run finished")
         self.main(ResultsView).reload()
 
     def on_sweep_done(self, message: glue.SweepDone) -> None:
@@ -339,6 +357,8 @@ class PruneApp(App[None]):
                         title="Sweep cancelled" if message.cancelled else "Sweep done")
         self.refresh_bindings()
         self.main(ResultsView).reload()
+        if self._quit_question is not None and self.screen is self._quit_question:
+            self._quit_question.ask("The run has ended: nothing is left to cancel. Quit?")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker that died anyway (a bug): say so and keep the app alive."""

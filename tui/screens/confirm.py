@@ -11,6 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from prunetui.tui.widgets.key_bar import KeyBar
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Dismisses with True (y / Yes) or False (n / escape / No)."""
@@ -32,6 +34,12 @@ class ConfirmScreen(ModalScreen[bool]):
             with Horizontal(id="confirm-buttons"):
                 yield Button(f"{self.yes} (y)", id="yes", variant="error", compact=True)
                 yield Button(f"{self.no} (n)", id="no", compact=True)
+        yield KeyBar()  # this screen's keys, over the main screen's
+
+    def ask(self, question: str) -> None:
+        """Change the question while it is shown (what it was about has changed)."""
+        self.question = question
+        self.query_one("#confirm-question", Static).update(question)
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

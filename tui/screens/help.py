@@ -10,6 +10,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
+from prunetui.tui.widgets.key_bar import KeyBar
+
 HELP = """\
 # prunetui
 
@@ -41,11 +43,12 @@ no path is left from input to output).
 | `v` | Run tab: next view (Live, Charts, Layers); Results: compare the marked runs |
 | `/` | filter the runs |
 | `ctrl+e` | export the marked (or shown) runs |
+| `del` | delete the marked runs (or the one under the cursor), after asking |
 | `t` | light / dark theme |
 | `ctrl+p` | command palette |
 | `?` | this help |
 | `q` | quit (asks first while a run is active) |
-| `escape` | back / close |
+| `escape` | back / close; leave a text field (its keys are text, not commands) |
 """
 
 
@@ -60,6 +63,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):
             yield Markdown(HELP)
+        yield KeyBar()  # this screen's keys, over the main screen's
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)

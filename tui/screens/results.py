@@ -7,6 +7,7 @@ be tested without a terminal.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -76,6 +77,15 @@ _HEADER_SORT = {"run": "oldest", "model": "model", "dataset": "model", "pruner":
                 "top1": "top1", "flop_ratio": "flop_ratio"}
 
 
+def _stamp(path: Path) -> tuple[int, int]:
+    """(mtime ns, size) of a file, (0, 0) when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
+
+
 def sort_rows(rows: list[RunRow], key: str, reverse: bool = False) -> list[RunRow]:
     _, fn, descending = SORTS[key]
     return sorted(rows, key=fn, reverse=descending != reverse)
@@ -87,13 +97,16 @@ class ResultsView(Vertical):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_filter", "Filter"),
         Binding("ctrl+e", "export", "Export"),
+        Binding("delete", "delete", "Delete", key_display="del"),
     ]
+    WATCH_SECONDS = 2.0  # how often a shown Results tab looks for runs stored elsewhere
 
     def __init__(self, store: Callable[[], Store], *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._store = store
         self.rows: list[RunRow] = []
         self._reverse = False
+        self._stamp: tuple[tuple[int, int], ...] = ()
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="results-bar"):
@@ -107,12 +120,28 @@ class ResultsView(Vertical):
             yield Input("report", id="export-path", compact=True)
             yield Checkbox("overwrite", id="export-force", compact=True)
             yield Button("Export", id="export", compact=True, variant="primary")
-        yield Static("enter open · space mark · v compare marked · / filter · ctrl+e export",
+        yield Static("enter open · space mark · v compare · / filter · ctrl+e export"
+                     " · del delete",
                      id="results-hint")
 
     def on_mount(self) -> None:
         self.rows = self._read()
         self._redraw()
+        self.set_interval(self.WATCH_SECONDS, self._watch)
+
+    def _watch(self) -> None:
+        """Reload when the store's files changed (a sweep in another shell, `prunetui rm`)
+        and the tab is on screen; a stat of two files otherwise."""
+        if not self.is_on_screen:
+            return
+        try:
+            db = self._store().db_path
+        except PrunetuiError:
+            return
+        stamp = (_stamp(db), _stamp(db.with_name(db.name + "-wal")))
+        if stamp != self._stamp:
+            self._stamp = stamp
+            self.reload()
 
     # -- data ------------------------------------------------------------------------------
 
@@ -197,6 +226,38 @@ class ResultsView(Vertical):
             self.notify("mark runs with space first", severity="warning")
             return
         self.app.push_screen(CompareScreen(rows, self._store()))
+
+    def action_delete(self) -> None:
+        """Delete the marked runs (or the one under the cursor), after asking."""
+        table = self.query_one(RunsTable)
+        rows = table.marked_rows() or ([r] if (r := table.current_row()) else [])
+        if not rows:
+            return
+        live = [r.run_id for r in rows if r.status == "running"]
+        if live:
+            self.notify(f"{', '.join(live)} is running; cancel it first", severity="error",
+                        title="Delete")
+            return
+        what = (f"run {rows[0].run_id}" if len(rows) == 1 else f"{len(rows)} runs")
+        question = (f"Delete {what} with its checkpoints and histograms?\n"
+                    "This cannot be undone.")
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            ids = [r.run_id for r in rows]
+            try:
+                self._store().remove(ids)
+            except PrunetuiError as e:
+                self.notify(str(e), severity="error", title="Delete")
+                return
+            table.marked -= set(ids)
+            self.reload()
+            self.notify(f"deleted {what}", title="Delete")
+
+        from prunetui.tui.screens.confirm import ConfirmScreen
+
+        self.app.push_screen(ConfirmScreen(question, yes="Delete", no="Keep"), answered)
 
     def action_focus_filter(self) -> None:
         self.query_one("#filter", Input).focus()

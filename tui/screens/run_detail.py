@@ -83,9 +83,10 @@ class RunDetailScreen(Screen[None]):
             layers = row.result.get("layers", [])
         train = {r["epoch"]: r["top1"] for r in epochs if r["phase"] == "train"}
         self.query_one(AccuracyChart).set_run(row.run_id, cell_label(row.config), train)
-        self.query_one(EpochTable).add_stored(
-            epochs, {"train": int(row.config.get("post_epochs", 0)),
-                     "pretrain": int(row.config.get("pre_epochs", 0))})
+        epoch_table = self.query_one(EpochTable)
+        epoch_table.add_stored(epochs, {"train": int(row.config.get("post_epochs", 0)),
+                                        "pretrain": int(row.config.get("pre_epochs", 0))})
+        epoch_table.move_cursor(row=0)  # a finished run reads from its first epoch
         table = self.query_one("#layer-table", DataTable)
         for label, key in (("Layer", "layer"), ("Density", "density"), ("FLOPs", "flops")):
             table.add_column(label, key=key)

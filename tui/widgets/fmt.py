@@ -6,6 +6,21 @@ from typing import Any
 
 from prunetui.core.catalog import PRUNERS
 
+# The engine's errors name the CLI's flags; in the app the same fix is done another way.
+_APP_WORDING = (
+    ("use --device cpu or auto", "set Device (Options) to cpu or auto"),
+    ("pass --data-dir DIR", "start the app with --data-dir DIR"),
+    ("or allow downloading", "or start the run (r), which downloads it"),
+    ("pass --results-dir DIR", "start the app with --results-dir DIR"),
+)
+
+
+def for_app(message: str) -> str:
+    """An engine error message, with the CLI flags it suggests put in the app's terms."""
+    for cli, app in _APP_WORDING:
+        message = message.replace(cli, app)
+    return message
+
 
 def count(n: float) -> str:
     """1234567 → '1.23M'; small numbers as they are."""

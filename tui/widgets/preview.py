@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Static
 
 from prunetui.core.config import RunConfig
 from prunetui.core.report import collapse_message
-from prunetui.tui.widgets.fmt import count, run_label
+from prunetui.tui.widgets.fmt import count, for_app, run_label
 from prunetui.tui.widgets.table import Table
 
 
@@ -47,7 +47,8 @@ class PreviewPanel(Vertical):
 
     def show_error(self, config: RunConfig | None, message: str) -> None:
         self.query_one(DataTable).clear()
-        self._set(_title(config) if config else "Preview", f"✗ {message}", error=True)
+        self._set(_title(config) if config else "Preview", f"✗ {for_app(message)}",
+                  error=True)
 
     def show_info(self, config: RunConfig, info: dict[str, Any]) -> None:
         params, flops = info["params"], info["flops"]

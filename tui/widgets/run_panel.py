@@ -12,7 +12,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, DataTable, Select, Static, TabbedContent, TabPane
+from textual.widgets import Button, DataTable, Select, Static, TabbedContent, TabPane, Tabs
 
 from prunetui.core import events as ev
 from prunetui.core.config import RunConfig
@@ -45,6 +45,7 @@ class RunPanel(Vertical):
         self.warnings: list[str] = []
         self._phase = ""
         self._epochs: dict[str, int] = {}
+        self.cached: set[str] = set()  # runs of this sweep reported from the store
 
     def compose(self) -> ComposeResult:
         yield RunProgress(id="progress")
@@ -72,7 +73,17 @@ class RunPanel(Vertical):
         """Live → Charts → Layers → Live."""
         tabs = self.query_one("#run-tabs", TabbedContent)
         i = self.VIEWS.index(tabs.active) if tabs.active in self.VIEWS else -1
-        tabs.active = self.VIEWS[(i + 1) % len(self.VIEWS)]
+        self.show_view(self.VIEWS[(i + 1) % len(self.VIEWS)])
+
+    def show_view(self, view: str) -> None:
+        """Show one of ``VIEWS`` with the focus in it."""
+        tabs = self.query_one("#run-tabs", TabbedContent)
+        tabs.active = view
+        # The focus must follow: a focused widget left in the hidden pane hands the focus to
+        # its neighbour there, and the tabs then switch back to the pane that holds it.
+        pane = tabs.get_pane(view)
+        target = next((w for w in pane.query("*") if w.can_focus), None)
+        (target or tabs.query_one(Tabs)).focus()
 
     def on_resize(self) -> None:
         # Side by side when there is room, stacked on an 80-column terminal.
@@ -88,6 +99,7 @@ class RunPanel(Vertical):
         """A new sweep: every cell pending, tables and charts cleared."""
         self.configs = list(configs)
         self.current = None
+        self.cached = set()
         self.warnings = []
         self.query_one(RunProgress).reset()
         self.query_one(RunProgress).set("sweep", 0, len(configs))
@@ -118,7 +130,7 @@ class RunPanel(Vertical):
         config = self.current
         if isinstance(event, ev.RunStarted):
             if event.resumed_from_epoch:
-                self._resume(event)
+                self._show_epochs(event.run_id, event.resumed_from_epoch)
             self._status_for("started" if not event.resumed_from_epoch
                              else f"resumed after epoch {event.resumed_from_epoch}")
         elif isinstance(event, ev.PhaseStarted):
@@ -151,6 +163,8 @@ class RunPanel(Vertical):
                     config, f"▶ {event.epoch}/{event.epochs}", "running")
             self._status_for(f"{event.phase} epoch {event.epoch}/{event.epochs} · top-1 "
                              f"{event.top1:.2f}")
+        elif isinstance(event, ev.RunFinished) and event.cached:
+            self._show_stored(event.run_id)
         elif isinstance(event, ev.RunWarning):
             who = cell_label(config) if config is not None else event.run_id
             self.warnings.append(f"{who}: {event.message}")
@@ -183,6 +197,8 @@ class RunPanel(Vertical):
         done = statuses.count("finished")
         failed = len(statuses) - done - statuses.count("cancelled")
         parts = [f"{done}/{len(self.configs)} finished"]
+        if self.cached:
+            parts.append(f"{len(self.cached)} of them already stored")
         if failed:
             parts.append(f"{failed} failed")
         if cancelled:
@@ -191,23 +207,35 @@ class RunPanel(Vertical):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _resume(self, event: ev.RunStarted) -> None:
-        """Show a resumed run's stored epochs (up to its checkpoint) again."""
+    def _show_epochs(self, run_id: str, upto: int) -> None:
+        """Show a run's stored epochs (of its last phase, up to ``upto``) again: a resumed
+        run's up to its checkpoint, a stored one's all."""
         if self.store is None or self.current is None:
             return
         try:
-            rows = self.store.epochs(event.run_id)
+            rows = self.store.epochs(run_id)
         except Exception:
             return
         phase = "train" if any(r["phase"] == "train" for r in rows) else "pretrain"
-        rows = [r for r in rows if r["phase"] != phase or r["epoch"] <= event.resumed_from_epoch]
+        rows = [r for r in rows if r["phase"] != phase or r["epoch"] <= upto]
         self.query_one(EpochTable).add_stored(rows, {"train": self.current.post_epochs,
                                                      "pretrain": self.current.pre_epochs})
         chart = self.query_one(AccuracyChart)
-        chart.set_run(event.run_id, cell_label(self.current),
+        chart.set_run(run_id, cell_label(self.current),
                       {r["epoch"]: r["top1"] for r in rows if r["phase"] == "train"})
         self.query_one(RunProgress).set("prune", self.current.iterations,
                                         self.current.iterations)
+
+    def _show_stored(self, run_id: str) -> None:
+        """A config that was already stored: nothing is retrained, its stored epochs are
+        shown as if it had just run, and the status says so."""
+        self.cached.add(run_id)
+        if self.current is not None:
+            self._show_epochs(run_id, self.current.post_epochs)
+            progress = self.query_one(RunProgress)
+            progress.set("epoch", self.current.post_epochs, self.current.post_epochs)
+            progress.reset("batch")
+        self._status_for("already stored: showing its result (nothing was retrained)")
 
     def _status(self, text: str) -> None:
         self.query_one("#run-status", Static).update(text)
@@ -275,13 +303,17 @@ class RunPanel(Vertical):
         except (OSError, ValueError, AssertionError):
             return []
 
+    @on(Button.Pressed, "#cancel")
+    async def _cancel_pressed(self) -> None:
+        await self.app.run_action("cancel")  # the same as the c key
+
     @on(DataTable.CellSelected, "#grid")
     def _grid_selected(self, event: DataTable.CellSelected) -> None:
         event.stop()
         run_id = self.query_one(SweepGrid).run_at_cursor()
         if run_id and run_id in self.results:
             self.select_run(run_id)
-            self.query_one("#run-tabs", TabbedContent).active = "tab-layers"
+            self.show_view("tab-layers")
 
 
 _PHASES = {"load": "loading data", "pretrain": "pre-training", "prune": "pruning",

@@ -208,6 +208,26 @@ async def test_keys_configure_and_run_updates_table_and_charts(
         assert app.query_one(RunsTable).row_count == 1
 
 
+async def test_options_open_on_a_tall_terminal_and_follow_resizes(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        options = app.query_one("#options", Collapsible)
+        assert options.collapsed
+        await pilot.resize_terminal(100, 48)
+        await pilot.pause()
+        assert not options.collapsed
+        options.collapsed = True  # by hand: kept while the terminal stays tall
+        await pilot.resize_terminal(110, 50)
+        await pilot.pause()
+        assert options.collapsed
+        await pilot.resize_terminal(100, 24)
+        await pilot.pause()
+        assert options.collapsed
+        await pilot.resize_terminal(100, 48)
+        await pilot.pause()
+        assert not options.collapsed
+
+
 async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:

@@ -25,6 +25,7 @@ from prunetui.core.sweep import SweepSpec
 
 DEFAULTS = RunConfig()
 COMPRESSIONS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+OPTIONS_OPEN_HEIGHT = 36  # terminal rows from which Options shows open
 
 
 def compression_label(c: float) -> str:
@@ -71,6 +72,7 @@ class ConfigForm(Vertical):
         self._preview_pruner = DEFAULTS.pruner
         self._preview_compression = DEFAULTS.compression
         self._ready = False
+        self._tall: bool | None = None  # whether the terminal had room for the options
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form-row"):
@@ -129,10 +131,21 @@ class ConfigForm(Vertical):
             DEFAULTS.pruner)
         self.query_one("#compressions", SelectionList).highlighted = COMPRESSIONS.index(
             DEFAULTS.compression)
-        # Room for every option on a tall terminal; one line for them on a small one.
-        self.query_one("#options", Collapsible).collapsed = self.app.size.height < 36
+        self._fit_options()
         self._ready = True
         self._changed()
+
+    def on_resize(self) -> None:
+        self._fit_options()
+
+    def _fit_options(self) -> None:
+        """Room for every option on a tall terminal, one line for them on a small one: set
+        at start and whenever the terminal crosses between the two (a toggle by hand stays
+        until then)."""
+        tall = self.app.size.height >= OPTIONS_OPEN_HEIGHT
+        if tall != self._tall:
+            self._tall = tall
+            self.query_one("#options", Collapsible).collapsed = not tall
 
     # -- reading values --------------------------------------------------------------------
 

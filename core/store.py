@@ -448,7 +448,12 @@ class Store:
                         (status, error, time.time(), run_id))
 
     def remove(self, run_ids: list[str]) -> None:
-        """Delete runs (rows and artifact folders)."""
+        """Delete runs (rows and artifact folders); refuses (``StoreError``) if any of them is
+        running, since its process would go on writing to a run that is gone."""
+        running = [r.run_id for r in self.query(run_ids=run_ids, status="running")]
+        if running:
+            raise StoreError(f"run {', '.join(running)} is running right now; stop it first "
+                             "(Ctrl-C where it runs, or c in the app), then remove it")
         with self._write() as con:
             con.executemany("DELETE FROM runs WHERE run_id=?", [(r,) for r in run_ids])
         for r in run_ids:

@@ -39,6 +39,7 @@ from prunetui.tui.widgets.epoch_table import EpochTable
 from prunetui.tui.widgets.flops_chart import FlopRatioChart
 from prunetui.tui.widgets.key_bar import KeyBar
 from prunetui.tui.widgets.preview import PreviewPanel
+from prunetui.tui.widgets.run_panel import RunPanel
 from prunetui.tui.widgets.run_progress import RunProgress, bar_text
 from prunetui.tui.widgets.runs_table import RunsTable
 from prunetui.tui.widgets.sweep_grid import SweepGrid
@@ -522,7 +523,8 @@ async def test_results_filter_sort_open_compare(tmp_path: Path) -> None:
         marked = set(table.marked)
         await pilot.press("delete")
         assert isinstance(app.screen, ConfirmScreen)
-        assert "Delete 2 runs" in str(app.screen.query_one("#confirm-question").render())
+        assert "Delete 2 runs with their" in str(app.screen.query_one("#confirm-question").render())
+        assert [d for _, _, d, _ in app.screen.query_one(KeyBar).items()[0]] == ["Delete", "Keep"]
         await pilot.press("n")
         assert table.row_count == 5
         await pilot.press("delete", "y")
@@ -534,6 +536,30 @@ async def test_results_filter_sort_open_compare(tmp_path: Path) -> None:
         store.remove([table.shown[0].run_id])
         await wait_for(pilot, lambda: table.row_count == 2, timeout=3 * view.WATCH_SECONDS,
                        what="the Results tab to notice the store changed")
+
+
+async def test_run_detail_resumes_its_own_run(tmp_path: Path) -> None:
+    store = prepared_store(tmp_path / "results")
+    cancelled = store.query(status="cancelled")[0]
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        table = app.query_one(RunsTable)
+        for row in (0, [r.run_id for r in table.shown].index(cancelled.run_id)):
+            table.focus()
+            table.move_cursor(row=row)
+            await pilot.press("enter")
+            assert isinstance(app.screen, RunDetailScreen)
+            keys = [d for _, _, d, _ in app.screen.query_one(KeyBar).items()[0]]
+            if app.screen.row.status == "finished":
+                assert "Resume" not in keys  # nothing to resume
+                await pilot.press("escape")
+        assert "r resumes it" in str(app.screen.query_one("#detail-summary").render())
+        assert "Resume" in keys
+        await pilot.press("r")  # this run, not the Configure tab's (fc/mnist/SynFlow)
+        assert app.query_one(RunPanel).configs == [RunConfig.from_dict(cancelled.config)]
+        await wait_idle(pilot, app)
+        assert store.get(cancelled.run_id).status == "finished"  # type: ignore[union-attr]
 
 
 async def test_export_writes_the_report(tmp_path: Path) -> None:
@@ -597,14 +623,18 @@ async def test_key_bar_follows_the_focus_and_clicks_press_keys(tmp_path: Path) -
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         bar = app.query_one(KeyBar)
-        shown, palette = bar.items()
+        shown, pinned = bar.items()
         enabled = {description: on for _, _, description, on in shown}
-        assert enabled == {"Quit": True, "Run": True, "Cancel": False,
-                           "Help": True}  # nothing to cancel: dimmed
-        assert palette is not None and palette[1] == "^p"
+        assert enabled == {"Quit": True, "Run": True, "Cancel": False}  # nothing to cancel
+        assert [(k, d) for _, k, d, _ in pinned] == [("?", "Help"), ("^p", "palette")]
         await pilot.press("3")  # the runs table has the focus: its keys join
         descriptions = [d for _, _, d, _ in bar.items()[0]]
         assert {"Mark", "Compare", "Filter", "Export"} <= set(descriptions)
+        # On a narrow terminal the entries that do not fit go; help and the palette stay.
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        line = str(bar.render())
+        assert len(line) == 80 and line.rstrip().endswith("? Help  ^p palette")
         x = next(x for x in range(bar.size.width) if bar.key_at(x) == "question_mark")
         await pilot.click(KeyBar, offset=(x, 0))
         await pilot.pause()

@@ -144,6 +144,8 @@ def test_a_running_row_whose_process_died_reads_as_interrupted(tmp_path: Path) -
         with (pytest.raises(PrunetuiError, match="being run by another process"),
               Store(tmp_path).run_lock("aaaaaaaaaa")):
             pass
+        with pytest.raises(StoreError, match="aaaaaaaaaa is running right now; stop it first"):
+            s.remove(["aaaaaaaaaa"])  # its process would go on writing to a run that is gone
     # The same row once nobody holds its lock: the process is gone.
     row = s.get("aaaaaaaaaa")
     assert row is not None and row.status == "interrupted" and "run it again" in (row.error or "")

@@ -483,7 +483,7 @@ def runs_cmd(
     from rich.table import Table
 
     t = Table("id", "model", "dataset", "pruner", "c", "seed", "status", "top-1", "density",
-              "FLOP ratio", "time", title=f"{len(rows)} runs", title_justify="left")
+              "FLOP ratio", "time", title=_count(len(rows), "run"), title_justify="left")
     for r in rows:
         t.add_row(r.run_id, r.model, r.dataset, r.pruner, f"{r.compression:g}", str(r.seed),
                   r.status + (" ‡" if r.collapsed else ""),

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import Binding, BindingsMap
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
@@ -17,16 +15,16 @@ from prunetui.tui.widgets.key_bar import KeyBar
 class ConfirmScreen(ModalScreen[bool]):
     """Dismisses with True (y / Yes) or False (n / escape / No)."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n", "answer(False)", "No"),
-        Binding("escape", "answer(False)", "No", show=False)]
-
     def __init__(self, question: str, yes: str = "Yes", no: str = "No") -> None:
         super().__init__()
         self.question = question
         self.yes = yes
         self.no = no
+        # The key bar names the keys as the buttons do ("y Delete", not "y Yes").
+        self._bindings = BindingsMap([
+            Binding("y", "answer(True)", yes),
+            Binding("n", "answer(False)", no),
+            Binding("escape", "answer(False)", no, show=False)])
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box"):

@@ -33,7 +33,7 @@ no path is left from input to output).
 ## Keys
 | key | action |
 |---|---|
-| `r` | run the configured sweep |
+| `r` | run the configured sweep; in an unfinished run's detail, resume that run |
 | `c` | cancel the running run (it is stored; run it again to resume) |
 | `1` `2` `3` | Configure / Run / Results tab |
 | `tab` / `shift+tab` | move between controls |

@@ -239,8 +239,8 @@ class ResultsView(Vertical):
                         title="Delete")
             return
         what = (f"run {rows[0].run_id}" if len(rows) == 1 else f"{len(rows)} runs")
-        question = (f"Delete {what} with its checkpoints and histograms?\n"
-                    "This cannot be undone.")
+        question = (f"Delete {what} with {'its' if len(rows) == 1 else 'their'} checkpoints "
+                    "and histograms?\nThis cannot be undone.")
 
         def answered(yes: bool | None) -> None:
             if not yes:

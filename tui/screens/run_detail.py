@@ -31,8 +31,11 @@ def summary(row: RunRow) -> str:
         second = (f"top-1 {pct(row.top1)} · top-5 {pct(row.top5)} · density "
                   f"{row.density:.4f} · FLOP ratio {ratio(row.flop_ratio)}"
                   if row.density is not None else f"top-1 {pct(row.top1)}")
+    elif row.status == "running":
+        second = f"at epoch {row.epoch}"
     else:
         second = f"stopped after epoch {row.epoch}" + (f": {row.error}" if row.error else "")
+        second += "; r resumes it" if row.status != "failed" else "; r runs it again"
     return f"{first}\n{second}"
 
 
@@ -40,7 +43,9 @@ class RunDetailScreen(Screen[None]):
     """A full screen for one run; escape goes back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Back"),
-        Binding("backspace", "app.pop_screen", "Back", show=False)]
+        Binding("backspace", "app.pop_screen", "Back", show=False),
+        # This run, not the Configure tab's config: what "r resumes it" above promises.
+        Binding("r", "resume", "Resume")]
 
     def __init__(self, row: RunRow, store: Store) -> None:
         super().__init__()
@@ -65,6 +70,27 @@ class RunDetailScreen(Screen[None]):
                 yield Static(json.dumps(self.row.config, indent=1, sort_keys=True),
                              id="config-text")
         yield KeyBar()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "resume":
+            if self.row.status in ("finished", "running"):
+                return False  # hidden; nothing to resume
+            return None if getattr(self.app, "sweep_active", False) else True
+        return True
+
+    def action_resume(self) -> None:
+        """Resume (or rerun) this unfinished run from its own stored config."""
+        from prunetui.core.config import RunConfig
+        from prunetui.core.errors import PrunetuiError
+
+        try:
+            config = RunConfig.from_dict(self.row.config)
+        except (PrunetuiError, TypeError, ValueError) as e:
+            self.notify(f"cannot read this run's config: {e}", severity="error")
+            return
+        start = getattr(self.app, "start_sweep", None)
+        if start is not None:
+            start([config])
 
     def on_mount(self) -> None:
         # Left/right switch Curve | Layers | Config straight away.

@@ -9,6 +9,7 @@ from prunetui.core.catalog import PRUNERS
 # The engine's errors name the CLI's flags; in the app the same fix is done another way.
 _APP_WORDING = (
     ("use --device cpu or auto", "set Device (Options) to cpu or auto"),
+    ("on this machine; use cpu or auto", "on this machine; set Device (Options) to cpu or auto"),
     ("pass --data-dir DIR", "start the app with --data-dir DIR"),
     ("or allow downloading", "or start the run (r), which downloads it"),
     ("pass --results-dir DIR", "start the app with --results-dir DIR"),

@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 
 Entry = tuple[str, str, str, bool]  # (key, key as shown, description, enabled)
+_PINNED = ("question_mark",)  # kept at the right end with the command palette
 
 
 class KeyBar(Widget):
@@ -46,48 +47,54 @@ class KeyBar(Widget):
             self._items = items
             self.refresh()
 
-    def items(self) -> tuple[list[Entry], Entry | None]:
+    def items(self) -> tuple[list[Entry], list[Entry]]:
         """What the bar shows: (key, key as shown, description, enabled) per binding, in
-        binding order, and the command palette's key (shown at the right end) or None."""
+        binding order, and the entries pinned to its right end: help and the command
+        palette, which stay in view when the others do not all fit."""
         app = self.app
         shown: list[Entry] = []
+        pinned: list[Entry] = []
         seen: set[str] = set()
-        palette: Entry | None = None
         for key, (_, binding, enabled, _tooltip) in self.screen.active_bindings.items():
             entry = (key, app.get_key_display(binding), binding.description, enabled)
-            if key == app.COMMAND_PALETTE_BINDING and app.ENABLE_COMMAND_PALETTE:
-                palette = entry
-                continue
+            palette = key == app.COMMAND_PALETTE_BINDING and app.ENABLE_COMMAND_PALETTE
             # One entry per action (e.g. escape and backspace both "Back"): the first key.
-            if not binding.show or binding.action in seen:
+            if not palette and (not binding.show or binding.action in seen):
                 continue
             seen.add(binding.action)
-            shown.append(entry)
-        return shown, palette
+            if palette or key in _PINNED:
+                pinned.append(entry)
+            else:
+                shown.append(entry)
+        return shown, pinned
 
     def render(self) -> Text:
         styles = {name: self.get_component_rich_style(f"key-bar--{name}")
                   for name in ("key", "description", "disabled")}
-        shown, palette = self._items
+        shown, pinned = self._items
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         self._spans = []
 
-        def add(entry: Entry, lead: str = " ") -> None:
+        def width(entry: Entry) -> int:
+            return len(entry[1]) + len(entry[2]) + 3  # " key description "
+
+        def add(entry: Entry) -> None:
             key, display, description, enabled = entry
             start = len(text)
-            text.append(f"{lead}{display} ", styles["key" if enabled else "disabled"])
+            text.append(f" {display} ", styles["key" if enabled else "disabled"])
             text.append(f"{description} ", styles["description" if enabled else "disabled"])
             self._spans.append((start, len(text), key))
 
+        right = sum(width(e) for e in pinned) + (1 if pinned else 0)
         for entry in shown:
+            if len(text) + width(entry) > self.size.width - right:
+                break  # the rest would push help and the palette off the line
             add(entry)
-        if palette is not None:
-            # At the right end, as Textual's footer has it, when it fits.
-            pad = self.size.width - len(text) - (len(palette[1]) + len(palette[2]) + 3)
-            if pad >= 0:
-                text.append(" " * pad)
-                text.append("▏", styles["disabled"])
-                add(palette, lead="")
+        if pinned and self.size.width - len(text) >= right:
+            text.append(" " * (self.size.width - len(text) - right))
+            text.append("▏", styles["disabled"])
+            for entry in pinned:
+                add(entry)
         return text
 
     def key_at(self, x: int) -> str | None:

@@ -223,8 +223,10 @@ class RunPanel(Vertical):
         chart = self.query_one(AccuracyChart)
         chart.set_run(run_id, cell_label(self.current),
                       {r["epoch"]: r["top1"] for r in rows if r["phase"] == "train"})
-        self.query_one(RunProgress).set("prune", self.current.iterations,
-                                        self.current.iterations)
+        progress = self.query_one(RunProgress)
+        progress.set("prune", self.current.iterations, self.current.iterations)
+        total = self.current.post_epochs if phase == "train" else self.current.pre_epochs
+        progress.set("epoch", sum(r["phase"] == phase for r in rows), total)
 
     def _show_stored(self, run_id: str) -> None:
         """A config that was already stored: nothing is retrained, its stored epochs are

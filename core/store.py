@@ -345,7 +345,10 @@ class Store:
         try:
             fd = os.open(self.run_dir(row.run_id) / LOCK_NAME, os.O_RDONLY)
         except OSError:
-            return row  # no lock here (e.g. a Ray task keeps it on its node): trust the row
+            # No lock here (a Ray task locks its own checkpoint dir): trust the row. A lock
+            # file left by an earlier local attempt would make such a row read as
+            # interrupted while its Ray task runs, when --checkpoint-dir is elsewhere.
+            return row
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:

@@ -125,29 +125,33 @@ class ResultsView(Vertical):
                      id="results-hint")
 
     def on_mount(self) -> None:
+        self._stamp = self._files()
         self.rows = self._read()
         self._redraw()
         self.set_interval(self.WATCH_SECONDS, self._watch)
 
     def _watch(self) -> None:
-        """Reload when the store's files changed (a sweep in another shell, `prunetui rm`)
-        and the tab is on screen; a stat of two files otherwise."""
-        if not self.is_on_screen:
-            return
+        """Reload when the store's files changed since the last read (a sweep in another
+        shell, `prunetui rm`) and the tab is on screen; a stat of two files otherwise."""
+        if self.is_on_screen and self._files() != self._stamp:
+            self.reload()
+
+    def _files(self) -> tuple[tuple[int, int], ...]:
+        """(mtime, size) of the store's database and its write-ahead log."""
         try:
             db = self._store().db_path
         except PrunetuiError:
-            return
-        stamp = (_stamp(db), _stamp(db.with_name(db.name + "-wal")))
-        if stamp != self._stamp:
-            self._stamp = stamp
-            self.reload()
+            return ()
+        return (_stamp(db), _stamp(db.with_name(db.name + "-wal")))
 
     # -- data ------------------------------------------------------------------------------
 
     def reload(self) -> None:
         """Read the store again and redraw the table if anything changed (the tab reloads
         each time it is shown: rebuilding an unchanged table would only cost the switch)."""
+        # Taken before reading, so any reload (a run ending here, a tab switch) spares the
+        # watch a second read of the same state, and a write during the read is seen next.
+        self._stamp = self._files()
         rows = self._read()
         if rows != self.rows:
             self.rows = rows

@@ -238,10 +238,7 @@ def _select(
                 out.fill_(False)
                 above.append(0)
                 continue
-            torch.gt(v, hi, out=out)
-            if lives is not None:
-                torch.logical_and(out, lives[i], out=out)
-            above.append(int(torch.count_nonzero(out)))
+            above.append(_flag(v, hi, True, None if lives is None else lives[i], out))
         if sum(above) > k:
             margin *= 4.0
             continue
@@ -252,11 +249,8 @@ def _select(
             if lo is None:
                 _fill_live(band, lives, i)
             else:
-                torch.ge(v, lo, out=band)
-                if lives is not None:
-                    torch.logical_and(band, lives[i], out=band)
-            band ^= out  # out (> hi) lies inside band (>= lo): xor leaves lo <= v <= hi
-            idx = _positions(band)
+                _flag(v, lo, False, None if lives is None else lives[i], band, count=False)
+            idx = _positions(band, drop=out)
             band_pos.append(idx)
             band_val.append(v[idx])
         size = sum(i.numel() for i in band_pos)
@@ -285,6 +279,26 @@ def _select(
         kept.append(count + picked.numel())
         start += idx.numel()
     return kept
+
+
+def _flag(values: Tensor, threshold: Tensor, strict: bool, live: Tensor | None,
+          out: Tensor, *, count: bool = True) -> int:
+    """Set ``out`` to the entries of ``values`` above ``threshold`` (``>`` if ``strict``,
+    else ``>=``) that ``live`` marks (all if None), and return how many there are (0 when
+    not ``count``). On a CPU through NumPy, whose comparisons into bool and counts are ~2.5x
+    faster than torch's (3.5 vs 9.4 ms and 0.8 vs 2.9 ms on 14.7 M floats, vgg16's size)."""
+    if values.device.type == "cpu":
+        flags = out.numpy()
+        compare = np.greater if strict else np.greater_equal
+        # item() is exact: the threshold is one of the values.
+        compare(values.numpy(), threshold.item(), out=flags)
+        if live is not None:
+            np.logical_and(flags, live.numpy(), out=flags)
+        return int(np.count_nonzero(flags)) if count else 0
+    (torch.gt if strict else torch.ge)(values, threshold, out=out)
+    if live is not None:
+        torch.logical_and(out, live, out=out)
+    return int(torch.count_nonzero(out)) if count else 0
 
 
 def _fill_live(out: Tensor, lives: list[Tensor] | None, i: int) -> None:
@@ -341,12 +355,19 @@ def _top(values: Tensor, k: int) -> Tensor:
     return chosen
 
 
-def _positions(flags: Tensor) -> Tensor:
-    """Indices of the True entries of a flat bool tensor, ascending. On a CPU through NumPy,
-    whose ``flatnonzero`` is ~3x faster than ``Tensor.nonzero`` (3 vs 8-13 ms per SynFlow
-    iteration on vgg16); the result shares its memory, no copy."""
+def _positions(flags: Tensor, drop: Tensor | None = None) -> Tensor:
+    """Indices of the True entries of a flat bool tensor, ascending; with ``drop`` (flags
+    that are a subset of ``flags``), of those in ``flags`` but not in ``drop``, clearing
+    them in ``flags``. On a CPU through NumPy, whose ``flatnonzero`` is ~3x faster than
+    ``Tensor.nonzero`` (3 vs 8-13 ms per SynFlow iteration on vgg16); the result shares its
+    memory, no copy."""
     if flags.device.type == "cpu":
-        return torch.from_numpy(np.flatnonzero(flags.numpy()))
+        array = flags.numpy()
+        if drop is not None:
+            np.logical_xor(array, drop.numpy(), out=array)
+        return torch.from_numpy(np.flatnonzero(array))
+    if drop is not None:
+        flags ^= drop
     return flags.nonzero().squeeze(1)
 
 

@@ -43,7 +43,7 @@ from prunetui.tui.widgets.run_panel import RunPanel
 from prunetui.tui.widgets.run_progress import RunProgress, bar_text
 from prunetui.tui.widgets.runs_table import RunsTable
 from prunetui.tui.widgets.sweep_grid import SweepGrid
-from prunetui.tui.widgets.table import Table
+from prunetui.tui.widgets.table import FitTable, Table
 
 FAST = {"timing_repeats": 1}
 SIZE = (120, 40)
@@ -771,3 +771,36 @@ def test_sweep_worker_freezes_the_gc_without_keeping_runs_alive(
         assert len(built) == 2 and all(ref() is None for ref in built)
     finally:
         glue.unfreeze_gc()
+
+
+async def test_a_fit_table_shows_the_leading_columns_that_fit_and_keeps_the_rest() -> None:
+    from textual.app import App, ComposeResult
+
+    columns = (("Layer", "layer"), ("Density", "density"), ("Kept", "kept"), ("Shape", "shape"))
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield FitTable(columns)
+
+    app = One()
+    async with app.run_test(size=(30, 10)) as pilot:
+        table = app.query_one(FitTable)
+        table.put_row("a", ("layers.0", "0.1016", "650/6.4k", "100×64"))
+        table.put_row("b", ("layers.2", "0.0981", "981/10k", "100×100"))
+        await pilot.pause()
+        # 10+9+10+9 columns with padding: three fit in 30, never a cut-off fourth.
+        assert [c.label.plain for c in table.columns.values()] == ["Layer", "Density", "Kept"]
+        assert table.get_row("b") == ["layers.2", "0.0981", "981/10k"]
+        table.put_row("b", ("layers.2", "0.0990", "990/10k", "100×100"))  # an update
+        table.move_cursor(row=1)
+        await pilot.resize_terminal(60, 10)
+        await pilot.pause()
+        assert [c.label.plain for c in table.columns.values()] == [
+            "Layer", "Density", "Kept", "Shape"]
+        assert table.get_row("b") == ["layers.2", "0.0990", "990/10k", "100×100"]
+        assert table.cursor_row == 1  # the cursor stays on its row
+        await pilot.resize_terminal(12, 10)
+        await pilot.pause()
+        assert [c.label.plain for c in table.columns.values()] == ["Layer"]  # at least one
+        table.clear()
+        assert table.row_count == 0 and len(table.columns) == 1

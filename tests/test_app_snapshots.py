@@ -20,16 +20,17 @@ from prunetui.tui.widgets.preview import PreviewPanel
 from prunetui.tui.widgets.run_panel import RunPanel
 
 SIZES = [(80, 24), (120, 40)]
-LAYERS = [("layers.0", 6400, 0.1016), ("layers.2", 10000, 0.0981),
-          ("layers.4", 10000, 0.1002), ("layers.6", 10000, 0.0994),
-          ("layers.8", 10000, 0.1007), ("layers.10", 1000, 0.121)]
+LAYERS = [("layers.0", (100, 64), 0.1016), ("layers.2", (100, 100), 0.0981),
+          ("layers.4", (100, 100), 0.1002), ("layers.6", (100, 100), 0.0994),
+          ("layers.8", (100, 100), 0.1007), ("layers.10", (10, 100), 0.121)]
 
 
 def fake_info(config: RunConfig) -> dict[str, Any]:
-    layers = [{"name": n, "kind": "linear", "shape": [100, 64], "params": p,
+    layers = [{"name": n, "kind": "linear", "shape": list(shape), "params": p,
                "remaining": round(p * d), "density": d, "flops_dense": p,
-               "flops_pruned": round(p * d)} for n, p, d in LAYERS]
-    dense = sum(p for _, p, _ in LAYERS)
+               "flops_pruned": round(p * d)}
+              for n, shape, d in LAYERS for p in [shape[0] * shape[1]]]
+    dense = sum(r["params"] for r in layers)
     pruned = sum(r["flops_pruned"] for r in layers)
     return {"params": {"total": 48010, "prunable": dense,
                        "remaining": sum(r["remaining"] for r in layers)},

@@ -44,7 +44,7 @@ class _OneLineErrors(TyperGroup):
         except (typer.Abort, KeyboardInterrupt):
             rv = 130
         if rv == 130:  # typer turns Ctrl-C into exit code 130
-            _fail("interrupted; the run is stored as interrupted and the same command "
+            _fail("interrupted: the run is stored as interrupted; the same command "
                   "resumes it", 130)
         sys.exit(rv if isinstance(rv, int) else 0)
 
@@ -69,7 +69,8 @@ class _Interrupted(PrunetuiError):
 
 
 def _fail(message: str, code: int) -> None:
-    sys.stderr.write(f"error: {message}\n")
+    # An interruption is the user's own doing, not an error: its line says what was kept.
+    sys.stderr.write(message + "\n" if code == 130 else f"error: {message}\n")
     sys.exit(code)
 
 

@@ -21,7 +21,7 @@ from prunetui.tui.widgets.epoch_table import EpochTable
 from prunetui.tui.widgets.fmt import cell_label, count, pct, ratio, run_label
 from prunetui.tui.widgets.histogram_chart import HistogramChart
 from prunetui.tui.widgets.key_bar import KeyBar
-from prunetui.tui.widgets.table import Table
+from prunetui.tui.widgets.table import FitTable
 
 
 def summary(row: RunRow) -> str:
@@ -61,8 +61,8 @@ class RunDetailScreen(Screen[None]):
                 yield AccuracyChart(id="detail-acc")
                 yield EpochTable(id="detail-epochs")
             with TabPane("Layers", id="detail-layers"), Horizontal():
-                table: Table[str] = Table(id="layer-table", cursor_type="row", zebra_stripes=True)
-                yield table
+                yield FitTable((("Layer", "layer"), ("Density", "density"),
+                                ("FLOPs", "flops")), id="layer-table")
                 with Vertical(classes="charts-v"):
                     yield HistogramChart(id="detail-hist")
                     yield DensityChart(id="detail-density")
@@ -113,13 +113,11 @@ class RunDetailScreen(Screen[None]):
         epoch_table.add_stored(epochs, {"train": int(row.config.get("post_epochs", 0)),
                                         "pretrain": int(row.config.get("pre_epochs", 0))})
         epoch_table.move_cursor(row=0)  # a finished run reads from its first epoch
-        table = self.query_one("#layer-table", DataTable)
-        for label, key in (("Layer", "layer"), ("Density", "density"), ("FLOPs", "flops")):
-            table.add_column(label, key=key)
+        table = self.query_one("#layer-table", FitTable)
         for layer in layers:
-            table.add_row(layer["name"], f"{layer['density']:.4f}",
-                          f"{count(layer['flops_pruned'])}/{count(layer['flops_dense'])}",
-                          key=layer["name"])
+            table.put_row(layer["name"], (
+                layer["name"], f"{layer['density']:.4f}",
+                f"{count(layer['flops_pruned'])}/{count(layer['flops_dense'])}"))
         self.query_one(DensityChart).set_layers(layers)
         try:
             self.hists = load_histograms(self.store.run_dir(row.run_id))

@@ -4,33 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from prunetui.tui.widgets.table import Table
+from prunetui.tui.widgets.table import FitTable
 
 COLUMNS = (("Epoch", "epoch"), ("Train loss", "train_loss"), ("Test loss", "test_loss"),
            ("Top-1", "top1"), ("Top-5", "top5"), ("LR", "lr"))
 
 
-class EpochTable(Table[str]):
+class EpochTable(FitTable):
     """Epoch, losses, top-1, top-5 and lr of the run being trained (newest row followed)."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
-
-    def on_mount(self) -> None:
-        for label, key in COLUMNS:
-            self.add_column(label, key=key)
+        super().__init__(COLUMNS, id=id)
 
     def add_epoch(self, phase: str, epoch: int, epochs: int, train_loss: float,
                   test_loss: float, top1: float, top5: float, lr: float) -> None:
-        key = f"{phase}:{epoch}"
         label = f"{'pre ' if phase == 'pretrain' else ''}{epoch}/{epochs}"
-        cells = (label, f"{train_loss:.4f}", f"{test_loss:.4f}", f"{top1:.2f}", f"{top5:.2f}",
-                 f"{lr:.3g}")
-        if key in self.rows:
-            for (_, col), value in zip(COLUMNS, cells, strict=True):
-                self.update_cell(key, col, value)
-        else:
-            self.add_row(*cells, key=key)
+        self.put_row(f"{phase}:{epoch}", (label, f"{train_loss:.4f}", f"{test_loss:.4f}",
+                                          f"{top1:.2f}", f"{top5:.2f}", f"{lr:.3g}"))
         self.move_cursor(row=self.row_count - 1)
 
     def add_stored(self, rows: list[dict[str, Any]], epochs: dict[str, int]) -> None:

@@ -6,12 +6,12 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from prunetui.core.config import RunConfig
 from prunetui.core.report import collapse_message
 from prunetui.tui.widgets.fmt import count, for_app, run_label
-from prunetui.tui.widgets.table import Table
+from prunetui.tui.widgets.table import FitTable
 
 
 class PreviewPanel(Vertical):
@@ -21,16 +21,13 @@ class PreviewPanel(Vertical):
         yield Static("Preview", id="preview-title")
         yield Static("", id="preview-summary")
         yield Static("", id="preview-warning")
-        table: Table[str] = Table(id="preview-layers", cursor_type="row", zebra_stripes=True)
-        yield table
+        # Essentials first: a narrow terminal shows the leading ones (the FLOPs totals are in
+        # the summary above).
+        yield FitTable((("Layer", "layer"), ("Density", "density"), ("Kept", "kept"),
+                        ("FLOPs", "flops"), ("Shape", "shape")), id="preview-layers")
 
     def on_mount(self) -> None:
         self.border_title = "Preview at init"
-        table = self.query_one(DataTable)
-        # Essentials first: on 80 columns the last ones scroll into view.
-        for label, key in (("Layer", "layer"), ("Density", "density"),
-                           ("FLOPs", "flops"), ("Kept", "kept"), ("Shape", "shape")):
-            table.add_column(label, key=key)
 
     def _set(self, title: str, summary: str, warning: str = "", error: bool = False) -> None:
         self.query_one("#preview-title", Static).update(title)
@@ -46,7 +43,7 @@ class PreviewPanel(Vertical):
                   else "pruning at init…")
 
     def show_error(self, config: RunConfig | None, message: str) -> None:
-        self.query_one(DataTable).clear()
+        self.query_one(FitTable).clear()
         self._set(_title(config) if config else "Preview", f"✗ {for_app(message)}",
                   error=True)
 
@@ -58,14 +55,14 @@ class PreviewPanel(Vertical):
                    f"· ratio {flops['ratio']:.4f}")
         warning = info.get("warning") or collapse_message(info["collapse"]) or ""
         self._set(_title(config), summary, f"⚠ {warning}" if warning else "")
-        table = self.query_one(DataTable)
+        table = self.query_one(FitTable)
         table.clear()
         for layer in info["layers"]:
-            table.add_row(layer["name"], f"{layer['density']:.4f}",
-                          f"{count(layer['flops_pruned'])}/{count(layer['flops_dense'])}",
-                          f"{count(layer['remaining'])}/{count(layer['params'])}",
-                          "×".join(str(d) for d in layer.get("shape", [])),
-                          key=layer["name"])
+            table.put_row(layer["name"], (
+                layer["name"], f"{layer['density']:.4f}",
+                f"{count(layer['remaining'])}/{count(layer['params'])}",
+                f"{count(layer['flops_pruned'])}/{count(layer['flops_dense'])}",
+                "×".join(str(d) for d in layer.get("shape", []))))
 
 
 def _title(config: RunConfig) -> str:

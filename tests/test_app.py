@@ -195,6 +195,12 @@ async def test_keys_configure_and_run_updates_table_and_charts(
         await pilot.press("enter")
         await pilot.pause()
         assert tabs.active == "tab-layers"
+        # Leaving the Run tab and coming back keeps the view it showed.
+        for key in ("1", "2"):
+            await pilot.press(key)
+            await pilot.pause()
+        assert tabs.active == "tab-layers" and app.focused is not None
+        assert tabs.get_pane("tab-layers") in app.focused.ancestors
         # Running the same config again shows the stored run and says nothing was retrained.
         await pilot.press("r")
         await wait_idle(pilot, app)

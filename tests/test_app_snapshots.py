@@ -112,9 +112,10 @@ def test_run_in_progress(snap_compare: Any, tmp_path: Path, size: tuple[int, int
 def test_run_charts(snap_compare: Any, tmp_path: Path) -> None:
     async def before(pilot: Pilot[Any]) -> None:
         pilot.app.action_tab("run")
+        await pilot.pause()  # as a key would: its focus lands before the next key's
         panel = pilot.app.query_one(RunPanel)
         feed_run(panel)
-        panel.query_one("#run-tabs").active = "tab-charts"
+        panel.show_view("tab-charts")
         await pilot.pause()
 
     assert snap_compare(app_for(tmp_path), terminal_size=(120, 40), run_before=before)

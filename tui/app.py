@@ -36,7 +36,7 @@ from prunetui.tui.widgets.run_panel import RunPanel
 
 W = TypeVar("W", bound=Widget)
 TABS = {"configure": "tab-configure", "run": "tab-run", "results": "tab-results"}
-FOCUS = {"configure": "#model", "run": "#epoch-table", "results": "#runs"}  # on showing a tab
+FOCUS = {"configure": "#model", "results": "#runs"}  # on showing a tab (Run: its view's)
 PREVIEW_DELAY = 0.25  # seconds of calm before a preview is computed
 
 
@@ -146,13 +146,19 @@ class PruneApp(App[None]):
         if name == "results" and tabs.active == TABS[name]:
             self.main(ResultsView).reload()  # shown already: the key asks for a fresh read
         tabs.active = TABS[name]
-        self.main(FOCUS[name]).focus()
+        self._focus_tab(name)
 
     def action_leave_field(self) -> None:
         """Leave a text field for the tab's main widget, so keys are commands again."""
         active = self.main("#main-tabs", TabbedContent).active
         name = next(n for n, tab in TABS.items() if tab == active)
-        self.main(FOCUS[name]).focus()
+        self._focus_tab(name)
+
+    def _focus_tab(self, name: str) -> None:
+        if name == "run":  # the view the Run tab shows, which need not be Live's table
+            self.main(RunPanel).focus_view()
+        else:
+            self.main(FOCUS[name]).focus()
 
     def action_help(self) -> None:
         # Imported on first use: Markdown costs ~60 ms of the first paint otherwise.

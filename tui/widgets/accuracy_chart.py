@@ -41,12 +41,17 @@ class AccuracyChart(Chart):
             self.refresh()
 
     def draw(self, plt: Plot) -> None:
+        series = [(label, points) for label, points in self._series.values() if points]
+        values = [v for _, points in series for v in points.values()]
+        labelled = self.legend_room(plt, len(series), min(values), max(values))
+        if not labelled:
+            plt.title(f"{self.TITLE} · {len(series)} runs")
         epochs: set[int] = set()
-        for label, points in self._series.values():
-            if points:
-                xs = sorted(points)
-                epochs.update(xs)
-                plt.plot(xs, [points[x] for x in xs], label=label, marker="braille")
+        for label, points in series:
+            xs = sorted(points)
+            epochs.update(xs)
+            plt.plot(xs, [points[x] for x in xs], label=label if labelled else None,
+                     marker="braille")
         ticks = integer_ticks(sorted(epochs))
         plt.xticks(ticks, [str(t) for t in ticks])
         plt.xlabel("epoch")

@@ -32,15 +32,15 @@ class FlopRatioChart(Chart):
 
     def draw(self, plt: Plot) -> None:
         comps: set[float] = set()
-        for pruner in PRUNERS:
-            points = self._points.get(pruner)
-            if not points:
-                continue
+        lines = [(pruner, points) for pruner in PRUNERS if (points := self._points.get(pruner))]
+        # log10 by hand: plotext's log scale drops the tick labels at small heights.
+        logs = [math.log10(max(r, 1e-12)) for _, points in lines for r in points.values()]
+        labelled = self.legend_room(plt, len(lines), min(logs), max(logs))
+        for pruner, points in lines:
             xs = sorted(points)
             comps.update(xs)
-            # log10 by hand: plotext's log scale drops the tick labels at small heights.
             ys = [math.log10(max(points[x], 1e-12)) for x in xs]
-            plt.plot(xs, ys, label=PRUNERS[pruner], marker="braille")
+            plt.plot(xs, ys, label=PRUNERS[pruner] if labelled else None, marker="braille")
             plt.scatter(xs, ys, marker="●")
         ticks = sorted(comps)
         if len(ticks) <= 8:

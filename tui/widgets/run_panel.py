@@ -77,11 +77,15 @@ class RunPanel(Vertical):
 
     def show_view(self, view: str) -> None:
         """Show one of ``VIEWS`` with the focus in it."""
+        self.query_one("#run-tabs", TabbedContent).active = view
+        self.focus_view()
+
+    def focus_view(self) -> None:
+        """Put the focus in the view shown. It must follow the view: a focused widget left
+        in a hidden pane hands the focus to its neighbour there, and the tabs then switch
+        back to the pane that holds it."""
         tabs = self.query_one("#run-tabs", TabbedContent)
-        tabs.active = view
-        # The focus must follow: a focused widget left in the hidden pane hands the focus to
-        # its neighbour there, and the tabs then switch back to the pane that holds it.
-        pane = tabs.get_pane(view)
+        pane = tabs.get_pane(tabs.active)
         target = next((w for w in pane.query("*") if w.can_focus), None)
         (target or tabs.query_one(Tabs)).focus()
 

@@ -245,7 +245,17 @@ async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> 
         assert "invalid lr 'abc'; it must be a positive number" in msg
         assert app.query_one("#lr", Input).has_class("-invalid")
         assert app.query_one("#run", Button).disabled
-        form.set_values(lr="0.01", batch="0")
+        import torch  # loaded, as the previews load it: the form then checks the device
+
+        if not torch.cuda.is_available():
+            form.set_values(lr="0.01", device="cuda")
+            await pilot.pause()
+            msg = str(app.query_one("#validation", Static).render())
+            assert msg == ("✗ device 'cuda' is not available: no CUDA GPU is visible; "
+                           "set Device (Options) to cpu or auto")
+            assert app.query_one("#device", Input).has_class("-invalid")
+            assert app.query_one("#run", Button).disabled
+        form.set_values(lr="0.01", batch="0", device="auto")
         await pilot.pause()
         msg = str(app.query_one("#validation", Static).render())
         assert msg == "✗ invalid batch-size 0; it must be an integer >= 1"  # validate()'s text

@@ -8,6 +8,7 @@ message the user sees is the engine's own one-line message.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from prunetui.core import catalog
 from prunetui.core.config import RunConfig
 from prunetui.core.errors import ConfigError
 from prunetui.core.sweep import SweepSpec
+from prunetui.tui.widgets.fmt import for_app
 
 DEFAULTS = RunConfig()
 COMPRESSIONS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
@@ -38,7 +40,7 @@ def compression_label(c: float) -> str:
 # Which input shows a validation message (matched on the message's text).
 _FIELD_OF_MESSAGE = (
     ("post-epochs", "epochs"), ("invalid lr ", "lr"), ("batch-size", "batch"),
-    ("invalid seed", "seed"), ("invalid device", "device"), ("prune-iterations", "iters"),
+    ("invalid seed", "seed"), ("device '", "device"), ("prune-iterations", "iters"),
     ("extra compression", "extra"),
 )
 
@@ -207,6 +209,7 @@ class ConfigForm(Vertical):
             preview = RunConfig(model=model, dataset=dataset, pruner=self._preview_pruner,
                                 compression=self._preview_compression, seed=seed,
                                 **settings).validate()
+            _check_device(preview.device)
             pruners = self.selected_pruners()
             comps = self.selected_compressions()
             if not pruners:
@@ -221,7 +224,7 @@ class ConfigForm(Vertical):
             if len(configs) == 1:
                 configs = [configs[0].with_(sweep="")]
         except ConfigError as e:
-            return FormState([], str(e), preview)
+            return FormState([], for_app(str(e)), preview)
         except (TypeError, ValueError) as e:
             return FormState([], f"invalid value: {e}", preview)
         return FormState(configs, None, preview)
@@ -305,3 +308,14 @@ def _int(text: str) -> int | str:
         return int(text)
     except ValueError:
         return text
+
+
+def _check_device(name: str) -> None:
+    """Refuse a device this machine lacks (cuda without a GPU), as the run would, but only
+    once torch is loaded (the previews load it at start): importing it here would freeze the
+    form for seconds. Until then the run itself says so."""
+    if "torch" not in sys.modules:
+        return
+    from prunetui.core.train import resolve_device
+
+    resolve_device(name)

@@ -18,7 +18,7 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check core tui tests bench
-	$(BIN)/mypy core
+	$(BIN)/mypy core tui
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

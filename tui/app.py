@@ -363,8 +363,9 @@ class PruneApp(App[None]):
                         title="Sweep cancelled" if message.cancelled else "Sweep done")
         self.refresh_bindings()
         self.main(ResultsView).reload()
-        if self._quit_question is not None and self.screen is self._quit_question:
-            self._quit_question.ask("The run has ended: nothing is left to cancel. Quit?")
+        question = self._quit_question
+        if question is not None and question.is_current:
+            question.ask("The run has ended: nothing is left to cancel. Quit?")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker that died anyway (a bug): say so and keep the app alive."""

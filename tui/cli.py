@@ -32,8 +32,8 @@ D = RunConfig()  # defaults shown in --help come from the config itself
 class _OneLineErrors(TyperGroup):
     """Turns usage errors and PrunetuiErrors into one line on stderr and an exit code."""
 
-    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(self, args: Any = None, prog_name: Any = None,  # type: ignore[override]
+             complete_var: Any = None, standalone_mode: bool = True, **extra: Any) -> Any:
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as e:  # usage errors: bad option, wrong type, no command

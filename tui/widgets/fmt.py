@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prunetui.core.catalog import PRUNERS
@@ -46,7 +47,8 @@ def pruner_name(key: str) -> str:
 
 def cell_label(config: dict[str, Any] | Any) -> str:
     """'SynFlow c=1' of a config (dict or RunConfig)."""
-    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k)
+    get: Callable[[str], Any] = (config.__getitem__ if isinstance(config, dict)
+                                 else lambda k: getattr(config, k))
     return f"{pruner_name(get('pruner'))} c={float(get('compression')):g}"
 
 

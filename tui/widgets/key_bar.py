@@ -29,7 +29,7 @@ class KeyBar(Widget):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._items: tuple[list[Entry], Entry | None] = ([], None)
+        self._items: tuple[list[Entry], list[Entry]] = ([], [])
         self._spans: list[tuple[int, int, str]] = []  # (start, end, key) for clicks
 
     def on_mount(self) -> None:

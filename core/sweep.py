@@ -11,10 +11,12 @@ the only writer of the store; Ray is imported only then.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing as mp
 import os
 import queue
+import signal
 import tomllib
 import typing
 from collections.abc import Callable
@@ -280,16 +282,18 @@ class SweepRunner:
 
     def _parallel(self, configs: list[RunConfig]) -> list[CellOutcome]:
         ctx = mp.get_context("spawn")
-        manager = ctx.Manager()
-        events: Any = manager.Queue()
-        slots: Any = manager.Queue()
+        # Plain queues and an event, not a Manager's: a Manager is one more process, which
+        # a terminal's Ctrl-C would kill while the workers still report through it.
+        events: Any = ctx.Queue()
+        slots: Any = ctx.Queue()
+        stop: Any = ctx.Event()
         devices = self.devices or [""]
         for i in range(self.jobs):
             slots.put(devices[i % len(devices)])
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
         outcomes: list[CellOutcome] = []
         pool = ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_worker_init,
-                                   initargs=(slots, events, threads))
+                                   initargs=(slots, events, stop, threads))
         try:
             pending: dict[Future[CellOutcome], RunConfig] = {}
             todo = list(configs)
@@ -310,9 +314,20 @@ class SweepRunner:
                         outcome = CellOutcome(cfg, "failed", f"worker process died: {e}")
                     outcomes.append(self._done(outcome))
             self._drain(events)
+        except BaseException:
+            # Ctrl-C in a terminal reaches the workers too, but `kill -INT`, `timeout` or a
+            # scheduler may signal this process only: pass it on, so that each worker stores
+            # its run as interrupted (with its checkpoint) before the pool is shut down, and
+            # a worker yet to start its run does not start it.
+            stop.set()
+            for child in mp.active_children():
+                if child.pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child.pid, signal.SIGINT)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            manager.shutdown()
+            self._drain(events)
         return outcomes
 
     def _drain(self, events: Any) -> None:
@@ -348,15 +363,32 @@ def run_cell(config: RunConfig, store: Any, data_dir: Path | None, download: boo
 
 _worker_events: Any = None
 _worker_device: str = ""
+_worker_stop: Any = None
+_worker_busy = False
 
 
-def _worker_init(slots: Any, events: Any, threads: int) -> None:
-    global _worker_events, _worker_device
+def _worker_init(slots: Any, events: Any, stop: Any, threads: int) -> None:
+    global _worker_events, _worker_device, _worker_stop
+    # Interrupts count only while a run is in progress: one that lands while the worker
+    # starts (importing torch) or waits for work would end it with a traceback instead.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     import torch
 
     torch.set_num_threads(threads)
+    events.cancel_join_thread()  # exiting must not wait on progress events nobody reads
     _worker_events = events
+    _worker_stop = stop
     _worker_device = slots.get()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    if _worker_busy:
+        # One interrupt is enough: the main process passes a terminal's Ctrl-C on again,
+        # and a second one must not cut short the storing of the first.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
 
 
 def _forward(event: Event) -> None:
@@ -369,8 +401,15 @@ def _forward(event: Event) -> None:
 
 def _worker_run(config: RunConfig, store_root: str, data_dir: Path | None,
                 download: bool) -> CellOutcome:
+    global _worker_busy
     from prunetui.core.store import Store
 
     if _worker_device:
         config = config.with_(device=_worker_device)
-    return run_cell(config, Store(Path(store_root)), data_dir, download, _forward, None)
+    _worker_busy = True
+    try:
+        if _worker_stop.is_set():  # the sweep was interrupted before this run started
+            return CellOutcome(config, "cancelled", "the sweep was interrupted")
+        return run_cell(config, Store(Path(store_root)), data_dir, download, _forward, None)
+    finally:
+        _worker_busy = False

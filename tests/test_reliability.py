@@ -3,6 +3,7 @@ checkpoints, parallel workers. Nothing finished is lost; nothing half-written is
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pickle
@@ -262,3 +263,36 @@ def test_two_parallel_workers_one_store(tmp_path: Path) -> None:
     assert len(rows) == 4 and all(x.status == "finished" for x in rows)
     assert all(len(s.epochs(x.run_id)) == 1 for x in rows)
     assert s.integrity_check() == "ok"
+
+
+def test_a_parallel_sweep_signalled_alone_stops_its_workers(tmp_path: Path) -> None:
+    """`kill -INT`, `timeout` or a scheduler may signal the main process only: it passes the
+    interrupt on, each worker stores its run as interrupted, and nothing is left running."""
+    p = subprocess.Popen([*CLI, "sweep", "--models", "fc", "--datasets", "digits", "--pruners",
+                          "rand,mag,snip", "--compressions", "1", "--jobs", "2",
+                          "--set", "post_epochs=300", "--set", "device=cpu",
+                          "--set", "timing_repeats=1"],
+                         env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    try:
+        end = time.time() + 90
+        while time.time() < end:  # both workers training
+            with contextlib.suppress(Exception):
+                rows = Store(tmp_path).query()
+                if len(rows) == 2 and all(r.epoch >= 1 for r in rows):
+                    break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the two runs never reached epoch 1")
+        p.send_signal(signal.SIGINT)  # to the main process only, not its process group
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "interrupted: 0 of 3 runs finished; the same command resumes the rest")
+    rows = Store(tmp_path).query()
+    assert sorted(r.status for r in rows) == ["interrupted", "interrupted"]
+    assert all((tmp_path / r.run_id / "resume.pt").exists() for r in rows)

@@ -10,6 +10,7 @@ past it are dropped and recomputed, so the store never holds an epoch twice.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import time
@@ -25,6 +26,7 @@ from prunetui.core.config import RunConfig, check_leaves_weights
 from prunetui.core.data import Splits, load_dataset, make_loaders, prune_batch
 from prunetui.core.errors import (
     CheckpointError,
+    ConfigError,
     PrunetuiError,
     RunCancelled,
     RunDiverged,
@@ -48,10 +50,11 @@ from prunetui.core.masks import (
     apply_masks,
     attach_masks,
     counts,
+    find_prunable,
     reinit_kept,
     shuffle_masks,
 )
-from prunetui.core.models import build_model
+from prunetui.core.models import build_meta, build_model
 from prunetui.core.pruners.schedule import prune
 from prunetui.core.report import collapse_message
 from prunetui.core.store import Store, atomic_write_bytes, atomic_write_text
@@ -88,6 +91,27 @@ def build(config: RunConfig, device: torch.device) -> tuple[nn.Module, list[Prun
     total, _ = counts(prunables)
     check_leaves_weights(total, config.compression)
     return model, prunables
+
+
+def check_keeps_weights(configs: list[RunConfig]) -> None:
+    """Refuse, before anything runs or is stored, a config whose compression keeps no weight
+    of its model, as ``build`` does for one run: a sweep would otherwise run the rest and
+    record that cell as failed."""
+    for c in configs:
+        try:
+            check_leaves_weights(prunable_total(c.model, c.dataset, c.prune_bias,
+                                                c.prune_batchnorm), c.compression)
+        except ConfigError as e:
+            raise ConfigError(f"{c.model} on {c.dataset}: {e}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def prunable_total(model: str, dataset: str, bias: bool = False, batchnorm: bool = False) -> int:
+    """How many entries pruning acts on in ``model`` for ``dataset``'s inputs (counted on the
+    meta device: no memory, no random numbers)."""
+    info = catalog.DATASETS[dataset]
+    net = build_meta(model, info.shape, info.num_classes)
+    return sum(p.param.numel() for p in find_prunable(net, bias, batchnorm))
 
 
 def _seed(config: RunConfig) -> tuple[torch.Generator, torch.Generator]:

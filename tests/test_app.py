@@ -270,6 +270,12 @@ async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> 
         form.set_values(model="fc", pruners=[])
         await pilot.pause()
         assert "choose at least one pruner" in str(app.query_one("#validation").render())
+        form.set_values(pruners=["rand", "mag"], dataset="digits", extra="9")
+        await pilot.pause()
+        assert "fc on digits: compression 9 keeps no weight" in str(
+            app.query_one("#validation").render())
+        assert app.query_one("#extra", Input).has_class("-invalid")
+        assert app.query_one("#run", Button).disabled
         form.set_values(pruners=["rand", "mag"], compressions=[0.5, 2.0], extra="1.25")
         await pilot.pause()
         assert len(form.state().configs) == 6
@@ -300,11 +306,11 @@ async def test_preview_per_layer_and_data_errors(tmp_path: Path) -> None:
         shown = str(panel.query_one("#preview-summary").render())  # in the app's terms
         assert "start the app with --data-dir DIR" in shown and "--device" not in shown
         assert "or start the run (r), which downloads it" in shown
-        # Keeping less than one weight is refused by the engine.
+        # Keeping less than one weight is refused by the form, as the engine would.
         form.set_values(dataset="digits", extra="9")
         app.query_one("#pruners", SelectionList).highlighted = 0
         await pilot.pause()
-        assert form.state().error is None
+        assert "compression 9 keeps no weight" in (form.state().error or "")
 
 
 # -- run, cancel, resume, fail -------------------------------------------------------------

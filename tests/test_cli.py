@@ -212,6 +212,9 @@ BAD = [
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "x"],
      "invalid compressions 'x'"),
     (["sweep", "--models", "fc", "--datasets", "digits"], "a sweep needs --compressions"),
+    (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1,9"],
+     "fc on digits: compression 9 keeps no weight of 47,400 prunable ones; use a compression "
+     "below 4.98"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--jobs", "0"],
      "invalid --jobs 0"),
     (["runs", "--pruner", "nope"], "unknown pruner 'nope'"),

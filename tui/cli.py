@@ -369,6 +369,9 @@ def sweep_cmd(
     for d in device_list:
         RunConfig(device=d).validate()
     configs = spec.configs()
+    from prunetui.core.experiment import check_keeps_weights
+
+    check_keeps_weights(configs)
     store = _store(results_dir)  # creates nothing until the first write
     stored = {r.run_id: r for r in store.query(run_ids=[c.run_id for c in configs])}
     pending = [c for c in configs

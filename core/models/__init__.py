@@ -75,17 +75,19 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int) 
     return model
 
 
+def build_meta(name: str, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """Model ``name``'s structure on the ``meta`` device, which allocates no storage and draws
+    no random numbers: cheap even for vgg19, and the global RNG is left untouched."""
+    builder = _builder(name)
+    with torch.device("meta"):
+        return builder(_shape(input_shape), num_classes)
+
+
 def parameter_count(
     name: str, input_shape: tuple[int, int, int], num_classes: int
 ) -> tuple[int, int]:
-    """(total parameters, prunable weights: conv/linear weights) of model ``name``.
-
-    The model is built on the ``meta`` device, which allocates no storage and draws no random
-    numbers, so this is cheap even for vgg19 and leaves the global RNG untouched.
-    """
-    builder = _builder(name)
-    with torch.device("meta"):
-        model = builder(_shape(input_shape), num_classes)
+    """(total parameters, prunable weights: conv/linear weights) of model ``name``."""
+    model = build_meta(name, input_shape, num_classes)
     total = sum(p.numel() for p in model.parameters())
     prunable = sum(
         m.weight.numel()
@@ -95,4 +97,5 @@ def parameter_count(
     return total, prunable
 
 
-__all__ = ["BUILDERS", "Builder", "build_model", "init_weights", "parameter_count"]
+__all__ = ["BUILDERS", "Builder", "build_meta", "build_model", "init_weights",
+           "parameter_count"]

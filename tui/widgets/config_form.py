@@ -41,7 +41,7 @@ def compression_label(c: float) -> str:
 _FIELD_OF_MESSAGE = (
     ("post-epochs", "epochs"), ("invalid lr ", "lr"), ("batch-size", "batch"),
     ("invalid seed", "seed"), ("device '", "device"), ("prune-iterations", "iters"),
-    ("extra compression", "extra"),
+    ("extra compression", "extra"), ("keeps no weight", "extra"),
 )
 
 
@@ -221,6 +221,7 @@ class ConfigForm(Vertical):
                     raise ConfigError(f"invalid extra compression {c:g}; it must be >= 0")
             configs = SweepSpec([model], [dataset], pruners, comps, [seed],
                                 settings=settings).configs()
+            _check_weights(configs)
             if len(configs) == 1:
                 configs = [configs[0].with_(sweep="")]
         except ConfigError as e:
@@ -319,3 +320,13 @@ def _check_device(name: str) -> None:
     from prunetui.core.train import resolve_device
 
     resolve_device(name)
+
+
+def _check_weights(configs: list[RunConfig]) -> None:
+    """Refuse a compression that keeps no weight of the model, once torch is loaded (as
+    ``_check_device``)."""
+    if "torch" not in sys.modules:
+        return
+    from prunetui.core.experiment import check_keeps_weights
+
+    check_keeps_weights(configs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -264,6 +265,8 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
                 tt.rows.append(([f"{c:g}"], [_cell(_group(sub, pruner=p, compression=c), fn)
                                              for p in pruners]))
             _note_missing(tt, lambda lab, col: f"{col} at compression {lab[0]}")
+            if key.startswith("time"):
+                tt.digits = _decimals(tt, digits)
             tables.append(tt)
 
         layer_runs = {p: _first_done(_group(sub, pruner=p, compression=layers_at))
@@ -284,6 +287,17 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
     # The reference's order: 1.1, 1.2.*, then 2.2 and 2.3 (the figures, 2.1, come before them).
     tables.sort(key=lambda t: _section_key(t.section))
     return Report(tables, figures, len(rows))
+
+
+def _decimals(t: Table, least: int, significant: int = 3) -> int:
+    """Decimals that give the table's smallest mean ``significant`` digits (at least
+    ``least``): an fc's test pass takes ~0.0006 s, which 3 decimals show as 0.001 for every
+    pruner, hiding the differences the table is there to show."""
+    means = [statistics.fmean(c.values) for _, cells in t.rows for c in cells if c.values]
+    smallest = min((m for m in means if m > 0), default=0.0)
+    if smallest <= 0:
+        return least
+    return max(least, significant - 1 - math.floor(math.log10(smallest)))
 
 
 def _section_key(section: str) -> tuple[int, ...]:
@@ -320,9 +334,18 @@ def _layer_table(key: str, section: str, title: str, runs: list[RunRow], pruners
     template: list[dict[str, Any]] = next(
         (r.result["layers"] for rs in per.values() for r in rs if r.result), [])
     dense_col = "flops_dense" if col == "flops_pruned" else None
+    intro = f"At compression {at:g}."
+    # Batch-norm scales are not pruned unless a run asked for it (--prune-batchnorm): rows of
+    # 1.0000 for them would only hide the pruned layers, which the reference lists alone.
+    if not any(r.config.get("prune_batchnorm") for rs in per.values() for r in rs) and any(
+            layer.get("kind") == "batchnorm" for layer in template):
+        intro += " Batch-norm layers (not pruned) are left out."
+        shown = [(i, la) for i, la in enumerate(template) if la.get("kind") != "batchnorm"]
+    else:
+        shown = list(enumerate(template))
     t = Table(key, section, title, ["Layers"], (["Unpruned"] if dense_col else []) + names, [],
-              digits, intro=f"At compression {at:g}.")
-    for i, layer in enumerate(template):
+              digits, intro=intro)
+    for i, layer in shown:
         cells = [Cell([float(layer[dense_col])])] if dense_col else []
         for p in pruners:
             vals = [float(r.result["layers"][i][col]) for r in per[p] if r.result]
@@ -351,9 +374,9 @@ def to_markdown(report: Report, title: str = "Pruning report") -> str:
         lines += [f"#### {t.section} {t.title}", ""]
         if t.intro:
             lines += [t.intro, ""]
-        lines += markdown_table(t)
-        if t.notes:
-            lines += [""] + [f"- {n}" for n in t.notes]
+        if t.rows:  # a table of no rows is only its header; the notes say why
+            lines += markdown_table(t) + ([""] if t.notes else [])
+        lines += [f"- {n}" for n in t.notes]
         lines.append("")
     if not figures_done:
         lines += _figures_markdown(report.figures)

@@ -15,7 +15,8 @@ LAYERS = [("layers.0.conv", 1769472), ("fc", 5120)]
 
 def put(store: Store, pruner: str, c: float, seed: int, top1: float, *, t: float = 0.6,
         ratio: float = 0.5, status: str = "finished", collapsed: bool = False,
-        density: tuple[float, float] = (0.5, 0.25), **settings: Any) -> str:
+        density: tuple[float, float] = (0.5, 0.25), batchnorm: bool = False,
+        **settings: Any) -> str:
     cfg = RunConfig(model="vgg16", dataset="cifar10", pruner=pruner, compression=c, seed=seed,
                     **settings)
     rid = cfg.run_id
@@ -26,6 +27,10 @@ def put(store: Store, pruner: str, c: float, seed: int, top1: float, *, t: float
     layers = [{"name": n, "kind": "conv", "shape": [1], "params": 1, "remaining": 1,
                "density": d, "flops_dense": f, "flops_pruned": round(f * d)}
               for (n, f), d in zip(LAYERS, density, strict=True)]
+    if batchnorm:  # as metrics.layer_stats lists it, after its conv
+        layers.insert(1, {"name": "layers.0.bn", "kind": "batchnorm", "shape": [64],
+                          "params": 64, "remaining": 64, "density": 1.0, "flops_dense": 65536,
+                          "flops_pruned": 65536})
     result: dict[str, Any] = {
         "run_id": rid, "top1": top1, "top5": 99.0, "density": 0.1, "seconds": 1.0,
         "flops": {"dense": 313478154, "pruned": round(313478154 * ratio), "ratio": ratio},
@@ -136,3 +141,30 @@ def test_two_architectures_get_numbered_sections(tmp_path: Path) -> None:
         "1.2.1.1", "1.2.1.2", "1.2.1.3", "1.2.2.1", "1.2.2.2", "1.2.2.3",
         "2.2.1", "2.2.2", "2.3.1", "2.3.2"]
     assert "— MNIST FC, Rand: diverged" in t.notes
+
+
+def test_small_times_keep_three_significant_digits_and_bn_layers_are_left_out(
+        tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    put(s, "rand", 0.5, 1, 88.0, t=0.000612, batchnorm=True)
+    put(s, "mag", 0.5, 1, 89.0, t=0.00116, batchnorm=True)
+    rep = build_report(s.query(), at=0.5, layers_at=0.5)
+    by = {t.key: t for t in rep.tables}
+    # 0.001 for both with the reference's 3 decimals; the difference is the point.
+    assert markdown_table(by["time:vgg16:cifar10"])[2] == "| 0.5         | 0.000612 | 0.001160 |"
+    layers = by["layer_density:vgg16:cifar10"]
+    assert [labels[0] for labels, _ in layers.rows] == ["layers.0.conv", "fc"]
+    assert "Batch-norm layers (not pruned) are left out." in layers.intro
+    put(s, "snip", 0.5, 1, 87.0, batchnorm=True, prune_batchnorm=True)
+    rep = build_report(s.query(), at=0.5, layers_at=0.5)
+    layers = {t.key: t for t in rep.tables}["layer_density:vgg16:cifar10"]
+    assert [labels[0] for labels, _ in layers.rows] == ["layers.0.conv", "layers.0.bn", "fc"]
+
+
+def test_a_layer_table_with_no_run_says_so_without_an_empty_table(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    put(s, "rand", 1.0, 1, 88.0)
+    md = to_markdown(build_report(s.query(), at=1.0, layers_at=0.5))
+    section = md.split("#### 2.2 ")[1].split("####")[0]
+    assert "- — no finished run at compression 0.5" in section
+    assert "|" not in section

@@ -259,8 +259,8 @@ class Store:
         if not rows:
             raise ConfigError(f"no stored run matches {prefix!r}; see `prunetui runs`")
         if len(rows) > 1:
-            ids = ", ".join(r.run_id for r in rows[:5])
-            raise ConfigError(f"run id prefix {prefix!r} matches {len(rows)} runs ({ids}…); "
+            ids = ", ".join(r.run_id for r in rows[:5]) + ("…" if len(rows) > 5 else "")
+            raise ConfigError(f"run id prefix {prefix!r} matches {len(rows)} runs ({ids}); "
                               "give more characters")
         return rows[0]
 

@@ -176,6 +176,14 @@ def test_sweep_dry_run_and_run() -> None:
     assert "(4 already stored)" in r.stdout
     r = runner.invoke(app, ["runs", "--sweep", "t", "--json"])
     snip = [x for x in json.loads(r.stdout) if x["pruner"] == "snip"]
+    for command in (["runs"], ["export", "--out", str(results() / "rep")]):
+        r = runner.invoke(app, [*command, "--sweep", "typo"])
+        assert r.exit_code == 2 and r.stderr == (
+            "error: unknown sweep 'typo'; choose one of: t\n")
+    r = runner.invoke(app, ["export", "--at", "-1", "--out", str(results() / "rep")])
+    assert r.exit_code == 2 and r.stderr == (
+        "error: invalid --at -1; it must be a compression >= 0\n")
+    assert not (results() / "rep").exists()
     assert {x["config"]["post_epochs"] for x in snip} == {2}
     # A run stopped part-way is named with the epoch it stopped at, then completed.
     rid = snip[0]["run_id"]

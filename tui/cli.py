@@ -479,8 +479,9 @@ def runs_cmd(
         from prunetui.core.errors import choices_message
 
         raise ConfigError(choices_message("status", status, list(STATUSES)))
-    rows = _store(results_dir).query(model=model, dataset=dataset, pruner=pruner,
-                                     status=status, sweep=sweep)
+    store = _store(results_dir)
+    _check_sweep(store, sweep)
+    rows = store.query(model=model, dataset=dataset, pruner=pruner, status=status, sweep=sweep)
     if as_json:
         _emit_json([{k: v for k, v in r.__dict__.items() if k != "result"} for r in rows])
         return
@@ -540,6 +541,18 @@ def show_cmd(
         _show_warnings(row.result)
 
 
+def _check_sweep(store: Store, sweep: str | None) -> None:
+    """Refuse a --sweep the store does not hold: 0 rows would read as an empty sweep."""
+    if sweep is None:
+        return
+    names = [name for name, _ in store.sweeps()]
+    if sweep not in names:
+        from prunetui.core.errors import choices_message
+
+        raise ConfigError(choices_message("sweep", sweep, names) if names
+                          else f"unknown sweep {sweep!r}; the store holds no sweep")
+
+
 def _curve(epochs: list[dict[str, Any]]) -> Any:
     import plotext as plt
     from rich.text import Text
@@ -547,11 +560,14 @@ def _curve(epochs: list[dict[str, Any]]) -> Any:
     plt.clear_figure()
     plt.plotsize(min(out.width, 100), 15)
     plt.theme("clear")
+    # The phase is when the epoch ran (before or after pruning); top-1 is on the test set.
+    names = {"pretrain": "test top-1 % (pre-training, before pruning)",
+             "train": "test top-1 % (after pruning)"}
     for phase in ("pretrain", "train"):
         rows = [e for e in epochs if e["phase"] == phase]
         if rows:
             plt.plot([e["epoch"] for e in rows], [e["top1"] for e in rows],
-                     label=f"{phase} top-1 %", marker="braille")
+                     label=names[phase], marker="braille")
     plt.xlabel("epoch")
     # plotext colours with ANSI codes even in its "clear" theme; let rich interpret them.
     return Text.from_ansi(plt.build())
@@ -624,7 +640,11 @@ def export_cmd(
     if fmt not in ("md", "csv", "json"):
         raise ConfigError(choices_message("format", fmt, ["md", "csv", "json"]))
     _check_filters(model, dataset, pruner)
+    for flag, value in (("--at", at), ("--layers-at", layers_at)):
+        if not value >= 0:  # NaN too
+            raise ConfigError(f"invalid {flag} {value:g}; it must be a compression >= 0")
     store = _store(results_dir, create=False)
+    _check_sweep(store, sweep)
     rows = store.query(sweep=sweep, model=model, dataset=dataset, pruner=pruner)
     if not rows:
         raise ConfigError("no stored runs match the selection; see `prunetui runs`")

@@ -298,6 +298,15 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
         data_gen.set_state(ckpt["data_rng"])
         prune_gen.set_state(ckpt["prune_rng"])
     prune_seconds = float(ckpt.get("prune_seconds", 0.0)) if ckpt else 0.0
+    # A resumed run's time includes its earlier sessions up to the checkpoint (a checkpoint
+    # from before "elapsed" was kept: its pruning and stored epochs).
+    before = 0.0
+    if ckpt:
+        before = float(ckpt.get("elapsed", prune_seconds + sum(
+            float(r.get("seconds") or 0.0) for r in store.epochs(run_id))))
+
+    def elapsed() -> float:
+        return before + time.perf_counter() - start
 
     def train_phase(name: str, epochs: int, first: int) -> None:
         opt = make_optimizer(config.optimizer, model.parameters(), config.lr,
@@ -326,7 +335,7 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
             store.record_epoch(run_id, row, epoch if name == "train" else 0)
             if epoch % config.checkpoint_every == 0 or epoch == epochs:
                 _save_resume(run_dir / RESUME, run_id, name, epoch, model, opt, sched,
-                             data_gen, prune_gen, prune_seconds)
+                             data_gen, prune_gen, prune_seconds, elapsed())
             emit(EpochEnd(run_id, name, epoch, epochs, stats.loss, test_loss, top1, top5, lr,
                           stats.seconds))
 
@@ -341,7 +350,7 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
             emit(RunWarning(run_id, warning))
         # Pruning is deterministic but can be slow (SynFlow: 100 iterations): keep it.
         _save_resume(run_dir / RESUME, run_id, "train", 0, model, None, None, data_gen,
-                     prune_gen, prune_seconds)
+                     prune_gen, prune_seconds, elapsed())
         done = 0
     train_phase("train", config.post_epochs, done)
 
@@ -376,7 +385,7 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
                       "images": timing.images, "device": str(device),
                       **({"compacted": compacted} if compacted else {})},
         "prune_seconds": prune_seconds,
-        "seconds": time.perf_counter() - start,
+        "seconds": elapsed(),
         "device": str(device),
         "torch": torch.__version__,
     }
@@ -404,7 +413,7 @@ def _save_resume(path: Path, run_id: str, phase: str, epoch: int, model: nn.Modu
                  opt: torch.optim.Optimizer | None,
                  sched: torch.optim.lr_scheduler.LRScheduler | None,
                  data_gen: torch.Generator, prune_gen: torch.Generator,
-                 prune_seconds: float) -> None:
+                 prune_seconds: float, elapsed: float) -> None:
     state = {
         "run_id": run_id, "phase": phase, "epoch": epoch,
         "model": model.state_dict(),
@@ -412,6 +421,7 @@ def _save_resume(path: Path, run_id: str, phase: str, epoch: int, model: nn.Modu
         "scheduler": sched.state_dict() if sched else None,
         "torch_rng": torch.get_rng_state(), "data_rng": data_gen.get_state(),
         "prune_rng": prune_gen.get_state(), "prune_seconds": prune_seconds,
+        "elapsed": elapsed,
     }
     buf = io.BytesIO()
     torch.save(state, buf)

@@ -140,6 +140,9 @@ def test_cancel_then_resume_from_checkpoint(tmp_path: Path) -> None:
     assert [e["top1"] for e in resumed["epochs"]] == [e["top1"] for e in straight["epochs"]]
     assert [e["train_loss"] for e in resumed["epochs"]] == pytest.approx(
         [e["train_loss"] for e in straight["epochs"]], rel=0, abs=0)
+    # Its time covers both sessions: at least its pruning and every epoch it kept.
+    assert resumed["seconds"] >= resumed["prune_seconds"] + sum(
+        e["seconds"] for e in resumed["epochs"])
 
 
 def test_divergence_is_stored(tmp_path: Path) -> None:

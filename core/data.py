@@ -13,7 +13,9 @@ the device once, and shuffling, CIFAR augmentation and normalization run on whol
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
+import hashlib
 import io
 import math
 import os
@@ -168,6 +170,38 @@ def load_dataset(name: str, data_dir: Path | None, download: bool = True) -> Spl
     train_x, train_y = read(files[:n_train], info)
     test_x, test_y = read(files[n_train:], info)
     return Splits(train_x, train_y, test_x, test_y, info)
+
+
+def fingerprint(splits: Splits) -> dict[str, Any]:
+    """What identifies the data a run trained on: its sizes and a digest of its images and
+    labels. The same data in another folder, or still gzipped, has the same fingerprint; a
+    subset, a fake stand-in or another release does not."""
+    digest = hashlib.blake2b(digest_size=8)
+    for t in (splits.train_x, splits.train_y, splits.test_x, splits.test_y):
+        digest.update(t.contiguous().numpy().tobytes())
+    return {"train": int(splits.train_x.shape[0]), "test": int(splits.test_x.shape[0]),
+            "digest": digest.hexdigest()}
+
+
+def current_fingerprint(name: str, data_dir: Path | None) -> dict[str, Any] | None:
+    """The fingerprint of dataset ``name`` as the data dir holds it now, or None when its
+    files are not there (nothing to compare with). Read once per process and file set."""
+    layout = _LAYOUTS.get(name)
+    if layout is None:
+        return _fingerprint_of(name, "", ()) if name in catalog.DATASETS else None
+    root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    files = [_find(layout, root, n) for n in layout.train + layout.test]
+    if any(f is None for f in files):
+        return None
+    stamps = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f)
+    return _fingerprint_of(name, str(root), stamps)
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint_of(name: str, root: str, stamps: tuple[tuple[str, int, int], ...]
+                    ) -> dict[str, Any]:
+    # ``stamps`` (path, size, mtime) is the cache key: rewritten files are read again.
+    return fingerprint(load_dataset(name, Path(root) if root else None, download=False))
 
 
 def ensure_files(name: str, data_dir: Path | None, download: bool = True) -> Path:

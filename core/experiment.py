@@ -23,10 +23,18 @@ from torch import nn
 
 from prunetui.core import catalog, metrics
 from prunetui.core.config import RunConfig, check_leaves_weights
-from prunetui.core.data import Splits, load_dataset, make_loaders, prune_batch
+from prunetui.core.data import (
+    Splits,
+    current_fingerprint,
+    fingerprint,
+    load_dataset,
+    make_loaders,
+    prune_batch,
+)
 from prunetui.core.errors import (
     CheckpointError,
     ConfigError,
+    DataError,
     PrunetuiError,
     RunCancelled,
     RunDiverged,
@@ -57,7 +65,7 @@ from prunetui.core.masks import (
 from prunetui.core.models import build_meta, build_model
 from prunetui.core.pruners.schedule import prune
 from prunetui.core.report import collapse_message
-from prunetui.core.store import Store, atomic_write_bytes, atomic_write_text
+from prunetui.core.store import RunRow, Store, atomic_write_bytes, atomic_write_text
 from prunetui.core.train import (
     evaluate,
     make_optimizer,
@@ -91,6 +99,36 @@ def build(config: RunConfig, device: torch.device) -> tuple[nn.Module, list[Prun
     total, _ = counts(prunables)
     check_leaves_weights(total, config.compression)
     return model, prunables
+
+
+def check_stored_data(rows: list[RunRow], data_dir: Path | None) -> None:
+    """Refuse finished runs that were trained on other data than the data dir holds now (a
+    subset or a fake stand-in, then the real files): their run ids are the same, so their
+    results would silently stand for this data. Runs stored before fingerprints were kept,
+    and datasets whose files are not here, are not checked."""
+    wrong: list[str] = []
+    for row in rows:
+        stored = (row.result or {}).get("data")
+        if stored is None:
+            continue
+        dataset = str(row.config.get("dataset"))
+        now = current_fingerprint(dataset, data_dir)
+        if now is not None and now["digest"] != stored["digest"]:
+            wrong.append(f"{row.run_id} ({_sizes(stored)}; the data dir: {_sizes(now)})")
+    if wrong:
+        more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
+        raise DataError(
+            f"{_count_runs(len(wrong))} stored from other data than the data dir holds now: "
+            f"{', '.join(wrong[:3])}{more}; `prunetui rm` them (or `prunetui run --force`) "
+            "to train them on this data, or use another --results-dir")
+
+
+def _sizes(data: dict[str, Any]) -> str:
+    return f"{data['train']:,} train / {data['test']:,} test images"
+
+
+def _count_runs(n: int) -> str:
+    return "1 run was" if n == 1 else f"{n} runs were"
 
 
 def check_keeps_weights(configs: list[RunConfig]) -> None:
@@ -208,6 +246,7 @@ def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,
     run_id = config.run_id
     stored = store.get(run_id)
     if stored is not None and stored.status == "finished" and not force:
+        check_stored_data([stored], data_dir)
         if config.sweep:
             store.add_to_sweep(config.sweep, [run_id])
         assert stored.result is not None
@@ -289,7 +328,13 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
         model = model.to(memory_format=torch.channels_last)
     train_loader, test_loader = make_loaders(splits, config.batch_size, config.test_batch_size,
                                              device, data_gen, channels_last=channels_last)
+    data = fingerprint(splits)
     ckpt = _load_resume(run_dir / RESUME, run_id, model)
+    if ckpt and ckpt.get("data", data)["digest"] != data["digest"]:
+        raise CheckpointError(
+            f"run {run_id}'s checkpoint was trained on other {config.dataset} data "
+            f"({_sizes(ckpt['data'])}) than the data dir holds now ({_sizes(data)}); "
+            f"`prunetui rm {run_id}` (or --force) to start it again on this data")
     phase, done = (ckpt["phase"], int(ckpt["epoch"])) if ckpt else ("pretrain", 0)
     emit(RunStarted(run_id, config.to_dict(), resumed_from_epoch=done if ckpt else 0))
     if ckpt:
@@ -335,7 +380,7 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
             store.record_epoch(run_id, row, epoch if name == "train" else 0)
             if epoch % config.checkpoint_every == 0 or epoch == epochs:
                 _save_resume(run_dir / RESUME, run_id, name, epoch, model, opt, sched,
-                             data_gen, prune_gen, prune_seconds, elapsed())
+                             data_gen, prune_gen, prune_seconds, elapsed(), data)
             emit(EpochEnd(run_id, name, epoch, epochs, stats.loss, test_loss, top1, top5, lr,
                           stats.seconds))
 
@@ -350,7 +395,7 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
             emit(RunWarning(run_id, warning))
         # Pruning is deterministic but can be slow (SynFlow: 100 iterations): keep it.
         _save_resume(run_dir / RESUME, run_id, "train", 0, model, None, None, data_gen,
-                     prune_gen, prune_seconds, elapsed())
+                     prune_gen, prune_seconds, elapsed(), data)
         done = 0
     train_phase("train", config.post_epochs, done)
 
@@ -386,6 +431,7 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
                       **({"compacted": compacted} if compacted else {})},
         "prune_seconds": prune_seconds,
         "seconds": elapsed(),
+        "data": data,
         "device": str(device),
         "torch": torch.__version__,
     }
@@ -413,7 +459,7 @@ def _save_resume(path: Path, run_id: str, phase: str, epoch: int, model: nn.Modu
                  opt: torch.optim.Optimizer | None,
                  sched: torch.optim.lr_scheduler.LRScheduler | None,
                  data_gen: torch.Generator, prune_gen: torch.Generator,
-                 prune_seconds: float, elapsed: float) -> None:
+                 prune_seconds: float, elapsed: float, data: dict[str, Any]) -> None:
     state = {
         "run_id": run_id, "phase": phase, "epoch": epoch,
         "model": model.state_dict(),
@@ -421,7 +467,7 @@ def _save_resume(path: Path, run_id: str, phase: str, epoch: int, model: nn.Modu
         "scheduler": sched.state_dict() if sched else None,
         "torch_rng": torch.get_rng_state(), "data_rng": data_gen.get_state(),
         "prune_rng": prune_gen.get_state(), "prune_seconds": prune_seconds,
-        "elapsed": elapsed,
+        "elapsed": elapsed, "data": data,
     }
     buf = io.BytesIO()
     torch.save(state, buf)

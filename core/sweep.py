@@ -354,7 +354,10 @@ def run_cell(config: RunConfig, store: Any, data_dir: Path | None, download: boo
         raise
     except PrunetuiError as e:
         row = store.get(config.run_id)
-        return CellOutcome(config, row.status if row else "failed", str(e))
+        # A stored result refused (trained on other data) stays finished in the store, but
+        # this cell did not give one.
+        status = row.status if row and row.status != "finished" else "failed"
+        return CellOutcome(config, status, str(e))
     except Exception as e:
         return CellOutcome(config, "failed", f"{type(e).__name__}: {e}")
     cached = already is not None and already.status == "finished"

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from datafiles import write_mnist
 
 from prunetui.core import experiment
 from prunetui.core.config import RunConfig
@@ -195,3 +196,34 @@ def test_reinit_keeps_masks_and_draws_new_weights() -> None:
     for b, p in zip(before, prunables, strict=True):
         assert torch.all(p.param[~p.mask] == 0)
         assert not torch.equal(b[p.mask], p.param[p.mask])
+
+
+def test_a_stored_run_is_not_reused_for_other_data(tmp_path: Path) -> None:
+    """Run ids hash the config, not the data: a run stored from a subset (or fake files)
+    must not stand for the real data later, and a checkpoint must not be resumed on it."""
+    from prunetui.core.errors import CheckpointError, DataError
+
+    small, other, same_gz = tmp_path / "small", tmp_path / "other", tmp_path / "gz"
+    write_mnist(small, train=40, test=20)
+    write_mnist(other, train=50, test=20)
+    write_mnist(same_gz, train=40, test=20, gz=True)  # the same images, still gzipped
+    store = Store(tmp_path / "r")
+    c = cfg(dataset="mnist", pruner="rand", post_epochs=1, batch_size=16)
+    first = experiment.run(c, store=store, data_dir=small, download=False)
+    assert first["data"]["train"] == 40 and first["data"]["test"] == 20
+    assert experiment.run(c, store=store, data_dir=same_gz, download=False) == first
+    with pytest.raises(DataError, match=(
+            f"1 run was stored from other data than the data dir holds now: {c.run_id} "
+            r"\(40 train / 20 test images; the data dir: 50 train / 20 test images\)")):
+        experiment.run(c, store=store, data_dir=other, download=False)
+    assert store.get(c.run_id).result == first  # type: ignore[union-attr]
+    rerun = experiment.run(c, store=store, data_dir=other, download=False, force=True)
+    assert rerun["data"]["train"] == 50
+    # An interrupted run's checkpoint is not resumed on other data.
+    c2 = cfg(dataset="mnist", pruner="mag", post_epochs=3, batch_size=16)
+    token = CancelToken()
+    with pytest.raises(RunCancelled):
+        experiment.run(c2, store=store, data_dir=small, download=False, cancel=token,
+                       emit=_CancelAfter(token, 1))
+    with pytest.raises(CheckpointError, match="checkpoint was trained on other mnist data"):
+        experiment.run(c2, store=store, data_dir=other, download=False)

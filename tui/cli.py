@@ -244,6 +244,7 @@ def run_cmd(
     _catch_sigterm()
     stored = store.get(config.run_id)
     if stored is not None and stored.status == "finished" and not force:
+        experiment.check_stored_data([stored], data_dir)  # before saying it is shown
         err.print(f"run {config.run_id} is already stored; showing it (--force reruns it)")
     elif stored is not None and stored.status != "finished":
         err.print(f"run {config.run_id} was {stored.status} at epoch {stored.epoch}; resuming")
@@ -390,8 +391,12 @@ def sweep_cmd(
                       f"{row.status} (epoch {row.epoch})" if row else "—")
         out.print(t)
         return
-    if pending and executor == "local":  # Ray's nodes have their own devices and data
-        _preflight(pending, device_list, data_dir, download, store)
+    if executor == "local":  # Ray's nodes have their own devices and data
+        from prunetui.core.experiment import check_stored_data
+
+        check_stored_data([r for r in stored.values() if r.status == "finished"], data_dir)
+        if pending:
+            _preflight(pending, device_list, data_dir, download, store)
     from prunetui.core.sweep import CellOutcome, SweepRunner
     from prunetui.tui.console import ConsoleSink
 

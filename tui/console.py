@@ -121,6 +121,10 @@ def summary_table(result: dict[str, Any]) -> Table:
     t.add_column()
     t.add_row("run", f"{result.get('run_id', '—')}  {cfg['model']} / {cfg['dataset']} / "
                      f"{PRUNERS[cfg['pruner']]} / c={cfg['compression']:g} / seed {cfg['seed']}")
+    if "data" in result:  # runs stored before fingerprints were kept have none
+        d = result["data"]
+        t.add_row("data", f"{d['train']:,} train / {d['test']:,} test images "
+                          f"(fingerprint {d['digest']})")
     if "top1" in result:
         t.add_row("top-1 / top-5", f"{result['top1']:.2f}% / {result['top5']:.2f}%")
     p = result["params"]

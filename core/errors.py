@@ -41,6 +41,11 @@ class RunCancelled(PrunetuiError):
     exit_code = 130
 
 
+class StoredDivergence(PrunetuiError):
+    """The run is stored as diverged: training is seeded, so running it again would only
+    diverge again (``force`` does it anyway)."""
+
+
 class RunDiverged(PrunetuiError):
     """A NaN or infinite loss: the run stops and is stored as diverged."""
 

@@ -38,6 +38,7 @@ from prunetui.core.errors import (
     PrunetuiError,
     RunCancelled,
     RunDiverged,
+    StoredDivergence,
     StoreError,
 )
 from prunetui.core.events import (
@@ -254,6 +255,12 @@ def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,
         (store.run_dir(run_id) / RESUME).unlink(missing_ok=True)
         emit(RunFinished(run_id, stored.result, cached=True))
         return stored.result
+    if stored is not None and stored.status == "diverged" and not force:
+        msg = (f"run {run_id} is stored as diverged ({stored.error}); its training is seeded, "
+               "so it would diverge the same way again: change the lr or seed, or force a "
+               "rerun (run --force)")
+        emit(RunFailed(run_id, "diverged", msg))
+        raise StoredDivergence(msg)
     device = resolve_device(config.device)
     if config.amp and device.type != "cuda":
         emit(RunWarning(run_id, f"--amp has no effect on {device.type}; training in float32"))

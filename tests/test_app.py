@@ -826,3 +826,14 @@ async def test_a_fit_table_shows_the_leading_columns_that_fit_and_keeps_the_rest
         assert [c.label.plain for c in table.columns.values()] == ["Layer"]  # at least one
         table.clear()
         assert table.row_count == 0 and len(table.columns) == 1
+
+
+def test_engine_messages_are_put_in_the_apps_terms() -> None:
+    from prunetui.tui.widgets.fmt import for_app
+
+    assert for_app("run ab is stored as diverged (x); change the lr or seed, or force a rerun "
+                   "(run --force)") == ("run ab is stored as diverged (x); change the lr or "
+                                        "seed, or delete it in Results (del) to run it again")
+    assert "delete them in Results (del) to train them" in for_app(
+        "1 run was stored from other data …; `prunetui rm` them (or `prunetui run --force`) "
+        "to train them on this data, or use another --results-dir")

@@ -318,3 +318,29 @@ def test_light_commands_import_neither_torch_nor_pydantic(argv: list[str]) -> No
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=os.environ)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
+
+def test_a_diverged_run_is_kept_not_rerun_and_json_reports_it() -> None:
+    args = ["run", "--dataset", "digits", "--pruner", "rand", "--compression", "0",
+            "--optimizer", "sgd", "--lr", "1e6", "--post-epochs", "3", "--device", "cpu",
+            "--timing-repeats", "1", "--json"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1
+    row = json.loads(r.stdout)  # stdout still says what happened
+    assert row["status"] == "diverged" and "epoch 1" in row["error"]
+    r = runner.invoke(app, args)  # seeded: it would diverge again, so it is not rerun
+    assert r.exit_code == 1 and json.loads(r.stdout)["status"] == "diverged"
+    assert r.stderr.startswith(f"error: run {row['run_id']} is stored as diverged (")
+    assert "change the lr or seed, or force a rerun (run --force)" in r.stderr
+    r = runner.invoke(app, ["sweep", "--models", "fc", "--datasets", "digits", "--pruners",
+                            "rand", "--compressions", "0", "--set", "optimizer=sgd",
+                            "--set", "lr=1e6", "--set", "post_epochs=3", "--set",
+                            "device=cpu", "--set", "timing_repeats=1", "--dry-run"])
+    assert "1 run, 0 already finished" in r.stdout
+    r = runner.invoke(app, ["sweep", "--models", "fc", "--datasets", "digits", "--pruners",
+                            "rand", "--compressions", "0", "--set", "optimizer=sgd",
+                            "--set", "lr=1e6", "--set", "post_epochs=3", "--set",
+                            "device=cpu", "--set", "timing_repeats=1"])
+    assert r.exit_code == 1
+    assert "1 diverged (kept; `prunetui rm` them to retry)" in r.stderr
+    assert f"diverged: {row['run_id']}" in r.stdout

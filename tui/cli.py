@@ -246,11 +246,19 @@ def run_cmd(
     if stored is not None and stored.status == "finished" and not force:
         experiment.check_stored_data([stored], data_dir)  # before saying it is shown
         err.print(f"run {config.run_id} is already stored; showing it (--force reruns it)")
-    elif stored is not None and stored.status != "finished":
+    elif stored is not None and stored.status not in ("finished", "diverged"):
         err.print(f"run {config.run_id} was {stored.status} at epoch {stored.epoch}; resuming")
-    with ConsoleSink(err) as sink:
-        result = experiment.run(config, store=store, data_dir=data_dir, download=download,
-                                emit=sink, force=force)
+    try:
+        with ConsoleSink(err) as sink:
+            result = experiment.run(config, store=store, data_dir=data_dir, download=download,
+                                    emit=sink, force=force)
+    except PrunetuiError:
+        row = store.get(config.run_id)
+        if as_json and row is not None and row.status != "finished":
+            # A script reading stdout still gets the run's status and why (the error line
+            # goes to stderr as always).
+            _emit_json({k: v for k, v in row.__dict__.items() if k != "result"})
+        raise
     if as_json:
         _emit_json(result)
         return
@@ -375,9 +383,11 @@ def sweep_cmd(
     check_keeps_weights(configs)
     store = _store(results_dir)  # creates nothing until the first write
     stored = {r.run_id: r for r in store.query(run_ids=[c.run_id for c in configs])}
-    pending = [c for c in configs
-               if not (c.run_id in stored and stored[c.run_id].status == "finished")]
-    done = len(configs) - len(pending)
+    # Diverged runs are results too: seeded, they would diverge again (`rm` them to retry).
+    final = {rid for rid, r in stored.items() if r.status in ("finished", "diverged")}
+    pending = [c for c in configs if c.run_id not in final]
+    done = sum(stored[c.run_id].status == "finished" for c in configs if c.run_id in final)
+    diverged = len(configs) - len(pending) - done
     if dry_run:
         from rich.table import Table
 
@@ -418,6 +428,8 @@ def sweep_cmd(
                          gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
                          checkpoint_dir=checkpoint_dir)
     err.print(f"sweep {spec.label()}: {_count(len(configs), 'run')}, {done} already finished"
+              + (f", {diverged} diverged (kept; `prunetui rm` them to retry)" if diverged
+                 else "")
               + _resuming([stored[c.run_id] for c in pending if c.run_id in stored]))
     try:
         with sink:

@@ -61,6 +61,8 @@ class ConsoleSink:
             self.progress.remove_task(self._tasks.pop(key))
 
     def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, (ev.RunFinished, ev.RunFailed)) and not self._started:
+            return  # nothing was shown (a stored run): no display to start and clear
         self.start()
         rid = event.run_id
         tag = f"{self.label}{rid}"

@@ -14,6 +14,8 @@ _APP_WORDING = (
     ("pass --data-dir DIR", "start the app with --data-dir DIR"),
     ("or allow downloading", "or start the run (r), which downloads it"),
     ("pass --results-dir DIR", "start the app with --results-dir DIR"),
+    ("or force a rerun (run --force)", "or delete it in Results (del) to run it again"),
+    ("`prunetui rm` them (or `prunetui run --force`)", "delete them in Results (del)"),
 )
 
 

@@ -51,6 +51,11 @@ class ModelInfo:
     description: str
     needs_hw: tuple[int, int] | None = None  # required (H, W) of the input, if any
 
+    @property
+    def default_dataset(self) -> str:
+        """The dataset it is listed and inspected on when none is named."""
+        return "cifar10" if self.needs_hw else "mnist"
+
     def check_dataset(self, data: DatasetInfo) -> str | None:
         """Return why this model cannot take ``data``'s inputs, or None when it can."""
         if self.needs_hw is not None and data.shape[1:] != self.needs_hw:

@@ -143,6 +143,12 @@ def test_inspect_prints_table() -> None:
     assert r.exit_code == 0, r.output
     assert "layers.0.conv" in r.stdout and "313,478,154" in r.stdout
     assert not results().exists()  # inspect stores nothing
+    # Without --dataset and --compression: the model's own dataset, and c=1 as `run` has.
+    r = runner.invoke(app, ["inspect", "vgg16", "--pruner", "mag", "--json"])
+    assert r.exit_code == 0, r.output
+    shown = json.loads(r.stdout)
+    assert shown["config"]["dataset"] == "cifar10" and shown["density"] == pytest.approx(0.1,
+                                                                                         abs=1e-6)
 
 
 def test_inspect_json_collapse_flag() -> None:
@@ -215,6 +221,7 @@ BAD = [
     (["run", "--dataset", "mnist", "--no-download"], "MNIST"),
     (["run", "--bogus"], "No such option: --bogus"),
     (["inspect", "nope"], "unknown model 'nope'"),
+    (["inspect", "vgg16", "--dataset", "mnist"], "model 'vgg16' needs 32x32 inputs"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
       "epochs=3"], "unknown setting 'epochs'"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "x"],

@@ -165,7 +165,7 @@ def models_cmd(as_json: AsJson = False) -> None:
 
     rows = []
     for m in catalog.MODELS.values():
-        data = "cifar10" if m.needs_hw else "mnist"
+        data = m.default_dataset
         info = catalog.DATASETS[data]
         total, prunable = parameter_count(m.name, info.shape, info.num_classes)
         rows.append({"model": m.name, "family": m.family, "dataset": data, "params": total,
@@ -270,11 +270,12 @@ def run_cmd(
 @app.command("inspect")
 def inspect_cmd(
     model: Annotated[str, typer.Argument(help="Model name; see `prunetui models`.")],
-    dataset: Annotated[str, typer.Option(help="Dataset (sets input shape and classes).")] = (
-        D.dataset),
+    dataset: Annotated[str | None, typer.Option(
+        help="Dataset (sets input shape and classes) [default: the model's, as `prunetui "
+             "models` lists it].", show_default=False)] = None,
     pruner: Annotated[str, typer.Option(help="rand | mag | snip | grasp | synflow.")] = D.pruner,
     compression: Annotated[float, typer.Option(
-        help="Keep 10^-c of the weights; 0 shows the dense model.")] = 0.0,
+        help="Keep 10^-c of the weights; 0 shows the dense model.")] = D.compression,
     scope: Scope = D.scope, schedule: Schedule = D.schedule, prune_iterations: Iters = None,
     prune_samples_per_class: PerClass = D.prune_samples_per_class,
     prune_bias: PruneBias = False, prune_batchnorm: PruneBN = False,
@@ -284,6 +285,9 @@ def inspect_cmd(
 ) -> None:
     """Build a model and prune it at initialization (no training): per-layer table, FLOPs,
     collapse warnings. Data is loaded only for snip and grasp."""
+    if dataset is None:
+        info = catalog.MODELS.get(model)
+        dataset = info.default_dataset if info is not None else D.dataset
     config = _config(model=model, dataset=dataset, pruner=pruner, compression=compression,
                      scope=scope, schedule=schedule, prune_iterations=prune_iterations,
                      prune_samples_per_class=prune_samples_per_class, prune_bias=prune_bias,

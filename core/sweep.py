@@ -106,8 +106,15 @@ def coerce(key: str, value: Any) -> Any:
             return tuple(int(v) for v in items if str(v).strip())
     except (TypeError, ValueError):
         pass
-    kind = getattr(hint, "__name__", str(hint))
+    kind = _KINDS.get(hint, getattr(hint, "__name__", str(hint)))
     raise ConfigError(f"invalid value {value!r} for setting {key!r}; expected {kind}")
+
+
+# How each setting type is written on the command line (and in TOML), in words.
+_KINDS: dict[Any, str] = {
+    bool: "true or false", int: "an integer", int | None: "an integer", float: "a number",
+    str: "text", tuple[int, ...]: "comma-separated integers, e.g. 50,75 (or a TOML list)",
+}
 
 
 def parse_sets(items: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:

@@ -294,7 +294,8 @@ def test_gc_removes_orphaned_artifacts() -> None:
     keep = results() / "notes"
     keep.mkdir()
     r = runner.invoke(app, ["gc"])
-    assert r.exit_code == 0 and "removed 1 orphaned" in r.stdout
+    assert r.exit_code == 0 and r.stdout.split() == [
+        "removed", "1", "orphaned", "artifact", "folder:", str(orphan)]
     assert not orphan.exists() and keep.exists()
     assert len(json.loads(runner.invoke(app, ["runs", "--json"]).stdout)) == 1
 

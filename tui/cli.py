@@ -635,7 +635,9 @@ def gc_cmd(results_dir: ResultsDir = None) -> None:
     orphans = store.orphan_dirs()
     for p in orphans:
         shutil.rmtree(p)
-    out.print(f"removed {len(orphans)} orphaned artifact folder(s)")
+    names = "".join(f"\n  {p}" for p in orphans)
+    out.print(f"removed {_count(len(orphans), 'orphaned artifact folder')}"
+              + (f":{names}" if orphans else ""))
 
 
 @app.command("export")

@@ -397,7 +397,9 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
         batch = _prune_batch(config, splits, device, prune_gen)
         prune_seconds = prune_model(model, prunables, config, batch, prune_gen, emit, cancel,
                                     run_id)
-        warning = collapse_message(_collapse(model, info.shape))
+        pruned = _structure(model, prunables, info.shape)
+        store.record_pruned(run_id, pruned)  # shown while it trains, and if it stops
+        warning = collapse_message(pruned["collapse"])
         if warning:
             emit(RunWarning(run_id, warning))
         # Pruning is deterministic but can be slow (SynFlow: 100 iterations): keep it.

@@ -423,17 +423,31 @@ class Store:
             out.append(d)
         return out
 
+    def record_pruned(self, run_id: str, structure: dict[str, Any]) -> None:
+        """Store what pruning left (per-layer rows, density, FLOP ratio, collapse) as soon as
+        it is known, so that a run stopped while training still shows it."""
+        with self._write() as con:
+            self._put_layers(con, run_id, structure["layers"])
+            con.execute("UPDATE runs SET density=?, flop_ratio=?, collapsed=?, updated=? "
+                        "WHERE run_id=?",
+                        (structure["density"], structure["flops"]["ratio"],
+                         int(structure["collapse"]["collapsed"]), time.time(), run_id))
+
+    @staticmethod
+    def _put_layers(con: sqlite3.Connection, run_id: str, layers: list[dict[str, Any]]) -> None:
+        con.execute("DELETE FROM layers WHERE run_id=?", (run_id,))
+        con.executemany(
+            "INSERT INTO layers VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [(run_id, i, r["name"], r["kind"], json.dumps(r["shape"]), r["params"],
+              r["remaining"], r["density"], r["flops_dense"], r["flops_pruned"])
+             for i, r in enumerate(layers)],
+        )
+
     def finish_run(self, run_id: str, result: dict[str, Any]) -> None:
         """Store a finished run's result and per-layer rows atomically."""
         now = time.time()
         with self._write() as con:
-            con.execute("DELETE FROM layers WHERE run_id=?", (run_id,))
-            con.executemany(
-                "INSERT INTO layers VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [(run_id, i, r["name"], r["kind"], json.dumps(r["shape"]), r["params"],
-                  r["remaining"], r["density"], r["flops_dense"], r["flops_pruned"])
-                 for i, r in enumerate(result["layers"])],
-            )
+            self._put_layers(con, run_id, result["layers"])
             con.execute(
                 """UPDATE runs SET status='finished', error=NULL, finished=?, updated=?,
                        top1=?, top5=?, density=?, flop_ratio=?, seconds=?, collapsed=?, result=?

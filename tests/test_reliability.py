@@ -118,6 +118,10 @@ def test_signal_stores_interrupted_and_resumes(tmp_path: Path, sig: int) -> None
     row = Store(tmp_path).query()[0]
     assert row.status == "interrupted" and row.epoch >= 1
     assert (tmp_path / row.run_id / "resume.pt").exists()
+    if sig == signal.SIGINT:  # what pruning left is shown, though the run has no result
+        shown = subprocess.run([*CLI, "show", row.run_id], env=env(tmp_path),
+                               capture_output=True, text=True, timeout=60).stdout
+        assert "Per-layer, as pruned" in shown and "layers.0" in shown
     # The same command resumes from the checkpoint (a few epochs are enough to see it).
     stopped = row.epoch
     p = subprocess.Popen(args, env=env(tmp_path), stdout=subprocess.PIPE,

@@ -560,6 +560,8 @@ def show_cmd(
         out.print(layer_table(row.result["layers"]))
         out.print(_histogram_rows(store.run_dir(row.run_id)))
         _show_warnings(row.result)
+    elif layers := store.layers(row.run_id):  # pruned, then stopped (or still training)
+        out.print(layer_table(layers, title="Per-layer, as pruned (the run has no result yet)"))
 
 
 def _check_sweep(store: Store, sweep: str | None) -> None:

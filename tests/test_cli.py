@@ -309,6 +309,13 @@ def test_datasets_lists_what_is_found(tmp_path: Path) -> None:
     lines = {ln.split("│")[1].strip(): ln for ln in r.stdout.splitlines() if ln.count("│") > 2}
     assert "found in" in lines["mnist"] and "missing" in lines["cifar10"]
     assert "scikit-learn" in lines["digits"]
+    # The images found, not the standard sizes; those where the files are missing.
+    assert [c.strip() for c in lines["mnist"].split("│")[4:6]] == ["60", "20"]
+    assert [c.strip() for c in lines["cifar10"].split("│")[4:6]] == ["50,000", "10,000"]
+    digest = lines["mnist"].split("│")[7].strip()
+    from prunetui.core.data import fingerprint, load_dataset
+
+    assert digest == fingerprint(load_dataset("mnist", root, download=False))["digest"]
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["runs"], ["runs", "--json"]])

@@ -187,14 +187,26 @@ def datasets_cmd(data_dir: DataDir = None) -> None:
     """List the datasets, their shapes, and whether their files are in the data dir."""
     from rich.table import Table
 
-    from prunetui.core.data import default_data_dir, find_files
+    from prunetui.core.data import current_fingerprint, default_data_dir, find_files
+    from prunetui.core.errors import DataError
 
     root = data_dir or default_data_dir()
-    t = Table("dataset", "shape", "classes", "train", "test", "files", title=f"data dir: {root}",
-              title_justify="left")
+    t = Table("dataset", "shape", "classes", "train", "test", "files", "fingerprint",
+              title=f"data dir: {root}", title_justify="left",
+              caption="train/test: the images found (the standard sizes where the files are "
+                      "missing); the fingerprint is what `show` prints for a run's data.",
+              caption_justify="left")
     for d in catalog.DATASETS.values():
-        t.add_row(d.name, "×".join(map(str, d.shape)), str(d.num_classes), f"{d.train_size:,}",
-                  f"{d.test_size:,}", find_files(d.name, root))
+        sizes, where, digest = (d.train_size, d.test_size), find_files(d.name, root), "—"
+        try:
+            fp = current_fingerprint(d.name, root)  # reads the files: counts are the truth
+        except DataError as e:
+            where = f"[red]{e}[/]"
+        else:
+            if fp is not None:
+                sizes, digest = (fp["train"], fp["test"]), fp["digest"]
+        t.add_row(d.name, "×".join(map(str, d.shape)), str(d.num_classes), f"{sizes[0]:,}",
+                  f"{sizes[1]:,}", where, digest)
     out.print(t)
 
 

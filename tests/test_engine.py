@@ -132,7 +132,7 @@ def test_cancel_then_resume_from_checkpoint(tmp_path: Path) -> None:
     assert row is not None and row.status == "cancelled" and row.epoch == 2
     # What pruning left is stored before training: a stopped run still shows it.
     assert row.density == pytest.approx(0.1, abs=1e-3) and row.flop_ratio is not None
-    assert [la["name"] for la in store.layers(c.run_id)][0] == "layers.0"
+    assert store.layers(c.run_id)[0]["name"] == "layers.0"
     assert (store.run_dir(c.run_id) / "resume.pt").exists()
     seen: list[Event] = []
     resumed = experiment.run(c, store=store, emit=seen.append)

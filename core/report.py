@@ -171,9 +171,13 @@ def _replicates(runs: list[RunRow]) -> tuple[list[RunRow], str]:
     return shown, "left out " + "; ".join(parts)
 
 
-def _cell(runs: list[RunRow], value: Callable[[RunRow], float | None]) -> Cell:
+def _cell(runs: list[RunRow], value: Callable[[RunRow], float | None],
+          pruned: bool = False) -> Cell:
+    """``pruned``: the value depends on the masks only (the FLOP ratio), so a run that was
+    pruned and then stopped (diverged, interrupted) has it too."""
     runs, left_out = _replicates(runs)
-    done = [r for r in runs if r.status == "finished" and r.result is not None]
+    done = [r for r in runs if (r.status == "finished" and r.result is not None)
+            or (pruned and r.flop_ratio is not None)]
     vals = [v for v in (value(r) for r in done) if v is not None]
     if not runs:
         why = "not run"
@@ -261,9 +265,15 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
             sec = f"1.2.{i}" if single else f"1.2.{n}.{i}"
             tt = Table(f"{key}:{model}:{dataset}", sec, f"{title} — {where}", ["Compression"],
                        names, [], digits, intro=intro)
+            masks_only = key == "flop_ratio"
             for c in comps:
-                tt.rows.append(([f"{c:g}"], [_cell(_group(sub, pruner=p, compression=c), fn)
-                                             for p in pruners]))
+                tt.rows.append(([f"{c:g}"], [_cell(_group(sub, pruner=p, compression=c), fn,
+                                                   masks_only) for p in pruners]))
+            stopped = {r.status for r in sub if masks_only and r.status != "finished"
+                       and r.flop_ratio is not None}
+            if stopped:
+                tt.intro += (f" Runs that stopped after pruning ({', '.join(sorted(stopped))}) "
+                             "count too: the ratio depends on the masks only.")
             _note_missing(tt, lambda lab, col: f"{col} at compression {lab[0]}")
             if key.startswith("time"):
                 tt.digits = _decimals(tt, digits)

@@ -168,3 +168,16 @@ def test_a_layer_table_with_no_run_says_so_without_an_empty_table(tmp_path: Path
     section = md.split("#### 2.2 ")[1].split("####")[0]
     assert "- — no finished run at compression 0.5" in section
     assert "|" not in section
+
+
+def test_a_run_that_diverged_after_pruning_still_has_its_flop_ratio(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    put(s, "rand", 1.0, 1, 88.0)
+    rid = put(s, "mag", 1.0, 1, 0.0, status="diverged")
+    s.record_pruned(rid, {"layers": [], "density": 0.1, "flops": {"ratio": 0.2283},
+                          "collapse": {"collapsed": False}})
+    by = {t.key: t for t in build_report(s.query(), at=1.0).tables}
+    assert markdown_table(by["flop_ratio:vgg16:cifar10"])[2] == "| 1           | 0.5000 | 0.2283 |"
+    assert "Runs that stopped after pruning (diverged) count too" in by[
+        "flop_ratio:vgg16:cifar10"].intro
+    assert markdown_table(by["accuracy:vgg16:cifar10"])[2] == "| 1           | 88.00 | —   |"

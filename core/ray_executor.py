@@ -232,6 +232,10 @@ class _Driver:
             phase, after = args
             self._ensure_row(run_id)
             self.store.truncate_epochs(run_id, phase, after)
+        elif kind == "pruned":
+            (structure,) = args
+            self._ensure_row(run_id)
+            self.store.record_pruned(run_id, structure)
         elif kind == "fail":
             status, error = args
             self._ensure_row(run_id)
@@ -426,6 +430,10 @@ class _TaskStore(Store):
         super().truncate_epochs(run_id, phase, after)
         self._save_epochs(run_id)
         self._relay.op("truncate", run_id, phase, after)
+
+    def record_pruned(self, run_id: str, structure: dict[str, Any]) -> None:
+        super().record_pruned(run_id, structure)
+        self._relay.op("pruned", run_id, structure)
 
     def fail_run(self, run_id: str, status: str, error: str) -> None:
         super().fail_run(run_id, status, error)

@@ -115,7 +115,10 @@ def check_stored_data(rows: list[RunRow], data_dir: Path | None) -> None:
         dataset = str(row.config.get("dataset"))
         now = current_fingerprint(dataset, data_dir)
         if now is not None and now["digest"] != stored["digest"]:
-            wrong.append(f"{row.run_id} ({_sizes(stored)}; the data dir: {_sizes(now)})")
+            wrong.append(f"{row.run_id} ({_sizes(stored)}; the data dir: {_sizes(now)})"
+                         if _sizes(stored) != _sizes(now) else
+                         f"{row.run_id} (as many images, other ones: fingerprint "
+                         f"{stored['digest']}; the data dir: {now['digest']})")
     if wrong:
         more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
         raise DataError(
@@ -340,7 +343,8 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
     if ckpt and ckpt.get("data", data)["digest"] != data["digest"]:
         raise CheckpointError(
             f"run {run_id}'s checkpoint was trained on other {config.dataset} data "
-            f"({_sizes(ckpt['data'])}) than the data dir holds now ({_sizes(data)}); "
+            f"({_sizes(ckpt['data'])}, fingerprint {ckpt['data']['digest']}) than the data dir "
+            f"holds now ({_sizes(data)}, {data['digest']}); "
             f"`prunetui rm {run_id}` (or --force) to start it again on this data")
     phase, done = (ckpt["phase"], int(ckpt["epoch"])) if ckpt else ("pretrain", 0)
     emit(RunStarted(run_id, config.to_dict(), resumed_from_epoch=done if ckpt else 0))

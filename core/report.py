@@ -375,7 +375,8 @@ def _layer_table(key: str, section: str, title: str, runs: list[RunRow], pruners
 
 def to_markdown(report: Report, title: str = "Pruning report") -> str:
     """The report as markdown, laid out like the reference (figures linked by file name)."""
-    lines = [f"# {title}", "", f"{report.runs} stored runs.", ""]
+    lines = [f"# {title}", "", f"{report.runs} stored run{'' if report.runs == 1 else 's'}.",
+             ""]
     figures_done = not report.figures
     for t in report.tables:
         if not figures_done and _section_key(t.section) > (2, 1):

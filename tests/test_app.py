@@ -243,7 +243,7 @@ async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> 
         await pilot.pause()
         msg = str(app.query_one("#validation", Static).render())
         assert "invalid lr 'abc'; it must be a positive number" in msg
-        assert app.query_one("#lr", Input).has_class("-invalid")
+        assert app.query_one("#lr", Input).has_class("-rejected")
         assert app.query_one("#run", Button).disabled
         import torch  # loaded, as the previews load it: the form then checks the device
 
@@ -253,7 +253,11 @@ async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> 
             msg = str(app.query_one("#validation", Static).render())
             assert msg == ("✗ device 'cuda' is not available: no CUDA GPU is visible; "
                            "set Device (Options) to cpu or auto")
-            assert app.query_one("#device", Input).has_class("-invalid")
+            assert app.query_one("#device", Input).has_class("-rejected")
+            app.query_one("#device", Input).focus()
+            await pilot.press("tab")  # leaving the field keeps the mark
+            await pilot.pause()
+            assert app.query_one("#device", Input).has_class("-rejected")
             assert app.query_one("#run", Button).disabled
         form.set_values(lr="0.01", batch="0", device="auto")
         await pilot.pause()
@@ -274,7 +278,7 @@ async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> 
         await pilot.pause()
         assert "fc on digits: compression 9 keeps no weight" in str(
             app.query_one("#validation").render())
-        assert app.query_one("#extra", Input).has_class("-invalid")
+        assert app.query_one("#extra", Input).has_class("-rejected")
         assert app.query_one("#run", Button).disabled
         form.set_values(pruners=["rand", "mag"], compressions=[0.5, 2.0], extra="1.25")
         await pilot.pause()

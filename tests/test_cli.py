@@ -343,6 +343,7 @@ def test_a_diverged_run_is_kept_not_rerun_and_json_reports_it() -> None:
     assert r.exit_code == 1
     row = json.loads(r.stdout)  # stdout still says what happened
     assert row["status"] == "diverged" and "epoch 1" in row["error"]
+    assert [(e["phase"], e["epoch"]) for e in row["epochs"]] == []  # none completed
     r = runner.invoke(app, args)  # seeded: it would diverge again, so it is not rerun
     assert r.exit_code == 1 and json.loads(r.stdout)["status"] == "diverged"
     assert r.stderr.startswith(f"error: run {row['run_id']} is stored as diverged (")

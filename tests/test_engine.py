@@ -220,6 +220,10 @@ def test_a_stored_run_is_not_reused_for_other_data(tmp_path: Path) -> None:
             r"\(40 train / 20 test images; the data dir: 50 train / 20 test images\)")):
         experiment.run(c, store=store, data_dir=other, download=False)
     assert store.get(c.run_id).result == first  # type: ignore[union-attr]
+    shuffled = tmp_path / "shuffled"
+    write_mnist(shuffled, train=40, test=20, seed=7)  # as many images, other ones
+    with pytest.raises(DataError, match="as many images, other ones: fingerprint"):
+        experiment.run(c, store=store, data_dir=shuffled, download=False)
     rerun = experiment.run(c, store=store, data_dir=other, download=False, force=True)
     assert rerun["data"]["train"] == 50
     # An interrupted run's checkpoint is not resumed on other data.

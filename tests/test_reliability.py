@@ -113,7 +113,8 @@ def test_signal_stores_interrupted_and_resumes(tmp_path: Path, sig: int) -> None
     assert time.time() - t0 <= 5
     assert p.returncode == 130
     assert [ln for ln in err.splitlines() if ln.startswith(("error:", "interrupted"))] == [
-        "interrupted: the run is stored as interrupted; the same command resumes it"]
+        "interrupted: any run it had started is stored as interrupted, and the same command "
+        "resumes it"]
     assert "Traceback" not in err
     row = Store(tmp_path).query()[0]
     assert row.status == "interrupted" and row.epoch >= 1

@@ -44,8 +44,8 @@ class _OneLineErrors(TyperGroup):
         except (typer.Abort, KeyboardInterrupt):
             rv = 130
         if rv == 130:  # typer turns Ctrl-C into exit code 130
-            _fail("interrupted: the run is stored as interrupted; the same command "
-                  "resumes it", 130)
+            _fail("interrupted: any run it had started is stored as interrupted, and the same "
+                  "command resumes it", 130)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -267,9 +267,10 @@ def run_cmd(
     except PrunetuiError:
         row = store.get(config.run_id)
         if as_json and row is not None and row.status != "finished":
-            # A script reading stdout still gets the run's status and why (the error line
-            # goes to stderr as always).
-            _emit_json({k: v for k, v in row.__dict__.items() if k != "result"})
+            # A script reading stdout still gets the run's status, why, and its epochs (the
+            # error line goes to stderr as always).
+            _emit_json({**{k: v for k, v in row.__dict__.items() if k != "result"},
+                        "epochs": store.epochs(row.run_id)})
         raise
     if as_json:
         _emit_json(result)
@@ -558,7 +559,8 @@ def show_cmd(
 
     from prunetui.tui.console import layer_table, summary_table
 
-    cfg = Table(show_header=False, box=None, title=f"run {row.run_id}: {row.status}",
+    reached = f" at epoch {row.epoch}" if row.status != "finished" else ""
+    cfg = Table(show_header=False, box=None, title=f"run {row.run_id}: {row.status}{reached}",
                 title_justify="left")
     for k, v in row.config.items():
         cfg.add_row(k, str(v))

@@ -20,7 +20,7 @@ def export_report(store: Store, rows: list[RunRow], fmt: str, out_dir: Path | No
     text = {"md": lambda: rep.to_markdown(report, title), "csv": lambda: rep.to_csv(report),
             "json": lambda: rep.to_json(report)}[fmt]()
     if out_dir is None:
-        sys.stdout.write(text)
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return None
     main = out_dir / f"report.{fmt}"
     targets = [main] + ([out_dir / f.filename for f in report.figures] if fmt == "md" else [])

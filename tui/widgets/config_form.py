@@ -250,12 +250,14 @@ class ConfigForm(Vertical):
         validation = self.query_one("#validation", Static)
         validation.update(f"✗ {state.error}" if state.error else "")
         validation.set_class(bool(state.error), "-error")
+        # Our own class: Textual's Input sets and clears "-invalid" itself when it loses the
+        # focus, which would drop the mark as soon as the user leaves the field.
         for _, field in _FIELD_OF_MESSAGE:
-            self.query_one(f"#{field}", Input).remove_class("-invalid")
+            self.query_one(f"#{field}", Input).remove_class("-rejected")
         if state.error:
             for needle, field in _FIELD_OF_MESSAGE:
                 if needle in state.error:
-                    self.query_one(f"#{field}", Input).add_class("-invalid")
+                    self.query_one(f"#{field}", Input).add_class("-rejected")
                     break
         n = len(state.configs)
         self.query_one("#sweep-size", Static).update(

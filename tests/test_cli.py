@@ -360,3 +360,4 @@ def test_a_diverged_run_is_kept_not_rerun_and_json_reports_it() -> None:
     assert r.exit_code == 1
     assert "1 diverged (kept; `prunetui rm` them to retry)" in r.stderr
     assert f"diverged: {row['run_id']}" in r.stdout
+    assert "0 of 1 run finished (0 already stored, 1 stored as diverged and kept)" in r.stdout

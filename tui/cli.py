@@ -462,9 +462,12 @@ def sweep_cmd(
             + ("the same command resumes the rest" if finished < len(configs)
                else "nothing is left to run")) from None
     bad = [o for o in outcomes if o.status not in ("finished", "cached")]
+    kept = sum(o.status == "diverged" and o.config.run_id in stored
+               and stored[o.config.run_id].status == "diverged" for o in outcomes)
     out.print(f"sweep {spec.label()}: {len(outcomes) - len(bad)} of "
               f"{_count(len(configs), 'run')} finished "
-              f"({sum(o.status == 'cached' for o in outcomes)} already stored)")
+              f"({sum(o.status == 'cached' for o in outcomes)} already stored"
+              + (f", {kept} stored as diverged and kept" if kept else "") + ")")
     if bad:
         for o in bad:
             out.print(f"  {o.status}: {o.config.run_id} {o.config.model}/{o.config.dataset}/"

@@ -255,10 +255,8 @@ def run_cmd(
 
     _catch_sigterm()
     stored = store.get(config.run_id)
-    if stored is not None and stored.status == "finished" and not force:
-        experiment.check_stored_data([stored], data_dir)  # before saying it is shown
-        err.print(f"run {config.run_id} is already stored; showing it (--force reruns it)")
-    elif stored is not None and stored.status not in ("finished", "diverged"):
+    cached = stored is not None and stored.status == "finished" and not force
+    if stored is not None and stored.status not in ("finished", "diverged"):
         err.print(f"run {config.run_id} was {stored.status} at epoch {stored.epoch}; resuming")
     try:
         with ConsoleSink(err) as sink:
@@ -272,6 +270,8 @@ def run_cmd(
             _emit_json({**{k: v for k, v in row.__dict__.items() if k != "result"},
                         "epochs": store.epochs(row.run_id)})
         raise
+    if cached:  # said once the engine has accepted it (its data may not match)
+        err.print(f"run {config.run_id} is already stored; showing it (--force reruns it)")
     if as_json:
         _emit_json(result)
         return

@@ -209,7 +209,6 @@ class ConfigForm(Vertical):
             preview = RunConfig(model=model, dataset=dataset, pruner=self._preview_pruner,
                                 compression=self._preview_compression, seed=seed,
                                 **settings).validate()
-            _check_device(preview.device)
             pruners = self.selected_pruners()
             comps = self.selected_compressions()
             if not pruners:
@@ -221,7 +220,7 @@ class ConfigForm(Vertical):
                     raise ConfigError(f"invalid extra compression {c:g}; it must be >= 0")
             configs = SweepSpec([model], [dataset], pruners, comps, [seed],
                                 settings=settings).configs()
-            _check_weights(configs)
+            _check_with_engine(configs)
             if len(configs) == 1:
                 configs = [configs[0].with_(sweep="")]
         except ConfigError as e:
@@ -313,22 +312,16 @@ def _int(text: str) -> int | str:
         return text
 
 
-def _check_device(name: str) -> None:
-    """Refuse a device this machine lacks (cuda without a GPU), as the run would, but only
-    once torch is loaded (the previews load it at start): importing it here would freeze the
-    form for seconds. Until then the run itself says so."""
-    if "torch" not in sys.modules:
-        return
-    from prunetui.core.train import resolve_device
-
-    resolve_device(name)
-
-
-def _check_weights(configs: list[RunConfig]) -> None:
-    """Refuse a compression that keeps no weight of the model, once torch is loaded (as
-    ``_check_device``)."""
+def _check_with_engine(configs: list[RunConfig]) -> None:
+    """Refuse what the run would refuse on this machine (a cuda device without a GPU, a
+    compression that keeps no weight), but only once torch is loaded (the previews load it
+    at start): importing it here would freeze the form for seconds. Until then the run
+    itself says so."""
     if "torch" not in sys.modules:
         return
     from prunetui.core.experiment import check_keeps_weights
+    from prunetui.core.train import resolve_device
 
+    for device in {c.device for c in configs}:
+        resolve_device(device)
     check_keeps_weights(configs)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from test_app import prepared_store
 from textual.pilot import Pilot
+from textual.widgets import TabbedContent
 
 from prunetui.core import events as ev
 from prunetui.core.config import RunConfig
@@ -111,11 +112,10 @@ def test_run_in_progress(snap_compare: Any, tmp_path: Path, size: tuple[int, int
 
 def test_run_charts(snap_compare: Any, tmp_path: Path) -> None:
     async def before(pilot: Pilot[Any]) -> None:
-        pilot.app.action_tab("run")
-        await pilot.pause()  # as a key would: its focus lands before the next key's
         panel = pilot.app.query_one(RunPanel)
         feed_run(panel)
-        panel.show_view("tab-charts")
+        await pilot.press("2", "v")  # the Run tab, then its next view: Charts
         await pilot.pause()
+        assert panel.query_one("#run-tabs", TabbedContent).active == "tab-charts"
 
     assert snap_compare(app_for(tmp_path), terminal_size=(120, 40), run_before=before)

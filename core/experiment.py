@@ -275,22 +275,27 @@ def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,
     with store.run_lock(run_id):
         if force and stored is not None:
             (run_dir / RESUME).unlink(missing_ok=True)
+        # A checkpoint that cannot be resumed (unreadable, another model, other data) is
+        # refused here, before start_run: the stored run keeps its status and stays resumable.
+        data = fingerprint(splits)
+        ckpt = _load_resume(run_dir / RESUME, run_id, model)
+        _check_resume_data(ckpt, data, config)
         store.start_run(config.to_dict(), run_id, config.sweep)
         result = _guarded(config, model, prunables, splits, device, store, run_dir, emit,
-                          cancel, gens)
+                          cancel, gens, ckpt, data)
     emit(RunFinished(run_id, result))
     return result
 
 
 def _guarded(config: RunConfig, model: nn.Module, prunables: list[Prunable], splits: Splits,
              device: torch.device, store: Store, run_dir: Path, emit: Emit,
-             cancel: CancelToken | None,
-             gens: tuple[torch.Generator, torch.Generator]) -> dict[str, Any]:
+             cancel: CancelToken | None, gens: tuple[torch.Generator, torch.Generator],
+             ckpt: dict[str, Any] | None, data: dict[str, Any]) -> dict[str, Any]:
     """``_execute``, with every way it can end stored as the run's status."""
     run_id = config.run_id
     try:
         return _execute(config, model, prunables, splits, device, store, run_dir, emit, cancel,
-                        gens)
+                        gens, ckpt, data)
     except RunCancelled:
         store.fail_run(run_id, "cancelled", "cancelled by the user")
         emit(RunFailed(run_id, "cancelled", "cancelled by the user"))
@@ -327,8 +332,8 @@ def _guarded(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
 
 def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], splits: Splits,
              device: torch.device, store: Store, run_dir: Path, emit: Emit,
-             cancel: CancelToken | None,
-             gens: tuple[torch.Generator, torch.Generator]) -> dict[str, Any]:
+             cancel: CancelToken | None, gens: tuple[torch.Generator, torch.Generator],
+             ckpt: dict[str, Any] | None, data: dict[str, Any]) -> dict[str, Any]:
     run_id = config.run_id
     info = splits.info
     start = time.perf_counter()
@@ -338,14 +343,6 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
         model = model.to(memory_format=torch.channels_last)
     train_loader, test_loader = make_loaders(splits, config.batch_size, config.test_batch_size,
                                              device, data_gen, channels_last=channels_last)
-    data = fingerprint(splits)
-    ckpt = _load_resume(run_dir / RESUME, run_id, model)
-    if ckpt and ckpt.get("data", data)["digest"] != data["digest"]:
-        raise CheckpointError(
-            f"run {run_id}'s checkpoint was trained on other {config.dataset} data "
-            f"({_sizes(ckpt['data'])}, fingerprint {ckpt['data']['digest']}) than the data dir "
-            f"holds now ({_sizes(data)}, {data['digest']}); "
-            f"`prunetui rm {run_id}` (or --force) to start it again on this data")
     phase, done = (ckpt["phase"], int(ckpt["epoch"])) if ckpt else ("pretrain", 0)
     emit(RunStarted(run_id, config.to_dict(), resumed_from_epoch=done if ckpt else 0))
     if ckpt:
@@ -485,6 +482,18 @@ def _save_resume(path: Path, run_id: str, phase: str, epoch: int, model: nn.Modu
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _check_resume_data(ckpt: dict[str, Any] | None, data: dict[str, Any],
+                       config: RunConfig) -> None:
+    """Refuse to resume a checkpoint trained on other data than ``data``."""
+    if ckpt and ckpt.get("data", data)["digest"] != data["digest"]:
+        run_id = config.run_id
+        raise CheckpointError(
+            f"run {run_id}'s checkpoint was trained on other {config.dataset} data "
+            f"({_sizes(ckpt['data'])}, fingerprint {ckpt['data']['digest']}) than the data dir "
+            f"holds now ({_sizes(data)}, {data['digest']}); "
+            f"`prunetui rm {run_id}` (or --force) to start it again on this data")
 
 
 def _load_resume(path: Path, run_id: str, model: nn.Module) -> dict[str, Any] | None:

@@ -361,3 +361,37 @@ def test_a_diverged_run_is_kept_not_rerun_and_json_reports_it() -> None:
     assert "1 diverged (kept; `prunetui rm` them to retry)" in r.stderr
     assert f"diverged: {row['run_id']}" in r.stdout
     assert "0 of 1 run finished (0 already stored, 1 stored as diverged and kept)" in r.stdout
+
+
+def test_run_says_it_resumes_only_once_the_engine_resumes(tmp_path: Path) -> None:
+    """A checkpoint from other data is refused before "resuming" is said; on its own data
+    the line names the epoch the checkpoint resumes after."""
+    from datafiles import write_mnist
+
+    from prunetui.core import experiment
+    from prunetui.core.config import RunConfig
+    from prunetui.core.errors import RunCancelled
+    from prunetui.core.events import CancelToken, EpochEnd, Event
+    from prunetui.core.store import Store
+
+    small = write_mnist(tmp_path / "small", train=40, test=20)
+    other = write_mnist(tmp_path / "other", train=50, test=20)
+    args = ["--model", "fc", "--dataset", "mnist", "--pruner", "mag", "--post-epochs", "3",
+            "--batch-size", "16", "--device", "cpu", "--timing-repeats", "1"]
+    config = RunConfig(model="fc", dataset="mnist", pruner="mag", post_epochs=3, batch_size=16,
+                       device="cpu", timing_repeats=1)
+    token = CancelToken()
+
+    def cancel_after_first(e: Event) -> None:
+        if isinstance(e, EpochEnd) and e.phase == "train" and e.epoch == 1:
+            token.cancel()
+
+    with pytest.raises(RunCancelled):
+        experiment.run(config, store=Store(results()), data_dir=small, download=False,
+                       cancel=token, emit=cancel_after_first)
+    r = runner.invoke(app, ["run", *args, "--data-dir", str(other), "--no-download"])
+    assert r.exit_code == 2 and "resuming" not in r.output
+    assert "checkpoint was trained on other mnist data" in r.stderr
+    r = runner.invoke(app, ["run", *args, "--data-dir", str(small), "--no-download"])
+    assert r.exit_code == 0, r.output
+    assert f"run {config.run_id} stopped at epoch 1 (cancelled); resuming after epoch 1" in r.stderr

@@ -234,3 +234,5 @@ def test_a_stored_run_is_not_reused_for_other_data(tmp_path: Path) -> None:
                        emit=_CancelAfter(token, 1))
     with pytest.raises(CheckpointError, match="checkpoint was trained on other mnist data"):
         experiment.run(c2, store=store, data_dir=other, download=False)
+    # Refused before anything is written: the run stays as it was, resumable.
+    assert store.get(c2.run_id).status == "cancelled"  # type: ignore[union-attr]

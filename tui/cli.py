@@ -251,17 +251,28 @@ def run_cmd(
         checkpoint_every=checkpoint_every)
     store = _store(results_dir)
     from prunetui.core import experiment
+    from prunetui.core.events import Event, RunStarted
     from prunetui.tui.console import ConsoleSink, layer_table, summary_table
 
     _catch_sigterm()
     stored = store.get(config.run_id)
     cached = stored is not None and stored.status == "finished" and not force
-    if stored is not None and stored.status not in ("finished", "diverged"):
-        err.print(f"run {config.run_id} was {stored.status} at epoch {stored.epoch}; resuming")
+    unfinished = stored is not None and stored.status not in ("finished", "diverged")
+
+    def emit(event: Event) -> None:
+        # Said when the engine starts the run, not before: it may still refuse it (a
+        # checkpoint from other data), and only then is it known whether a checkpoint exists.
+        if unfinished and isinstance(event, RunStarted) and stored is not None:
+            err.print(f"run {config.run_id} stopped at epoch {stored.epoch} ({stored.status}); "
+                      + (f"resuming after epoch {event.resumed_from_epoch}"
+                         if event.resumed_from_epoch else
+                         "no checkpoint to resume from, starting it again"))
+        sink(event)
+
     try:
         with ConsoleSink(err) as sink:
             result = experiment.run(config, store=store, data_dir=data_dir, download=download,
-                                    emit=sink, force=force)
+                                    emit=emit, force=force)
     except PrunetuiError:
         row = store.get(config.run_id)
         if as_json and row is not None and row.status != "finished":

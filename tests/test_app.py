@@ -286,6 +286,27 @@ async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> 
         assert "6 runs" in str(app.query_one("#sweep-size", Static).render())
 
 
+async def test_the_reason_a_run_is_refused_stays_in_view_on_a_small_terminal(
+        tmp_path: Path) -> None:
+    """At 80x24 with Options opened by hand the form scrolls; the validation line and the
+    Run button stay on screen with it, whatever the scroll position."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = app.query_one(ConfigForm)
+        app.query_one("#options", Collapsible).collapsed = False
+        form.set_values(lr="abc")
+        await pilot.pause()
+        assert form.max_scroll_y > 0  # the form does overflow: the test means something
+        for y in (0, form.max_scroll_y):
+            form.scroll_to(y=y, animate=False)
+            await pilot.pause()
+            visible = app.screen.find_widget(form).region
+            for widget in (app.query_one("#validation"), app.query_one("#run", Button)):
+                region = app.screen.find_widget(widget).region
+                assert region.height > 0 and visible.contains_region(region), widget
+        assert "invalid lr 'abc'" in str(app.query_one("#validation").render())
+
+
 async def test_preview_per_layer_and_data_errors(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:

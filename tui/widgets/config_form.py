@@ -117,10 +117,13 @@ class ConfigForm(Vertical):
                                                     allow_blank=False, id="schedule"))
             yield from self._row("More c", Input("", placeholder="e.g. 0.25 1.75", id="extra",
                                                  compact=True))
-        yield Static("", id="validation")
-        with Horizontal(id="run-row"):
-            yield Button("Run ▶", id="run", variant="success", compact=True)
-            yield Static("", id="sweep-size")
+        # Docked at the bottom: with Options open on a short terminal the form scrolls, and
+        # why the Run button is disabled must stay in view with the button.
+        with Vertical(id="form-foot"):
+            yield Static("", id="validation")
+            with Horizontal(id="run-row"):
+                yield Button("Run ▶", id="run", variant="success", compact=True)
+                yield Static("", id="sweep-size")
 
     def _row(self, label: str, widget: Any) -> ComposeResult:
         with Horizontal(classes="form-row"):

@@ -14,6 +14,7 @@ import functools
 import io
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -501,8 +502,11 @@ def _load_resume(path: Path, run_id: str, model: nn.Module) -> dict[str, Any] | 
     if not path.exists():
         return None
     try:
-        # weights_only: a checkpoint is data; never execute pickled code from disk.
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        # weights_only: a checkpoint is data; never execute pickled code from disk. Its
+        # warnings about a file it may not read are dropped: a refusal is one line, below.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(
             f"checkpoint {path} cannot be loaded safely ({type(e).__name__}); delete it to "

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -216,9 +217,12 @@ def test_checkpoint_needing_code_execution_is_refused(tmp_path: Path) -> None:
     run_dir.mkdir(parents=True)
     with open(run_dir / "resume.pt", "wb") as f:
         pickle.dump({"run_id": c.run_id, "x": _Evil()}, f)
-    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
-        experiment.run(c, store=store)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and nothing but the one line: no torch warning
+        with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+            experiment.run(c, store=store)
     assert not Path("/tmp/prunetui-pwned").exists()
+    assert store.get(c.run_id) is None  # refused before anything was written
 
 
 def test_cli_refuses_corrupt_store(tmp_path: Path) -> None:

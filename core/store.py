@@ -112,6 +112,19 @@ class RunRow:
         return cls(**d)
 
 
+def failed_attempt_status(before: RunRow | None, after: RunRow | None, default: str) -> str:
+    """The status a run attempt that raised ended with, from its stored row ``before`` and
+    ``after`` the attempt. If the attempt wrote the row, its status (interrupted, diverged,
+    oom, ...). If not, the engine refused the run before writing anything (a stored result or
+    a checkpoint from other data, an unreadable checkpoint) and the row's status, perhaps
+    "finished", is an earlier attempt's: ``default``. A stored divergence refused as such
+    is still "diverged"."""
+    if after is None or after.status in ("running", "finished"):
+        return default
+    unchanged = before is not None and after.updated == before.updated
+    return default if unchanged and after.status != "diverged" else after.status
+
+
 class Store:
     """A results dir: the SQLite database plus one artifact folder per run."""
 

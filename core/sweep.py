@@ -352,6 +352,7 @@ def run_cell(config: RunConfig, store: Any, data_dir: Path | None, download: boo
     cancellation propagate."""
     from prunetui.core import experiment
     from prunetui.core.errors import RunCancelled
+    from prunetui.core.store import failed_attempt_status
 
     already = store.get(config.run_id)
     try:
@@ -360,10 +361,7 @@ def run_cell(config: RunConfig, store: Any, data_dir: Path | None, download: boo
     except RunCancelled:
         raise
     except PrunetuiError as e:
-        row = store.get(config.run_id)
-        # A stored result refused (trained on other data) stays finished in the store, but
-        # this cell did not give one.
-        status = row.status if row and row.status != "finished" else "failed"
+        status = failed_attempt_status(already, store.get(config.run_id), "failed")
         return CellOutcome(config, status, str(e))
     except Exception as e:
         return CellOutcome(config, "failed", f"{type(e).__name__}: {e}")

@@ -820,6 +820,42 @@ def test_sweep_worker_freezes_the_gc_without_keeping_runs_alive(
         glue.unfreeze_gc()
 
 
+def test_a_run_refused_before_it_starts_is_an_error_not_its_stored_status(
+        tmp_path: Path) -> None:
+    """The engine refuses a stored run trained on other data (and a checkpoint from other
+    data) before writing anything; the sweep must report that error, not the status an
+    earlier attempt stored ("finished", "cancelled")."""
+    from datafiles import write_mnist
+
+    from prunetui.core import experiment
+    from prunetui.core.errors import RunCancelled
+
+    small = write_mnist(tmp_path / "small", train=40, test=20)
+    other = write_mnist(tmp_path / "other", train=50, test=20)
+    store = Store(tmp_path / "results")
+    done = RunConfig(model="fc", dataset="mnist", pruner="rand", post_epochs=1, batch_size=16,
+                     device="cpu", **FAST)
+    stopped = RunConfig(**{**done.to_dict(), "pruner": "mag", "post_epochs": 3})
+    experiment.run(done, store=store, data_dir=small, download=False)
+    token = ev.CancelToken()
+
+    def cancel_after_first(e: ev.Event) -> None:
+        if isinstance(e, ev.EpochEnd) and e.phase == "train":
+            token.cancel()
+
+    with pytest.raises(RunCancelled):
+        experiment.run(stopped, store=store, data_dir=small, download=False, cancel=token,
+                       emit=cancel_after_first)
+    posted: list[Any] = []
+    outcomes = glue.run_sweep(posted.append, [done, stopped], store, other, ev.CancelToken(),
+                              download=False)
+    assert [o.status for o in outcomes] == ["error", "error"]
+    assert "stored from other data than the data dir holds now" in outcomes[0].error
+    assert "checkpoint was trained on other mnist data" in outcomes[1].error
+    assert [store.get(c.run_id).status for c in (done, stopped)] == [  # type: ignore[union-attr]
+        "finished", "cancelled"]
+
+
 async def test_a_fit_table_shows_the_leading_columns_that_fit_and_keeps_the_rest() -> None:
     from textual.app import App, ComposeResult
 

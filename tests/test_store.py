@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from prunetui.core.errors import ConfigError, PrunetuiError, StoreError
-from prunetui.core.store import SCHEMA_VERSION, Store
+from prunetui.core.store import SCHEMA_VERSION, Store, failed_attempt_status
 
 
 def fake_result(run_id: str, top1: float = 50.0) -> dict[str, Any]:
@@ -161,3 +161,26 @@ def test_a_running_row_whose_process_died_reads_as_interrupted(tmp_path: Path) -
     p.join(60)
     assert started.is_set()
     assert s.get("bbbbbbbbbb").status == "interrupted"  # type: ignore[union-attr]
+
+
+def test_a_failed_attempt_is_told_from_a_refused_one(tmp_path: Path) -> None:
+    """What a sweep reports for a run that raised: the status it stored, unless it stored
+    nothing (refused before writing), where the row's status is an earlier attempt's."""
+    s = Store(tmp_path)
+    rid = "0123456789"
+    assert failed_attempt_status(None, None, "error") == "error"  # refused, never stored
+    s.start_run(CFG, rid)
+    s.fail_run(rid, "cancelled", "cancelled by the user")
+    before = s.get(rid)
+    assert failed_attempt_status(before, s.get(rid), "error") == "error"  # refused
+    s.start_run(CFG, rid)
+    s.fail_run(rid, "interrupted", "interrupted")
+    assert failed_attempt_status(before, s.get(rid), "error") == "interrupted"
+    s.start_run(CFG, rid)
+    s.fail_run(rid, "diverged", "loss became nan")
+    diverged = s.get(rid)
+    # A stored divergence refused as such (not retrained) is still reported as diverged.
+    assert failed_attempt_status(diverged, s.get(rid), "error") == "diverged"
+    s.start_run(CFG, rid)
+    s.finish_run(rid, fake_result(rid))
+    assert failed_attempt_status(s.get(rid), s.get(rid), "failed") == "failed"

@@ -32,7 +32,7 @@ from prunetui.core import events as ev
 from prunetui.core.config import RunConfig
 from prunetui.core.errors import PrunetuiError, RunCancelled
 from prunetui.core.report import collapse_message
-from prunetui.core.store import Store
+from prunetui.core.store import RunRow, Store, failed_attempt_status
 
 ENGINE_LOCK = threading.Lock()
 _THREADS_LOCK = threading.Lock()
@@ -201,12 +201,11 @@ class _HeldUntilStarted:
         return inner
 
 
-def _status_of(store: Store, run_id: str, default: str) -> str:
+def _row(store: Store, run_id: str) -> RunRow | None:
     try:
-        row = store.get(run_id)
+        return store.get(run_id)
     except PrunetuiError:
-        return default
-    return row.status if row is not None and row.status != "running" else default
+        return None
 
 
 def run_sweep(post: Post, configs: list[RunConfig], store: Store, data_dir: Path | None,
@@ -242,6 +241,7 @@ def run_sweep(post: Post, configs: list[RunConfig], store: Store, data_dir: Path
             cancelled = True
             break
         post(CellStarted(index, total, config))
+        before = _row(store, config.run_id)
         lock = _HeldUntilStarted()
         try:
             result = experiment.run(config, store=store, data_dir=data_dir,
@@ -251,10 +251,10 @@ def run_sweep(post: Post, configs: list[RunConfig], store: Store, data_dir: Path
             outcome = CellOutcome(index, config, "cancelled", error="cancelled by the user")
             cancelled = True
         except PrunetuiError as e:
-            status = _status_of(store, config.run_id, "error")
+            status = failed_attempt_status(before, _row(store, config.run_id), "error")
             outcome = CellOutcome(index, config, status, error=str(e))
         except Exception as e:
-            status = _status_of(store, config.run_id, "failed")
+            status = failed_attempt_status(before, _row(store, config.run_id), "failed")
             outcome = CellOutcome(index, config, status, error=f"{type(e).__name__}: {e}")
         else:
             outcome = CellOutcome(index, config, "finished", result=result)

@@ -19,6 +19,7 @@ from prunetui.core.errors import ConfigError, choices_message
 
 # Fields that say where or how a run executes, not what it computes.
 EXECUTION_FIELDS = frozenset({"device", "checkpoint_every", "timing_repeats"})
+MAX_SEED = 2**32 - 1
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -155,8 +156,9 @@ class RunConfig:
                 raise ConfigError(f"invalid lr-drops epoch {e}; epochs count from 1")
         if list(self.lr_drops) != sorted(set(self.lr_drops)):
             raise ConfigError(f"invalid lr-drops {list(self.lr_drops)}; give increasing epochs")
-        if self.seed < 0:
-            raise ConfigError(f"invalid seed {self.seed}; it must be >= 0")
+        if not 0 <= self.seed <= MAX_SEED:
+            # Bounded as NumPy bounds seeds; far larger ones overflow torch and SQLite.
+            raise ConfigError(f"invalid seed {self.seed}; it must be from 0 to {MAX_SEED}")
         problem = catalog.MODELS[self.model].check_dataset(catalog.DATASETS[self.dataset])
         if problem:
             raise ConfigError(problem)

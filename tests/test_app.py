@@ -280,6 +280,17 @@ async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> 
             app.query_one("#validation").render())
         assert app.query_one("#extra", Input).has_class("-rejected")
         assert app.query_one("#run", Button).disabled
+        form.set_values(extra="nan")  # typed in More c: marked there too
+        await pilot.pause()
+        assert "invalid compression nan" in str(app.query_one("#validation").render())
+        assert app.query_one("#extra", Input).has_class("-rejected")
+        form.set_values(extra="", seed="99999999999999999999999")  # would overflow torch
+        await pilot.pause()
+        assert str(app.query_one("#validation").render()) == (
+            "✗ invalid seed 99999999999999999999999; it must be from 0 to 4294967295")
+        assert app.query_one("#seed", Input).has_class("-rejected")
+        assert app.query_one("#run", Button).disabled
+        form.set_values(seed="1")
         form.set_values(pruners=["rand", "mag"], compressions=[0.5, 2.0], extra="1.25")
         await pilot.pause()
         assert len(form.state().configs) == 6

@@ -210,6 +210,8 @@ BAD = [
     (["run", "--device", "tpu"], "invalid device 'tpu'"),
     (["run", "--device", "cuda:7", "--dataset", "digits"], "device 'cuda:7' is not available"),
     (["run", "--compression", "-1"], "invalid compression -1.0"),
+    (["run", "--seed", "99999999999999999999999"],
+     "invalid seed 99999999999999999999999; it must be from 0 to 4294967295"),
     (["run", "--compression", "abc"], "Invalid value for '--compression': 'abc' is not a"),
     (["run", "--dataset", "digits", "--compression", "9"], "keeps no weight of"),
     (["run", "--post-epochs", "-2"], "invalid post-epochs -2"),

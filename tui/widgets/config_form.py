@@ -20,7 +20,7 @@ from textual.widgets import Button, Collapsible, Input, Label, Select, Selection
 from textual.widgets.selection_list import Selection
 
 from prunetui.core import catalog
-from prunetui.core.config import RunConfig
+from prunetui.core.config import MAX_SEED, RunConfig
 from prunetui.core.errors import ConfigError
 from prunetui.core.sweep import SweepSpec
 from prunetui.tui.widgets.fmt import for_app
@@ -42,6 +42,8 @@ _FIELD_OF_MESSAGE = (
     ("post-epochs", "epochs"), ("invalid lr ", "lr"), ("batch-size", "batch"),
     ("invalid seed", "seed"), ("device '", "device"), ("prune-iterations", "iters"),
     ("extra compression", "extra"), ("keeps no weight", "extra"),
+    # The listed compressions are all valid: an invalid one was typed in "More c".
+    ("invalid compression", "extra"),
 )
 
 
@@ -305,7 +307,8 @@ def _seed(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ConfigError(f"invalid seed {text!r}; it must be an integer >= 0") from None
+        raise ConfigError(f"invalid seed {text!r}; it must be an integer from 0 to "
+                          f"{MAX_SEED}") from None
 
 
 def _int(text: str) -> int | str:

@@ -620,6 +620,34 @@ async def test_run_detail_resumes_its_own_run(tmp_path: Path) -> None:
         assert store.get(cancelled.run_id).status == "finished"  # type: ignore[union-attr]
 
 
+def test_run_detail_says_what_r_does_for_each_way_a_run_stopped(tmp_path: Path) -> None:
+    from prunetui.tui.screens.run_detail import summary
+
+    store = Store(tmp_path)
+    config = digits()
+    store.start_run(config.to_dict(), config.run_id)
+
+    def line(status: str, error: str) -> str:
+        store.fail_run(config.run_id, status, error)
+        return summary(store.get(config.run_id)).splitlines()[1]  # type: ignore[arg-type]
+
+    assert line("cancelled", "cancelled by the user") == (
+        "stopped after epoch 0: cancelled by the user; r resumes it")
+    assert line("failed", "RuntimeError: x") == (
+        "stopped after epoch 0: RuntimeError: x; r runs it again")
+    assert line("diverged", "loss became nan in epoch 1") == (
+        "stopped after epoch 0: loss became nan in epoch 1; seeded, it would diverge again: "
+        "change the lr or seed in Configure, or delete it in Results (del)")
+    diverged = RunDetailScreen(store.get(config.run_id), store)  # type: ignore[arg-type]
+    assert diverged.check_action("resume", ()) is False  # no Resume key: it would diverge
+    # A killed run (its lock is free, its row still says running) says "resume" once.
+    store.start_run(config.to_dict(), config.run_id)
+    with store.run_lock(config.run_id):
+        pass  # what a killed process leaves: the lock file, held by nobody
+    killed = summary(store.get(config.run_id)).splitlines()[1]  # type: ignore[arg-type]
+    assert killed.endswith("(killed, or the machine went down); r resumes it"), killed
+
+
 async def test_export_writes_the_report(tmp_path: Path) -> None:
     prepared_store(tmp_path / "results")
     out = tmp_path / "out"

@@ -34,8 +34,12 @@ def summary(row: RunRow) -> str:
     elif row.status == "running":
         second = f"at epoch {row.epoch}"
     else:
-        second = f"stopped after epoch {row.epoch}" + (f": {row.error}" if row.error else "")
-        second += "; r resumes it" if row.status != "failed" else "; r runs it again"
+        error = (row.error or "").removesuffix("; run it again to resume")  # said below
+        second = f"stopped after epoch {row.epoch}" + (f": {error}" if error else "")
+        second += {"failed": "; r runs it again",
+                   "diverged": "; seeded, it would diverge again: change the lr or seed in "
+                               "Configure, or delete it in Results (del)"
+                   }.get(row.status, "; r resumes it")
     return f"{first}\n{second}"
 
 
@@ -73,8 +77,8 @@ class RunDetailScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "resume":
-            if self.row.status in ("finished", "running"):
-                return False  # hidden; nothing to resume
+            if self.row.status in ("finished", "running", "diverged"):
+                return False  # hidden: nothing to resume (a diverged run would diverge again)
             return None if getattr(self.app, "sweep_active", False) else True
         return True
 

@@ -802,6 +802,17 @@ async def test_run_progress_bars(tmp_path: Path) -> None:
         assert progress.counter("batch") == ""
         with pytest.raises(KeyError, match="no progress bar 'batches'"):
             progress.set("batches", 1, 2)
+        # A sweep's bar counts the cells that ended; a cancelled one resumes, it is not done.
+        panel = app.query_one(RunPanel)
+        configs = [digits(pruner=p) for p in ("rand", "mag", "snip")]
+        panel.begin(configs)
+        for i, status in enumerate(["diverged", "error", "cancelled"]):
+            panel.cell_started(i, 3, configs[i])
+            panel.cell_done(i, 3, configs[i], status, None, "why")
+        assert progress.counter("sweep") == "2/3"
+        panel.sweep_done(["diverged", "error", "cancelled"], cancelled=True)
+        assert str(panel.query_one("#run-status", Static).render()) == (
+            "■ 0/3 finished · 1 diverged · 1 error · cancelled: run it again to resume")
         await pilot.press("q")
 
 

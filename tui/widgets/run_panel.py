@@ -6,6 +6,7 @@ engine events, cell done, sweep done). Tests feed it synthetic events the same w
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, ClassVar
 
 from textual import on
@@ -177,7 +178,8 @@ class RunPanel(Vertical):
     def cell_done(self, index: int, total: int, config: RunConfig, status: str,
                   result: dict[str, Any] | None, error: str = "") -> None:
         progress = self.query_one(RunProgress)
-        progress.set("sweep", index + 1, total)
+        # A cancelled cell is not done: it resumes when the sweep is run again.
+        progress.set("sweep", index + (status != "cancelled"), total)
         grid = self.query_one(SweepGrid)
         if status == "finished" and result is not None:
             self.results[config.run_id] = result
@@ -199,12 +201,12 @@ class RunPanel(Vertical):
         self.current = None
         self.query_one("#cancel", Button).disabled = True
         done = statuses.count("finished")
-        failed = len(statuses) - done - statuses.count("cancelled")
         parts = [f"{done}/{len(self.configs)} finished"]
         if self.cached:
             parts.append(f"{len(self.cached)} of them already stored")
-        if failed:
-            parts.append(f"{failed} failed")
+        # Each other way a run ended, by name ("1 diverged", "2 error"), in the order met.
+        ended = Counter(s for s in statuses if s not in ("finished", "cancelled"))
+        parts += [f"{n} {status}" for status, n in ended.items()]
         if cancelled:
             parts.append("cancelled: run it again to resume")
         self._status("■ " + " · ".join(parts))

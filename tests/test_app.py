@@ -816,6 +816,25 @@ async def test_run_progress_bars(tmp_path: Path) -> None:
         await pilot.press("q")
 
 
+async def test_a_flat_accuracy_curve_keeps_its_axis_at_its_value() -> None:
+    """Every epoch at 100.00: the y axis ends at 100 with the line at its top (it ran to 200
+    when the flat range was widened upwards)."""
+    from textual.app import App, ComposeResult
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield AccuracyChart()
+
+    app = One()
+    async with app.run_test(size=(60, 16)) as pilot:
+        chart = app.query_one(AccuracyChart)
+        chart.set_run("r1", "fc Rand c=1", {1: 100.0, 2: 100.0, 3: 100.0})
+        await pilot.pause()
+        ticks = [float(line.split("┤")[0]) for line in str(chart.render()).splitlines()
+                 if "┤" in line]
+        assert max(ticks) == 100.0 and min(ticks) >= 90.0, ticks
+
+
 async def test_torch_threads_limited_while_running_and_restored(tmp_path: Path) -> None:
     import torch
 

@@ -47,7 +47,9 @@ class Chart(PlotextPlot):
             return True
         if rows < 2 * labels:
             return False
-        span = hi - lo if hi > lo else max(abs(hi), 1.0)
+        if hi <= lo:  # flat (a top-1 of 100.00 every epoch): the line at the range's top
+            lo, hi = (hi - abs(hi) * 0.05, hi) if hi else (0.0, 1.0)
+        span = hi - lo
         plt.ylim(lo, lo + span * rows / (rows - labels))
         # Ticks on the data's range only: none beside the legend (a top-1 of 101.9).
         count = max(2, min(5, (rows - labels) // 2))

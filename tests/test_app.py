@@ -661,7 +661,11 @@ async def test_export_writes_the_report(tmp_path: Path) -> None:
         assert (out / "report.md").exists()
         text = (out / "report.md").read_text()
         assert "SynFlow" in text and "Digits" in text
-        assert any(f"wrote {out / 'report.md'} (5 runs)" in n for _, n in app.notes)
+        # The runs are at c = 1 and 2: the per-layer tables take 1, not the default 0.5.
+        assert any(f"wrote {out / 'report.md'} (5 runs)" in n
+                   and n.endswith("; per-layer tables at c=1 (no run at 0.5)")
+                   for _, n in app.notes), app.notes
+        assert "compression 0.5" not in text and "compression 1" in text
         # A second export refuses to overwrite unless asked to. A Button ignores clicks for
         # 0.2 s after a press (its "-active" flash), and this export can finish sooner.
         button = app.query_one("#export", Button)

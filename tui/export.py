@@ -10,6 +10,16 @@ from prunetui.core.errors import ConfigError
 from prunetui.core.store import RunRow, Store, atomic_write_bytes, atomic_write_text
 
 
+def nearest_compression(wanted: float, rows: list[RunRow]) -> float:
+    """``wanted`` if some run of ``rows`` has it, else the closest compression they have
+    (the lower on a tie): the app's export has no --at/--layers-at, and a report of
+    sweeps at c = 1 and 2 should show its per-layer tables at 1, not say 'no run at 0.5'."""
+    comps = sorted({r.compression for r in rows})
+    if not comps or wanted in comps:
+        return wanted
+    return min(comps, key=lambda c: (abs(c - wanted), c))
+
+
 def export_report(store: Store, rows: list[RunRow], fmt: str, out_dir: Path | None, *,
                   at: float = 1.0, layers_at: float = 0.5, title: str = "Pruning report",
                   force: bool = False) -> list[Path] | None:

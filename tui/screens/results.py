@@ -288,19 +288,28 @@ class ResultsView(Vertical):
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
     def _export(self, rows: list[RunRow], out_dir: Path, force: bool) -> None:
-        from prunetui.tui.export import export_report
+        from prunetui.tui.export import export_report, nearest_compression
 
+        # The reference's compressions (1 by architecture, 0.5 per layer) where the runs
+        # have them, else the nearest they have, said in the toast.
+        at, layers_at = nearest_compression(1.0, rows), nearest_compression(0.5, rows)
+        notes = [f"{what} at c={got:g} (no run at {wanted:g})"
+                 for what, wanted, got in (("accuracy by architecture", 1.0, at),
+                                           ("per-layer tables", 0.5, layers_at))
+                 if got != wanted]
         try:
-            written = export_report(self._store(), rows, "md", out_dir, force=force) or []
+            written = export_report(self._store(), rows, "md", out_dir, at=at,
+                                    layers_at=layers_at, force=force) or []
         except PrunetuiError as e:
             msg = str(e).replace("pass --force to overwrite it", "tick overwrite to replace it")
             self.app.call_from_thread(self._export_done, None, msg)
         except Exception as e:
             self.app.call_from_thread(self._export_done, None, f"{type(e).__name__}: {e}")
         else:
-            self.app.call_from_thread(self._export_done, written, "", len(rows))
+            self.app.call_from_thread(self._export_done, written, "", len(rows), notes)
 
-    def _export_done(self, written: list[Path] | None, error: str, runs: int = 0) -> None:
+    def _export_done(self, written: list[Path] | None, error: str, runs: int = 0,
+                     notes: list[str] | None = None) -> None:
         self.query_one("#export", Button).disabled = False
         if written is None:
             self.notify(error, severity="error", title="Export failed")
@@ -308,5 +317,6 @@ class ResultsView(Vertical):
         report = written[0]
         figures = len(written) - 1
         self.notify(f"wrote {report} ({runs} run{'s' * (runs != 1)})"
-                    + (f" and {figures} figure{'s' * (figures != 1)}" if figures else ""),
+                    + (f" and {figures} figure{'s' * (figures != 1)}" if figures else "")
+                    + "".join(f"; {n}" for n in notes or []),
                     title="Exported")

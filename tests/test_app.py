@@ -35,6 +35,7 @@ from prunetui.tui.screens.results import ResultsView, matches, sort_rows
 from prunetui.tui.screens.run_detail import RunDetailScreen
 from prunetui.tui.widgets.accuracy_chart import AccuracyChart
 from prunetui.tui.widgets.config_form import ConfigForm
+from prunetui.tui.widgets.density_chart import DensityChart
 from prunetui.tui.widgets.epoch_table import EpochTable
 from prunetui.tui.widgets.flops_chart import FlopRatioChart
 from prunetui.tui.widgets.key_bar import KeyBar
@@ -837,6 +838,31 @@ async def test_a_flat_accuracy_curve_keeps_its_axis_at_its_value() -> None:
         ticks = [float(line.split("┤")[0]) for line in str(chart.render()).splitlines()
                  if "┤" in line]
         assert max(ticks) == 100.0 and min(ticks) >= 90.0, ticks
+
+
+async def test_layers_view_shows_a_training_run_as_pruned(tmp_path: Path) -> None:
+    """Pruning's per-layer result is stored when it ends: the Layers view offers it while
+    the run trains, instead of waiting for the run to finish."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(RunPanel)
+        store = panel.store
+        assert store is not None
+        config = digits()
+        layers = [{"name": "layers.0", "kind": "linear", "shape": [100, 64], "params": 6400,
+                   "remaining": 640, "density": 0.1, "flops_dense": 6400,
+                   "flops_pruned": 640}]
+        store.start_run(config.to_dict(), config.run_id)
+        store.record_pruned(config.run_id, {
+            "layers": layers, "density": 0.1, "flops": {"ratio": 0.1},
+            "collapse": {"collapsed": False}})
+        panel.begin([config])
+        panel.cell_started(0, 1, config)
+        panel.engine_event(ev.PhaseStarted(config.run_id, "train", 2))
+        await pilot.pause()
+        pick = panel.query_one("#pick-run", Select)
+        assert pick.value == config.run_id
+        assert panel.query_one(DensityChart).has_data()
 
 
 async def test_torch_threads_limited_while_running_and_restored(tmp_path: Path) -> None:

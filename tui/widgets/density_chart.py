@@ -14,7 +14,7 @@ class DensityChart(Chart):
     """Bars of the fraction of weights kept in each layer."""
 
     TITLE = "Layer density"
-    EMPTY = "pick a finished run"
+    EMPTY = "pick a pruned run"
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)

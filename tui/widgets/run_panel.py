@@ -42,6 +42,9 @@ class RunPanel(Vertical):
         self.store: Store | None = None
         self.configs: list[RunConfig] = []
         self.results: dict[str, dict[str, Any]] = {}
+        # Per-layer rows of runs that are pruned but not finished (stored when pruning ends):
+        # the Layers view shows them while the run trains.
+        self.pruned: dict[str, list[dict[str, Any]]] = {}
         self.current: RunConfig | None = None
         self.warnings: list[str] = []
         self._phase = ""
@@ -140,6 +143,8 @@ class RunPanel(Vertical):
                              else f"resumed after epoch {event.resumed_from_epoch}")
         elif isinstance(event, ev.PhaseStarted):
             self._phase = event.phase
+            if event.phase == "train":
+                self._pruned_layers(event.run_id)
             if event.phase in ("pretrain", "train"):
                 self._epochs[event.phase] = event.total
                 done = sum(1 for k in self.query_one(EpochTable).rows
@@ -263,11 +268,32 @@ class RunPanel(Vertical):
         w.display = bool(self.warnings)
 
     def _add_run_choice(self, config: RunConfig, result: dict[str, Any]) -> None:
+        self.pruned.pop(config.run_id, None)
+        self._set_run_choices(config.run_id)
+
+    def _pruned_layers(self, run_id: str) -> None:
+        """Offer the training run's layers as pruning left them (the store has them once
+        pruning ends), picked unless the user picked another run."""
+        if self.store is None or run_id in self.results:
+            return
+        try:
+            layers = self.store.layers(run_id)
+        except Exception:  # a store another process is rewriting: the finished run will do
+            return
+        if layers:
+            self.pruned[run_id] = layers
+            current = self.query_one("#pick-run", Select).value
+            self._set_run_choices(run_id if not isinstance(current, str) else current)
+
+    def _set_run_choices(self, value: str) -> None:
         pick = self.query_one("#pick-run", Select)
-        options = [(run_label(self.configs_by_id[r]), r) for r in self.results
-                   if r in self.configs_by_id]
+        by_id = self.configs_by_id
+        options = [(run_label(by_id[r]), r) for r in self.results if r in by_id]
+        options += [(f"{run_label(by_id[r])} (as pruned)", r) for r in self.pruned
+                    if r in by_id and r not in self.results]
         pick.set_options(options)
-        pick.value = config.run_id
+        if any(r == value for _, r in options):
+            pick.value = value
 
     @property
     def configs_by_id(self) -> dict[str, RunConfig]:
@@ -285,7 +311,8 @@ class RunPanel(Vertical):
         density = self.query_one(DensityChart)
         layer_pick = self.query_one("#pick-layer", Select)
         if result is None:
-            density.set_layers([])
+            # A run still training: its density as pruned; weights are histogrammed at its end.
+            density.set_layers(self.pruned.get(str(event.value), []))
             layer_pick.set_options([])
             self.query_one(HistogramChart).set_histogram(None)
             return

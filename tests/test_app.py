@@ -597,6 +597,22 @@ async def test_results_filter_sort_open_compare(tmp_path: Path) -> None:
                        what="the Results tab to notice the store changed")
 
 
+async def test_an_empty_results_table_says_why(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        table = app.query_one(RunsTable)
+        assert table.border_subtitle == (
+            "no runs yet: configure one (1) and press r, or use `prunetui run`")
+    prepared_store(tmp_path / "results")
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        app.query_one("#filter", Input).value = "pruner=grasp"
+        await pilot.pause()
+        assert app.query_one(RunsTable).border_subtitle == "no run matches the filter"
+
+
 async def test_run_detail_resumes_its_own_run(tmp_path: Path) -> None:
     store = prepared_store(tmp_path / "results")
     cancelled = store.query(status="cancelled")[0]

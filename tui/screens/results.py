@@ -176,6 +176,11 @@ class ResultsView(Vertical):
         table.border_title = f"Runs {len(shown)}/{len(self.rows)}"
         if table.marked:
             table.border_subtitle = f"{len(table.marked & {r.run_id for r in shown})} marked"
+        elif not self.rows:
+            table.border_subtitle = ("no runs yet: configure one (1) and press r, or use "
+                                     "`prunetui run`")
+        elif not shown:
+            table.border_subtitle = "no run matches the filter"
         else:
             table.border_subtitle = ""
 

@@ -28,7 +28,7 @@ from prunetui.tui.widgets.histogram_chart import HistogramChart
 from prunetui.tui.widgets.run_progress import RunProgress
 from prunetui.tui.widgets.sweep_grid import MARKS, SweepGrid
 
-IDLE = "No run yet: choose a config on Configure, then press r (or Run ▶)."
+IDLE = "No run yet: pick a config on Configure (1) and press r."
 
 
 class RunPanel(Vertical):

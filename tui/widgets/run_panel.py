@@ -260,7 +260,8 @@ class RunPanel(Vertical):
         index = next((i for i, c in enumerate(self.configs)
                       if c.run_id == self.current.run_id), 0)
         prefix = f"▶ {index + 1}/{n} " if n > 1 else "▶ "
-        self._status(f"{prefix}{run_label(self.current)} · {self.current.run_id} · {what}")
+        # The run id last: it is what an 80-column terminal cuts, and the least needed.
+        self._status(f"{prefix}{run_label(self.current)} · {what} · {self.current.run_id}")
 
     def _show_warnings(self) -> None:
         w = self.query_one("#run-warnings", Static)

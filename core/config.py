@@ -42,6 +42,10 @@ class RunConfig:
     shuffle_masks: bool = False
     reinit: bool = False
     pre_epochs: int = 0
+    # Post-training goes on with pre-training's optimizer state and lr schedule (as the
+    # SynFlow code's singleshot experiment, the reference report's, does) instead of fresh
+    # ones. Only meaningful with pre_epochs; normalised to False without.
+    keep_optimizer: bool = False
     post_epochs: int = 10
     optimizer: str = "adam"
     lr: float = 0.001
@@ -65,6 +69,8 @@ class RunConfig:
         object.__setattr__(self, "compression", float(self.compression))
         if self.prune_iterations is not None and self.prune_iterations == self._default_iters():
             object.__setattr__(self, "prune_iterations", None)
+        if self.pre_epochs == 0:  # nothing to keep: the same run as without the flag
+            object.__setattr__(self, "keep_optimizer", False)
 
     def _default_iters(self) -> int:
         return 100 if self.pruner == "synflow" else 1

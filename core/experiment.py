@@ -362,13 +362,24 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
     def elapsed() -> float:
         return before + time.perf_counter() - start
 
+    # With keep_optimizer, pre-training's optimizer and scheduler, handed on to post-training.
+    kept: list[tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]] = []
+
     def train_phase(name: str, epochs: int, first: int) -> None:
-        opt = make_optimizer(config.optimizer, model.parameters(), config.lr,
-                             config.weight_decay)
-        sched = make_scheduler(opt, config.lr_drops, config.lr_drop_rate)
-        if ckpt and ckpt["phase"] == name and first > 0:
+        if kept and name == "train":
+            opt, sched = kept.pop()
+        else:
+            opt = make_optimizer(config.optimizer, model.parameters(), config.lr,
+                                 config.weight_decay)
+            sched = make_scheduler(opt, config.lr_drops, config.lr_drop_rate)
+        # A checkpoint of this phase has its optimizer, except the one written after pruning
+        # (train, epoch 0), which has pre-training's only with keep_optimizer.
+        if ckpt and ckpt["phase"] == name and ckpt["optimizer"] is not None and (
+                first > 0 or config.keep_optimizer):
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
+        if name == "pretrain" and config.keep_optimizer:
+            kept.append((opt, sched))
         emit(PhaseStarted(run_id, name, epochs))
         batches = len(train_loader)
         for epoch in range(first + 1, epochs + 1):
@@ -405,7 +416,8 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
         if warning:
             emit(RunWarning(run_id, warning))
         # Pruning is deterministic but can be slow (SynFlow: 100 iterations): keep it.
-        _save_resume(run_dir / RESUME, run_id, "train", 0, model, None, None, data_gen,
+        opt, sched = kept[-1] if kept else (None, None)
+        _save_resume(run_dir / RESUME, run_id, "train", 0, model, opt, sched, data_gen,
                      prune_gen, prune_seconds, elapsed(), data)
         done = 0
     train_phase("train", config.post_epochs, done)

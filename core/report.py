@@ -248,26 +248,35 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
         comps = sorted({r.compression for r in sub})
         where = f"{arch_name(model)} on {DATASET_NAMES.get(dataset, dataset)}"
         dense = _dense_flops(sub)
-        specs: list[tuple[str, str, Callable[[RunRow], float | None], int, str]] = [
-            ("accuracy", "Testing accuracy (top 1)", _top1, 2, ""),
-            ("time", "Testing time (inference on testing dataset, s)", _time, 3,
-             _time_intro(sub)),
+        Spec = tuple[str, str, Callable[[RunRow], float | None], int, str, list[RunRow]]
+        times: list[Spec] = []
+        # Times from different devices do not compare (nor average): one table per device.
+        devices = _timing_devices(sub)
+        for device, runs in devices.items():
+            on = f" on {device}" if len(devices) > 1 else ""
+            suffix = f":{device}" if len(devices) > 1 else ""
+            times.append((f"time{suffix}",
+                          f"Testing time (inference on testing dataset{on}, s)", _time, 3,
+                          _time_intro(runs), runs))
+            if any(r.result and "compacted" in r.result["inference"] for r in runs):
+                # --sparse-inference runs: the same network with dead structure removed.
+                times.append((f"time_compacted{suffix}",
+                              f"Testing time, compacted network (dead units removed, sparse "
+                              f"kernels{on}, s)", _compacted_time, 3, _time_intro(runs), runs))
+        specs: list[Spec] = [
+            ("accuracy", "Testing accuracy (top 1)", _top1, 2, "", sub),
+            *times,
             ("flop_ratio", "FLOP", _ratio, 4,
              f"FLOP / {dense} where {dense} is the total FLOP of the unpruned model."
-             if dense else "FLOP of the pruned model / FLOP of the unpruned model."),
+             if dense else "FLOP of the pruned model / FLOP of the unpruned model.", sub),
         ]
-        if any(r.result and "compacted" in r.result["inference"] for r in sub):
-            # --sparse-inference runs: the same network with dead structure removed.
-            specs.insert(2, ("time_compacted",
-                             "Testing time, compacted network (dead units removed, sparse "
-                             "kernels, s)", _compacted_time, 3, _time_intro(sub)))
-        for i, (key, title, fn, digits, intro) in enumerate(specs, start=1):
+        for i, (key, title, fn, digits, intro, runs) in enumerate(specs, start=1):
             sec = f"1.2.{i}" if single else f"1.2.{n}.{i}"
             tt = Table(f"{key}:{model}:{dataset}", sec, f"{title} — {where}", ["Compression"],
                        names, [], digits, intro=intro)
             masks_only = key == "flop_ratio"
             for c in comps:
-                tt.rows.append(([f"{c:g}"], [_cell(_group(sub, pruner=p, compression=c), fn,
+                tt.rows.append(([f"{c:g}"], [_cell(_group(runs, pruner=p, compression=c), fn,
                                                    masks_only) for p in pruners]))
             stopped = {r.status for r in sub if masks_only and r.status != "finished"
                        and r.flop_ratio is not None}
@@ -325,6 +334,19 @@ def _dense_flops(runs: list[RunRow]) -> int | None:
         if r.result:
             return int(r.result["flops"]["dense"])
     return None
+
+
+def _timing_devices(runs: list[RunRow]) -> dict[str, list[RunRow]]:
+    """The runs by the device their inference was timed on (in order of first use); runs
+    without a result (not timed) go with every device, where their cells say why."""
+    timed: dict[str, list[RunRow]] = {}
+    for r in runs:
+        if r.result:
+            timed.setdefault(str(r.result["inference"]["device"]), []).append(r)
+    untimed = [r for r in runs if not r.result]
+    if not timed:
+        return {"": untimed}
+    return {device: [*rs, *untimed] for device, rs in timed.items()}
 
 
 def _time_intro(runs: list[RunRow]) -> str:

@@ -13,7 +13,7 @@ from datafiles import write_mnist
 from prunetui.core import experiment
 from prunetui.core.config import RunConfig
 from prunetui.core.errors import RunCancelled, RunDiverged
-from prunetui.core.events import CancelToken, EpochEnd, Event, RunFinished
+from prunetui.core.events import CancelToken, EpochEnd, Event, PhaseStarted, RunFinished
 from prunetui.core.masks import attach_masks
 from prunetui.core.models import build_model
 from prunetui.core.store import Store
@@ -147,6 +147,43 @@ def test_cancel_then_resume_from_checkpoint(tmp_path: Path) -> None:
     # Its time covers both sessions: at least its pruning and every epoch it kept.
     assert resumed["seconds"] >= resumed["prune_seconds"] + sum(
         e["seconds"] for e in resumed["epochs"])
+
+
+def test_keep_optimizer_carries_pre_trainings_state_into_post_training(
+        tmp_path: Path) -> None:
+    """As the SynFlow code's singleshot experiment: one optimizer and lr schedule for both
+    phases. By default post-training starts them afresh. Resumed from the checkpoint written
+    right after pruning, the carried state comes back too."""
+    base = {"pruner": "mag", "optimizer": "momentum", "lr": 0.1, "lr_drops": (1,),
+            "pre_epochs": 2, "post_epochs": 2}
+
+    def lrs(result: dict[str, Any]) -> list[tuple[str, float]]:
+        return [(e["phase"], e["lr"]) for e in result["epochs"]]
+
+    fresh = experiment.run(cfg(**base), store=Store(tmp_path / "fresh"))
+    assert lrs(fresh) == [("pretrain", 0.1), ("pretrain", pytest.approx(0.01)),
+                          ("train", 0.1), ("train", pytest.approx(0.01))]
+    c = cfg(**base, keep_optimizer=True)
+    assert c.run_id != cfg(**base).run_id
+    assert cfg(**{**base, "pre_epochs": 0}, keep_optimizer=True).run_id == cfg(
+        **{**base, "pre_epochs": 0}).run_id  # nothing to keep: the same run
+    straight = experiment.run(c, store=Store(tmp_path / "straight"))
+    assert lrs(straight)[2:] == [("train", pytest.approx(0.01))] * 2
+    # Stopped in post-training's first epoch: resumed from the checkpoint after pruning.
+    store = Store(tmp_path / "resumed")
+    token = CancelToken()
+
+    def cancel_at_train(e: Event) -> None:
+        if isinstance(e, PhaseStarted) and e.phase == "train":
+            token.cancel()
+
+    with pytest.raises(RunCancelled):
+        experiment.run(c, store=store, cancel=token, emit=cancel_at_train)
+    assert store.get(c.run_id).epoch == 0  # type: ignore[union-attr]
+    resumed = experiment.run(c, store=store)
+    assert lrs(resumed) == lrs(straight)
+    assert [e["train_loss"] for e in resumed["epochs"]] == [
+        e["train_loss"] for e in straight["epochs"]]
 
 
 def test_divergence_is_stored(tmp_path: Path) -> None:

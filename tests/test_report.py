@@ -16,7 +16,7 @@ LAYERS = [("layers.0.conv", 1769472), ("fc", 5120)]
 def put(store: Store, pruner: str, c: float, seed: int, top1: float, *, t: float = 0.6,
         ratio: float = 0.5, status: str = "finished", collapsed: bool = False,
         density: tuple[float, float] = (0.5, 0.25), batchnorm: bool = False,
-        **settings: Any) -> str:
+        timed_on: str = "cpu", **settings: Any) -> str:
     cfg = RunConfig(model="vgg16", dataset="cifar10", pruner=pruner, compression=c, seed=seed,
                     **settings)
     rid = cfg.run_id
@@ -36,7 +36,7 @@ def put(store: Store, pruner: str, c: float, seed: int, top1: float, *, t: float
         "flops": {"dense": 313478154, "pruned": round(313478154 * ratio), "ratio": ratio},
         "collapse": {"collapsed": collapsed, "empty_layers": [], "disconnected": collapsed},
         "inference": {"median": t, "min": t, "max": t, "repeats": 5, "batch_size": 256,
-                      "images": 10000, "device": "cpu"},
+                      "images": 10000, "device": timed_on},
         "layers": layers}
     store.finish_run(rid, result)
     d = store.run_dir(rid)
@@ -181,3 +181,27 @@ def test_a_run_that_diverged_after_pruning_still_has_its_flop_ratio(tmp_path: Pa
     assert "Runs that stopped after pruning (diverged) count too" in by[
         "flop_ratio:vgg16:cifar10"].intro
     assert markdown_table(by["accuracy:vgg16:cifar10"])[2] == "| 1           | 88.00 | —   |"
+
+
+def test_times_from_different_devices_get_a_table_each(tmp_path: Path) -> None:
+    """Seeds timed on a CPU and on a GPU must not be averaged into one cell."""
+    s = Store(tmp_path)
+    put(s, "mag", 1.0, 1, 89.0, t=0.5)
+    put(s, "mag", 1.0, 2, 90.0, t=0.7)
+    put(s, "mag", 1.0, 3, 91.0, t=0.002, timed_on="cuda")
+    put(s, "snip", 1.0, 1, 0.0, status="failed")
+    rep = build_report(s.query())
+    by = {t.key: t for t in rep.tables}
+    cpu, cuda = by["time:cpu:vgg16:cifar10"], by["time:cuda:vgg16:cifar10"]
+    assert [t.section for t in rep.tables[1:4]] == ["1.2.1", "1.2.2", "1.2.3"]
+    assert "on cpu" in cpu.title and "on cuda" in cuda.title
+    assert "(batch 256, cpu)" in cpu.intro and "(batch 256, cuda)" in cuda.intro
+    assert cpu.columns == ["Mag", "SNIP"]
+    assert cpu.rows[0][1][0].values == [0.5, 0.7] and cuda.rows[0][1][0].values == [0.002]
+    # The failed run is in both, saying why its cell is empty.
+    assert cpu.rows[0][1][1].why_empty == cuda.rows[0][1][1].why_empty == "failed"
+    # One device: one table, under its usual key and title.
+    one = {t.key: t for t in build_report([r for r in s.query()
+                                            if r.result is None or r.seed < 3]).tables}
+    assert "time:vgg16:cifar10" in one
+    assert "on cpu" not in one["time:vgg16:cifar10"].title

@@ -102,6 +102,9 @@ PruneBN = Annotated[bool, typer.Option("--prune-batchnorm", help="Prune batch-no
 Shuffle = Annotated[bool, typer.Option("--shuffle-masks", help="Permute each layer's mask.")]
 Reinit = Annotated[bool, typer.Option("--reinit", help="Re-initialize kept weights.")]
 PreEpochs = Annotated[int, typer.Option(help="Dense training epochs before pruning.")]
+KeepOpt = Annotated[bool, typer.Option(
+    "--keep-optimizer", help="Post-training continues pre-training's optimizer state and lr "
+                             "schedule (as the SynFlow code does) instead of fresh ones.")]
 PostEpochs = Annotated[int, typer.Option(help="Training epochs after pruning.")]
 Optim = Annotated[str, typer.Option(help="sgd | momentum | adam | rmsprop.")]
 Lr = Annotated[float, typer.Option(help="Learning rate.")]
@@ -225,7 +228,8 @@ def run_cmd(
     prune_samples_per_class: PerClass = D.prune_samples_per_class,
     prune_bias: PruneBias = False, prune_batchnorm: PruneBN = False,
     shuffle_masks: Shuffle = False, reinit: Reinit = False,
-    pre_epochs: PreEpochs = D.pre_epochs, post_epochs: PostEpochs = D.post_epochs,
+    pre_epochs: PreEpochs = D.pre_epochs, keep_optimizer: KeepOpt = False,
+    post_epochs: PostEpochs = D.post_epochs,
     optimizer: Optim = D.optimizer, lr: Lr = D.lr, lr_drops: LrDrops = None,
     lr_drop_rate: LrRate = D.lr_drop_rate, weight_decay: Wd = D.weight_decay,
     batch_size: Bs = D.batch_size, test_batch_size: TBs = D.test_batch_size,
@@ -244,7 +248,8 @@ def run_cmd(
         schedule=schedule, prune_iterations=prune_iterations,
         prune_samples_per_class=prune_samples_per_class, prune_bias=prune_bias,
         prune_batchnorm=prune_batchnorm, shuffle_masks=shuffle_masks, reinit=reinit,
-        pre_epochs=pre_epochs, post_epochs=post_epochs, optimizer=optimizer, lr=lr,
+        pre_epochs=pre_epochs, keep_optimizer=keep_optimizer, post_epochs=post_epochs,
+        optimizer=optimizer, lr=lr,
         lr_drops=lr_drops, lr_drop_rate=lr_drop_rate, weight_decay=weight_decay,
         batch_size=batch_size, test_batch_size=test_batch_size, seed=seed, device=device,
         amp=amp, timing_repeats=timing_repeats, sparse_inference=sparse_inference,

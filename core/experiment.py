@@ -66,7 +66,7 @@ from prunetui.core.masks import (
 )
 from prunetui.core.models import build_meta, build_model
 from prunetui.core.pruners.schedule import prune
-from prunetui.core.report import collapse_message
+from prunetui.core.report import BUSY_SPREAD, collapse_message
 from prunetui.core.store import RunRow, Store, atomic_write_bytes, atomic_write_text
 from prunetui.core.train import (
     evaluate,
@@ -432,6 +432,10 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
     structure = _structure(model, prunables, info.shape)
     timing = metrics.time_inference(model, lambda: (x for x, _ in test_loader), device,
                                     config.timing_repeats)
+    if timing.repeats >= 3 and timing.max > BUSY_SPREAD * timing.min:
+        emit(RunWarning(run_id, f"inference passes took {timing.min:.3g} to {timing.max:.3g} s: "
+                                "the machine was busy, so the median time may be off; time on "
+                                "a quiet machine to compare pruners"))
     compacted = _compacted_timing(model, info.shape, test_loader, device, config) \
         if config.sparse_inference else None
     hists = metrics.weight_histograms(model)

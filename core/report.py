@@ -22,6 +22,9 @@ from prunetui.core.catalog import PRUNERS
 from prunetui.core.config import EXECUTION_FIELDS
 from prunetui.core.store import RunRow
 
+# Timed passes whose slowest took this many times the fastest: something else was running.
+BUSY_SPREAD = 2.0
+
 DASH = "—"
 COLLAPSE_MARK = "‡"
 
@@ -354,8 +357,16 @@ def _time_intro(runs: list[RunRow]) -> str:
     if not done:
         return ""
     inf = done[0]["inference"]
-    return (f"Median of {inf['repeats']} timed passes over the {inf['images']:,} test images "
-            f"(batch {inf['batch_size']}, {inf['device']}), after a warm-up pass.")
+    intro = (f"Median of {inf['repeats']} timed passes over the {inf['images']:,} test images "
+             f"(batch {inf['batch_size']}, {inf['device']}), after a warm-up pass.")
+    spreads = [r["inference"]["max"] / r["inference"]["min"] for r in done
+               if r["inference"]["repeats"] >= 3 and r["inference"]["min"] > 0]
+    busy = [x for x in spreads if x > BUSY_SPREAD]
+    if busy:
+        intro += (f" In {len(busy)} of the runs the slowest pass took up to {max(busy):.1f}× "
+                  "the fastest: the machine was busy then, and those medians are less "
+                  "reliable.")
+    return intro
 
 
 def _layer_table(key: str, section: str, title: str, runs: list[RunRow], pruners: list[str],

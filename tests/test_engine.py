@@ -13,7 +13,14 @@ from datafiles import write_mnist
 from prunetui.core import experiment
 from prunetui.core.config import RunConfig
 from prunetui.core.errors import RunCancelled, RunDiverged
-from prunetui.core.events import CancelToken, EpochEnd, Event, PhaseStarted, RunFinished
+from prunetui.core.events import (
+    CancelToken,
+    EpochEnd,
+    Event,
+    PhaseStarted,
+    RunFinished,
+    RunWarning,
+)
 from prunetui.core.masks import attach_masks
 from prunetui.core.models import build_model
 from prunetui.core.store import Store
@@ -184,6 +191,22 @@ def test_keep_optimizer_carries_pre_trainings_state_into_post_training(
     assert lrs(resumed) == lrs(straight)
     assert [e["train_loss"] for e in resumed["epochs"]] == [
         e["train_loss"] for e in straight["epochs"]]
+
+
+def test_a_busy_machines_timing_is_warned_about(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from prunetui.core import metrics
+
+    def busy(*args: Any, **kwargs: Any) -> metrics.Timing:
+        return metrics.Timing(median=0.01, min=0.004, max=0.02, repeats=5, batch_size=256,
+                              images=360)
+
+    monkeypatch.setattr(metrics, "time_inference", busy)
+    seen: list[Event] = []
+    experiment.run(cfg(pruner="rand", post_epochs=1), store=Store(tmp_path), emit=seen.append)
+    assert [e.message for e in seen if isinstance(e, RunWarning)] == [
+        "inference passes took 0.004 to 0.02 s: the machine was busy, so the median time may "
+        "be off; time on a quiet machine to compare pruners"]
 
 
 def test_divergence_is_stored(tmp_path: Path) -> None:

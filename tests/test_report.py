@@ -205,3 +205,17 @@ def test_times_from_different_devices_get_a_table_each(tmp_path: Path) -> None:
                                             if r.result is None or r.seed < 3]).tables}
     assert "time:vgg16:cifar10" in one
     assert "on cpu" not in one["time:vgg16:cifar10"].title
+
+
+def test_a_busy_machines_timings_are_flagged(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    quiet = put(s, "mag", 1.0, 1, 89.0, t=0.5)
+    busy = put(s, "mag", 1.0, 2, 90.0, t=0.5)
+    for rid, (lo, hi) in ((quiet, (0.49, 0.55)), (busy, (0.4, 2.0))):
+        row = s.get(rid)
+        assert row is not None and row.result is not None
+        row.result["inference"].update(min=lo, max=hi)
+        s.finish_run(rid, row.result)
+    intro = {t.key: t for t in build_report(s.query()).tables}["time:vgg16:cifar10"].intro
+    assert intro.endswith("In 1 of the runs the slowest pass took up to 5.0× the fastest: "
+                          "the machine was busy then, and those medians are less reliable.")

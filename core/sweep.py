@@ -373,6 +373,7 @@ _worker_events: Any = None
 _worker_device: str = ""
 _worker_stop: Any = None
 _worker_busy = False
+_worker_interrupted = False
 
 
 def _worker_init(slots: Any, events: Any, stop: Any, threads: int) -> None:
@@ -391,11 +392,13 @@ def _worker_init(slots: Any, events: Any, stop: Any, threads: int) -> None:
 
 
 def _interrupt(signum: int, frame: Any) -> None:
-    if _worker_busy:
-        # One interrupt is enough: the main process passes a terminal's Ctrl-C on again,
-        # and a second one must not cut short the storing of the first.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    global _worker_interrupted
+    # One interrupt is enough: the main process passes a terminal's Ctrl-C on again, and a
+    # second one must not cut short the storing of the first. It is ignored here, not by
+    # switching to SIG_IGN: a signal already pending when the handler becomes SIG_IGN makes
+    # Python print "Signal 15 ignored due to race condition" with a traceback.
+    if _worker_busy and not _worker_interrupted:
+        _worker_interrupted = True
         raise KeyboardInterrupt
 
 

@@ -249,6 +249,18 @@ class Store:
             if path.exists() and not os.access(path, os.W_OK):
                 raise StoreError(f"cannot write results under {self.root}: {path} is not "
                                  "writable; pass --results-dir DIR")
+        if existing != self.root:
+            # Folders still to make: access() cannot tell whether they can be (a file on the
+            # path, /proc), so make them and take them away again.
+            missing = [p for p in [self.root, *self.root.parents] if not p.exists()]
+            try:
+                self.root.mkdir(parents=True)
+            except OSError as e:
+                raise StoreError(f"cannot write results under {self.root}: "
+                                 f"{e.strerror or e}; pass --results-dir DIR") from None
+            for folder in missing:  # deepest first
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
     # -- runs ------------------------------------------------------------------------------
 

@@ -397,3 +397,19 @@ def test_run_says_it_resumes_only_once_the_engine_resumes(tmp_path: Path) -> Non
     r = runner.invoke(app, ["run", *args, "--data-dir", str(small), "--no-download"])
     assert r.exit_code == 0, r.output
     assert f"run {config.run_id} stopped at epoch 1 (cancelled); resuming after epoch 1" in r.stderr
+
+
+def test_a_sweep_into_a_results_dir_that_cannot_be_made_fails_once(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    target = tmp_path / "afile" / "x"
+    r = runner.invoke(app, ["--results-dir", str(target), "sweep", "--models", "fc",
+                            "--datasets", "digits", "--compressions", "1"])
+    assert r.exit_code == 2 and r.stderr == (
+        f"error: cannot write results under {target}: Not a directory; pass --results-dir DIR\n")
+    # A folder that can be made is made by the runs, not by the check, which leaves nothing.
+    fresh = tmp_path / "new" / "results"
+    r = runner.invoke(app, ["--results-dir", str(fresh), "sweep", "--models", "fc",
+                            "--datasets", "mnist", "--compressions", "1", "--data-dir",
+                            str(tmp_path / "no-data"), "--no-download"])
+    assert r.exit_code == 2 and "mnist" in r.stderr, r.output  # checked after the store
+    assert not (tmp_path / "new").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import pickle
 import random
@@ -104,15 +105,18 @@ def _wait_for_epoch(results: Path, timeout: float = 60) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stores_interrupted_and_resumes(tmp_path: Path, sig: int) -> None:
     args = [*CLI, "run", "--model", "fc", "--dataset", "digits", "--pruner", "rand",
-            "--post-epochs", "300", "--device", "cpu", "--timing-repeats", "1"]
+            "--post-epochs", "300", "--device", "cpu", "--timing-repeats", "1",
+            *(["--json"] if sig == signal.SIGTERM else [])]
     p = subprocess.Popen(args, env=env(tmp_path), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     _wait_for_epoch(tmp_path)
     t0 = time.time()
     p.send_signal(sig)
-    _, err = p.communicate(timeout=30)
+    out, err = p.communicate(timeout=30)
     assert time.time() - t0 <= 5
     assert p.returncode == 130
+    if sig == signal.SIGTERM:  # --json: a script still reads the stored row
+        assert json.loads(out)["status"] == "interrupted"
     assert [ln for ln in err.splitlines() if ln.startswith(("error:", "interrupted"))] == [
         "interrupted: any run it had started is stored as interrupted, and the same command "
         "resumes it"]

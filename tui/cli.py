@@ -278,7 +278,7 @@ def run_cmd(
         with ConsoleSink(err) as sink:
             result = experiment.run(config, store=store, data_dir=data_dir, download=download,
                                     emit=emit, force=force)
-    except PrunetuiError:
+    except (PrunetuiError, KeyboardInterrupt):
         row = store.get(config.run_id)
         if as_json and row is not None and row.status != "finished":
             # A script reading stdout still gets the run's status, why, and its epochs (the

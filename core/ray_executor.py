@@ -36,6 +36,7 @@ import json
 import logging
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -91,6 +92,8 @@ def _connect(ray: Any, address: str | None) -> bool:
         return False
     # ray.init replaces the SIGTERM handler with sys.exit; keep the caller's (the CLI turns
     # SIGTERM into KeyboardInterrupt so that runs are stored as interrupted).
+    if address:
+        _check_reachable(address)
     main = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main else None
     try:
@@ -105,6 +108,20 @@ def _connect(ray: Any, address: str | None) -> bool:
         if main and sigterm is not None:
             signal.signal(signal.SIGTERM, sigterm)
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a ``host:port`` (or ``ray://host:port``) nobody answers at, in seconds: given
+    one, ray.init retries for minutes, printing warnings, before it gives up."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise ConfigError(f"cannot reach a Ray cluster at {address}: "
+                          f"{e.strerror or type(e).__name__}; start one with `ray start "
+                          "--head` or check --ray-address") from None
 
 
 def _check_fits(ray: Any, runner: SweepRunner) -> None:

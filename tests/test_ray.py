@@ -229,3 +229,20 @@ def test_sweep_module_does_not_import_ray() -> None:
     code = ("import sys; from pathlib import Path; from prunetui.core.sweep import SweepRunner; "
             "SweepRunner(Path('r')); sys.exit('ray' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:{port}", "ray://127.0.0.1:{port}"])
+def test_an_address_nobody_answers_at_is_refused_in_seconds(address: str) -> None:
+    """ray.init would retry for minutes with warnings; the address is tried first."""
+    import socket
+
+    from prunetui.core.ray_executor import _check_reachable
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = address.format(port=port)
+    with pytest.raises(ConfigError, match=(
+            f"cannot reach a Ray cluster at {address}: Connection refused; start one")):
+        _check_reachable(address)
+    _check_reachable("auto")  # left to Ray

@@ -107,13 +107,7 @@ def _calibrate(threads: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
-    probe: dict[str, float] = {}
-    if args.omp_wait_policy == "auto":
-        probe = _calibrate(args.threads)
-        if probe and probe["PASSIVE"] < probe["default"]:
-            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    elif args.omp_wait_policy != "inherit":
-        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
+    # Bad arguments first: the probe below takes seconds.
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
@@ -123,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         print("error: --repeats must be >= 1", file=sys.stderr)
         return 2
+    probe: dict[str, float] = {}
+    if args.omp_wait_policy == "auto":
+        probe = _calibrate(args.threads)
+        if probe and probe["PASSIVE"] < probe["default"]:
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    elif args.omp_wait_policy != "inherit":
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
 
     import torch  # after the environment above
 

@@ -413,3 +413,14 @@ def test_a_sweep_into_a_results_dir_that_cannot_be_made_fails_once(tmp_path: Pat
                             str(tmp_path / "no-data"), "--no-download"])
     assert r.exit_code == 2 and "mnist" in r.stderr, r.output  # checked after the store
     assert not (tmp_path / "new").exists()
+
+
+def test_shows_curve_of_a_flat_run_keeps_its_axis_at_its_value() -> None:
+    from rich.console import Console
+
+    from prunetui.tui.cli import _curve
+
+    console = Console(width=80, record=True)
+    console.print(_curve([{"phase": "train", "epoch": i, "top1": 100.0} for i in range(1, 6)]))
+    ticks = [float(ln.split("┤")[0]) for ln in console.export_text().splitlines() if "┤" in ln]
+    assert max(ticks) == 100.0 and min(ticks) >= 90.0, ticks

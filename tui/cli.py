@@ -624,6 +624,14 @@ def _curve(epochs: list[dict[str, Any]]) -> Any:
         if rows:
             plt.plot([e["epoch"] for e in rows], [e["top1"] for e in rows],
                      label=names[phase], marker="braille")
+    top1 = [float(e["top1"]) for e in epochs]
+    if top1 and max(top1) == min(top1):
+        # Flat (100.00 every epoch): plotext would stretch the axis to 150. Keep it at the
+        # value, with room above for the legend, which plotext draws over the top rows.
+        v = top1[0]
+        pad = abs(v) * 0.05 or 1.0
+        plt.ylim(v - pad, v + pad * 0.5)
+        plt.yticks([v - pad, v - pad / 2, v], [f"{t:.3g}" for t in (v - pad, v - pad / 2, v)])
     plt.xlabel("epoch")
     # plotext colours with ANSI codes even in its "clear" theme; let rich interpret them.
     return Text.from_ansi(plt.build())

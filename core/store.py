@@ -258,9 +258,10 @@ class Store:
             except OSError as e:
                 raise StoreError(f"cannot write results under {self.root}: "
                                  f"{e.strerror or e}; pass --results-dir DIR") from None
-            for folder in missing:  # deepest first
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
+            finally:  # a failure deep down may have made the folders above it
+                for folder in missing:  # deepest first
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
 
     # -- runs ------------------------------------------------------------------------------
 

@@ -184,3 +184,11 @@ def test_a_failed_attempt_is_told_from_a_refused_one(tmp_path: Path) -> None:
     s.start_run(CFG, rid)
     s.finish_run(rid, fake_result(rid))
     assert failed_attempt_status(s.get(rid), s.get(rid), "failed") == "failed"
+
+
+def test_a_results_dir_that_cannot_be_made_leaves_no_folder_behind(tmp_path: Path) -> None:
+    # The parent can be made, the name under it cannot (too long): the check makes neither.
+    root = tmp_path / "made" / ("x" * 300)
+    with pytest.raises(StoreError, match=r"cannot write results under .*File name too long"):
+        Store(root).check_writable()
+    assert not (tmp_path / "made").exists()

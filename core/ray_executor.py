@@ -90,20 +90,18 @@ def _connect(ray: Any, address: str | None) -> bool:
     """Attach to (or start) the cluster; True when this call did it and must shut it down."""
     if ray.is_initialized():
         return False
-    # ray.init replaces the SIGTERM handler with sys.exit; keep the caller's (the CLI turns
-    # SIGTERM into KeyboardInterrupt so that runs are stored as interrupted).
     if address:
         _check_reachable(address)
+    # ray.init replaces the SIGTERM handler with sys.exit; keep the caller's (the CLI turns
+    # SIGTERM into KeyboardInterrupt so that runs are stored as interrupted).
     main = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main else None
     try:
         # Worker output would tear the live progress display; it stays in Ray's session logs.
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        where = f"at {address}" if address else "on this machine"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"cannot start or reach a Ray cluster {where}: {first}; start one "
-                          "with `ray start --head` or check --ray-address") from None
+        raise _unreachable("start or reach", address, first) from None
     finally:
         if main and sigterm is not None:
             signal.signal(signal.SIGTERM, sigterm)
@@ -114,14 +112,19 @@ def _check_reachable(address: str) -> None:
     """Refuse a ``host:port`` (or ``ray://host:port``) nobody answers at, in seconds: given
     one, ray.init retries for minutes, printing warnings, before it gives up."""
     host, sep, port = address.removeprefix("ray://").rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # an IPv6 address: [::1]:6379
     if not sep or not host or not port.isdigit():
         return  # "auto", or a form Ray resolves itself
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as e:
-        raise ConfigError(f"cannot reach a Ray cluster at {address}: "
-                          f"{e.strerror or type(e).__name__}; start one with `ray start "
-                          "--head` or check --ray-address") from None
+        raise _unreachable("reach", address, e.strerror or type(e).__name__) from None
+
+
+def _unreachable(what: str, address: str | None, why: str) -> ConfigError:
+    where = f"at {address}" if address else "on this machine"
+    return ConfigError(f"cannot {what} a Ray cluster {where}: {why}; start one with "
+                       "`ray start --head` or check --ray-address")
 
 
 def _check_fits(ray: Any, runner: SweepRunner) -> None:

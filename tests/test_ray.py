@@ -246,3 +246,19 @@ def test_an_address_nobody_answers_at_is_refused_in_seconds(address: str) -> Non
             f"cannot reach a Ray cluster at {address}: Connection refused; start one")):
         _check_reachable(address)
     _check_reachable("auto")  # left to Ray
+
+
+def test_an_ipv6_address_someone_answers_at_passes_the_check() -> None:
+    import socket
+
+    from prunetui.core.ray_executor import _check_reachable
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    with socket.socket(socket.AF_INET6) as s:
+        try:
+            s.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback here")
+        s.listen()
+        _check_reachable(f"[::1]:{s.getsockname()[1]}")

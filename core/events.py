@@ -24,7 +24,19 @@ class Event:
 @dataclass(frozen=True)
 class RunStarted(Event):
     config: dict[str, Any]
-    resumed_from_epoch: int = 0  # > 0 when an interrupted run continues from a checkpoint
+    # Where an interrupted run continues from its checkpoint: the phase ("pretrain" or
+    # "train"; "" for a fresh start) and the epoch of it done (0 in "train": just pruned).
+    resumed_phase: str = ""
+    resumed_from_epoch: int = 0
+
+    @property
+    def resumed_after(self) -> str:
+        """What a resumed run keeps, for a status line ("" when it starts afresh)."""
+        if self.resumed_phase == "pretrain":
+            return f"pre-training epoch {self.resumed_from_epoch}"
+        if self.resumed_phase == "train":
+            return f"epoch {self.resumed_from_epoch}" if self.resumed_from_epoch else "pruning"
+        return ""
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ from prunetui.core.masks import (
 )
 from prunetui.core.models import build_meta, build_model
 from prunetui.core.pruners.schedule import prune
-from prunetui.core.report import BUSY_SPREAD, collapse_message
+from prunetui.core.report import busy_spread, collapse_message
 from prunetui.core.store import RunRow, Store, atomic_write_bytes, atomic_write_text
 from prunetui.core.train import (
     evaluate,
@@ -345,12 +345,14 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
     train_loader, test_loader = make_loaders(splits, config.batch_size, config.test_batch_size,
                                              device, data_gen, channels_last=channels_last)
     phase, done = (ckpt["phase"], int(ckpt["epoch"])) if ckpt else ("pretrain", 0)
-    emit(RunStarted(run_id, config.to_dict(), resumed_from_epoch=done if ckpt else 0))
     if ckpt:
+        # Before RunStarted: a listener then reads the stored epochs as the resume keeps them.
         store.truncate_epochs(run_id, phase, done)
         torch.set_rng_state(ckpt["torch_rng"])
         data_gen.set_state(ckpt["data_rng"])
         prune_gen.set_state(ckpt["prune_rng"])
+    emit(RunStarted(run_id, config.to_dict(), resumed_phase=phase if ckpt else "",
+                    resumed_from_epoch=done))
     prune_seconds = float(ckpt.get("prune_seconds", 0.0)) if ckpt else 0.0
     # A resumed run's time includes its earlier sessions up to the checkpoint (a checkpoint
     # from before "elapsed" was kept: its pruning and stored epochs).
@@ -363,11 +365,12 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
         return before + time.perf_counter() - start
 
     # With keep_optimizer, pre-training's optimizer and scheduler, handed on to post-training.
-    kept: list[tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]] = []
+    carried: tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler] | None = None
 
     def train_phase(name: str, epochs: int, first: int) -> None:
-        if kept and name == "train":
-            opt, sched = kept.pop()
+        nonlocal carried
+        if carried and name == "train":
+            opt, sched = carried
         else:
             opt = make_optimizer(config.optimizer, model.parameters(), config.lr,
                                  config.weight_decay)
@@ -379,7 +382,7 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
         if name == "pretrain" and config.keep_optimizer:
-            kept.append((opt, sched))
+            carried = (opt, sched)
         emit(PhaseStarted(run_id, name, epochs))
         batches = len(train_loader)
         for epoch in range(first + 1, epochs + 1):
@@ -416,7 +419,7 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
         if warning:
             emit(RunWarning(run_id, warning))
         # Pruning is deterministic but can be slow (SynFlow: 100 iterations): keep it.
-        opt, sched = kept[-1] if kept else (None, None)
+        opt, sched = carried if carried else (None, None)
         _save_resume(run_dir / RESUME, run_id, "train", 0, model, opt, sched, data_gen,
                      prune_gen, prune_seconds, elapsed(), data)
         done = 0
@@ -432,12 +435,14 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
     structure = _structure(model, prunables, info.shape)
     timing = metrics.time_inference(model, lambda: (x for x, _ in test_loader), device,
                                     config.timing_repeats)
-    if timing.repeats >= 3 and timing.max > BUSY_SPREAD * timing.min:
-        emit(RunWarning(run_id, f"inference passes took {timing.min:.3g} to {timing.max:.3g} s: "
-                                "the machine was busy, so the median time may be off; time on "
-                                "a quiet machine to compare pruners"))
     compacted = _compacted_timing(model, info.shape, test_loader, device, config) \
         if config.sparse_inference else None
+    for what, t in (("inference", timing.to_dict()), ("compacted inference", compacted)):
+        if t and busy_spread(t["min"], t["max"], timing.repeats):
+            emit(RunWarning(run_id, f"{what} passes took {t['min']:.3g} to {t['max']:.3g} s: "
+                                    "the machine was busy, so the median time may be off; "
+                                    "time on a quiet machine to compare pruners"))
+            break
     hists = metrics.weight_histograms(model)
     atomic_write_text(run_dir / HISTOGRAMS,
                       json.dumps([{"layer": h.layer, "edges": h.edges,

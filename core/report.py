@@ -25,6 +25,14 @@ from prunetui.core.store import RunRow
 # Timed passes whose slowest took this many times the fastest: something else was running.
 BUSY_SPREAD = 2.0
 
+
+def busy_spread(fastest: float, slowest: float, repeats: int) -> float | None:
+    """``slowest / fastest`` of a run's timed passes when it says the machine was busy (at
+    least 3 passes, spread over ``BUSY_SPREAD``), else None."""
+    if repeats < 3 or fastest <= 0 or slowest <= BUSY_SPREAD * fastest:
+        return None
+    return slowest / fastest
+
 DASH = "—"
 COLLAPSE_MARK = "‡"
 
@@ -359,9 +367,13 @@ def _time_intro(runs: list[RunRow]) -> str:
     inf = done[0]["inference"]
     intro = (f"Median of {inf['repeats']} timed passes over the {inf['images']:,} test images "
              f"(batch {inf['batch_size']}, {inf['device']}), after a warm-up pass.")
-    spreads = [r["inference"]["max"] / r["inference"]["min"] for r in done
-               if r["inference"]["repeats"] >= 3 and r["inference"]["min"] > 0]
-    busy = [x for x in spreads if x > BUSY_SPREAD]
+    busy = []
+    for r in done:
+        inf = r["inference"]
+        timed = [inf, *([inf["compacted"]] if inf.get("compacted") else [])]
+        spreads = [x for t in timed if (x := busy_spread(t["min"], t["max"], inf["repeats"]))]
+        if spreads:
+            busy.append(max(spreads))
     if busy:
         intro += (f" In {len(busy)} of the runs the slowest pass took up to {max(busy):.1f}× "
                   "the fastest: the machine was busy then, and those medians are less "

@@ -858,27 +858,41 @@ async def test_a_flat_accuracy_curve_keeps_its_axis_at_its_value() -> None:
 
 async def test_layers_view_shows_a_training_run_as_pruned(tmp_path: Path) -> None:
     """Pruning's per-layer result is stored when it ends: the Layers view offers it while
-    the run trains, instead of waiting for the run to finish."""
+    the run trains, instead of waiting for the run to finish, and follows the sweep from
+    run to run until the user picks one there."""
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         panel = app.query_one(RunPanel)
         store = panel.store
         assert store is not None
-        config = digits()
+        configs = [digits(pruner=p) for p in ("rand", "mag", "snip")]
         layers = [{"name": "layers.0", "kind": "linear", "shape": [100, 64], "params": 6400,
                    "remaining": 640, "density": 0.1, "flops_dense": 6400,
                    "flops_pruned": 640}]
-        store.start_run(config.to_dict(), config.run_id)
-        store.record_pruned(config.run_id, {
-            "layers": layers, "density": 0.1, "flops": {"ratio": 0.1},
-            "collapse": {"collapsed": False}})
-        panel.begin([config])
-        panel.cell_started(0, 1, config)
-        panel.engine_event(ev.PhaseStarted(config.run_id, "train", 2))
-        await pilot.pause()
+        pruned = {"layers": layers, "density": 0.1, "flops": {"ratio": 0.1},
+                  "collapse": {"collapsed": False}}
         pick = panel.query_one("#pick-run", Select)
-        assert pick.value == config.run_id
+        panel.begin(configs)
+
+        async def trains(i: int) -> None:
+            store.start_run(configs[i].to_dict(), configs[i].run_id)
+            store.record_pruned(configs[i].run_id, pruned)
+            panel.cell_started(i, 3, configs[i])
+            panel.engine_event(ev.PhaseStarted(configs[i].run_id, "train", 2))
+            await pilot.pause()
+
+        await trains(0)
+        assert pick.value == configs[0].run_id
         assert panel.query_one(DensityChart).has_data()
+        panel.cell_done(0, 3, configs[0], "finished",
+                        {"top1": 50.0, "flops": {"ratio": 0.1}, "layers": layers})
+        await trains(1)
+        assert pick.value == configs[1].run_id  # followed to the next run
+        pick.value = configs[0].run_id  # the user's pick, kept from now on
+        await pilot.pause()
+        await trains(2)
+        assert pick.value == configs[0].run_id
+        assert [r for _, r in pick._options if isinstance(r, str)] == [c.run_id for c in configs]
 
 
 async def test_torch_threads_limited_while_running_and_restored(tmp_path: Path) -> None:

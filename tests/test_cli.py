@@ -391,13 +391,83 @@ def test_run_says_it_resumes_only_once_the_engine_resumes(tmp_path: Path) -> Non
     with pytest.raises(RunCancelled):
         experiment.run(config, store=Store(results()), data_dir=small, download=False,
                        cancel=token, emit=cancel_after_first)
-    r = runner.invoke(app, ["run", *args, "--data-dir", str(other), "--no-download"])
+    r = runner.invoke(app, ["run", *args, "--data-dir", str(other), "--no-download", "--json"])
     assert r.exit_code == 2 and "resuming" not in r.output
     assert "checkpoint was trained on other mnist data" in r.stderr
+    # --json says this attempt's status, not the stored "cancelled" of the earlier one.
+    said = json.loads(r.stdout)
+    assert said["status"] == "error" and "other mnist data" in said["error"]
     r = runner.invoke(app, ["run", *args, "--data-dir", str(small), "--no-download"])
     assert r.exit_code == 0, r.output
-    assert f"run {config.run_id} stopped at epoch 1 (cancelled); resuming after epoch 1" in r.stderr
+    assert f"run {config.run_id} stopped (cancelled); resuming after epoch 1" in r.stderr
 
+
+
+def test_a_sweep_cell_refused_for_other_data_is_failed_not_its_earlier_status(
+        tmp_path: Path) -> None:
+    from datafiles import write_mnist
+
+    from prunetui.core import experiment
+    from prunetui.core.config import RunConfig
+    from prunetui.core.errors import RunCancelled
+    from prunetui.core.events import CancelToken, EpochEnd, Event
+    from prunetui.core.store import Store
+    from prunetui.core.sweep import run_cell
+
+    small = write_mnist(tmp_path / "small", train=40, test=20)
+    other = write_mnist(tmp_path / "other", train=50, test=20)
+    config = RunConfig(model="fc", dataset="mnist", pruner="mag", post_epochs=3, batch_size=16,
+                       device="cpu", timing_repeats=1)
+    token = CancelToken()
+
+    def cancel_after_first(e: Event) -> None:
+        if isinstance(e, EpochEnd) and e.epoch == 1:
+            token.cancel()
+
+    store = Store(results())
+    with pytest.raises(RunCancelled):
+        experiment.run(config, store=store, data_dir=small, download=False, cancel=token,
+                       emit=cancel_after_first)
+    outcome = run_cell(config, store, other, False, lambda e: None, None)
+    assert outcome.status == "failed" and "other mnist data" in outcome.error
+    assert store.get(config.run_id).status == "cancelled"  # type: ignore[union-attr]
+
+@pytest.mark.parametrize(("stop", "said"), [
+    (("train", 1), "resuming after pruning"),  # its checkpoint is the one pruning wrote
+    (("pretrain", 2), "resuming after pre-training epoch 2"),  # cancelled while pruning
+])
+def test_run_names_the_point_it_resumes_after(tmp_path: Path, stop: tuple[str, int],
+                                              said: str) -> None:
+    """The line says what the checkpoint keeps, in pre-training and right after pruning
+    (epoch 0 of training, which is not "no checkpoint")."""
+    from datafiles import write_mnist
+
+    from prunetui.core import experiment
+    from prunetui.core.config import RunConfig
+    from prunetui.core.errors import RunCancelled
+    from prunetui.core.events import CancelToken, EpochEnd, Event
+    from prunetui.core.store import Store
+
+    data = write_mnist(tmp_path / "data", train=40, test=20)
+    config = RunConfig(model="fc", dataset="mnist", pruner="mag", pre_epochs=2, post_epochs=3,
+                       checkpoint_every=2, batch_size=16, device="cpu", timing_repeats=1)
+    token = CancelToken()
+
+    def cancel_at(e: Event) -> None:
+        if isinstance(e, EpochEnd) and (e.phase, e.epoch) == stop:
+            token.cancel()
+
+    with pytest.raises(RunCancelled):
+        experiment.run(config, store=Store(results()), data_dir=data, download=False,
+                       cancel=token, emit=cancel_at)
+    r = runner.invoke(app, ["run", "--model", "fc", "--dataset", "mnist", "--pruner", "mag",
+                            "--pre-epochs", "2", "--post-epochs", "3", "--checkpoint-every", "2",
+                            "--batch-size", "16", "--device", "cpu", "--timing-repeats", "1",
+                            "--data-dir", str(data), "--no-download"])
+    assert r.exit_code == 0, r.output
+    assert f"run {config.run_id} stopped (cancelled); {said}" in r.stderr
+    epochs = [(e["phase"], e["epoch"]) for e in Store(results()).epochs(config.run_id)]
+    assert epochs == [("pretrain", 1), ("pretrain", 2), ("train", 1), ("train", 2), ("train", 3)]
 
 def test_a_sweep_into_a_results_dir_that_cannot_be_made_fails_once(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("")
@@ -420,7 +490,11 @@ def test_shows_curve_of_a_flat_run_keeps_its_axis_at_its_value() -> None:
 
     from prunetui.tui.cli import _curve
 
-    console = Console(width=80, record=True)
-    console.print(_curve([{"phase": "train", "epoch": i, "top1": 100.0} for i in range(1, 6)]))
-    ticks = [float(ln.split("┤")[0]) for ln in console.export_text().splitlines() if "┤" in ln]
-    assert max(ticks) == 100.0 and min(ticks) >= 90.0, ticks
+    def ticks(top1: float) -> list[float]:
+        console = Console(width=80, record=True)
+        console.print(_curve([{"phase": "train", "epoch": i, "top1": top1} for i in range(1, 6)]))
+        return [float(ln.split("┤")[0]) for ln in console.export_text().splitlines()
+                if "┤" in ln]
+
+    assert max(ticks(100.0)) == 100.0 and min(ticks(100.0)) >= 90.0, ticks(100.0)
+    assert min(ticks(0.0)) == 0.0, ticks(0.0)  # no negative accuracy

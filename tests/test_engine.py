@@ -207,6 +207,22 @@ def test_a_busy_machines_timing_is_warned_about(tmp_path: Path,
     assert [e.message for e in seen if isinstance(e, RunWarning)] == [
         "inference passes took 0.004 to 0.02 s: the machine was busy, so the median time may "
         "be off; time on a quiet machine to compare pruners"]
+    # --sparse-inference: the compacted model's passes are looked at too.
+    calls: list[int] = []
+
+    def busy_second(*args: Any, **kwargs: Any) -> metrics.Timing:
+        calls.append(1)
+        lo, hi = (0.004, 0.02) if len(calls) == 2 else (0.01, 0.011)
+        return metrics.Timing(median=0.01, min=lo, max=hi, repeats=5, batch_size=256,
+                              images=360)
+
+    monkeypatch.setattr(metrics, "time_inference", busy_second)
+    seen.clear()
+    experiment.run(cfg(pruner="mag", post_epochs=1, sparse_inference=True),
+                   store=Store(tmp_path), emit=seen.append)
+    assert [e.message for e in seen if isinstance(e, RunWarning)] == [
+        "compacted inference passes took 0.004 to 0.02 s: the machine was busy, so the median "
+        "time may be off; time on a quiet machine to compare pruners"]
 
 
 def test_divergence_is_stored(tmp_path: Path) -> None:

@@ -219,3 +219,25 @@ def test_a_busy_machines_timings_are_flagged(tmp_path: Path) -> None:
     intro = {t.key: t for t in build_report(s.query()).tables}["time:vgg16:cifar10"].intro
     assert intro.endswith("In 1 of the runs the slowest pass took up to 5.0× the fastest: "
                           "the machine was busy then, and those medians are less reliable.")
+    # The compacted model's passes (--sparse-inference) count too.
+    row = s.get(quiet)
+    assert row is not None and row.result is not None
+    row.result["inference"]["compacted"] = {"median": 0.1, "min": 0.1, "max": 0.6}
+    s.finish_run(quiet, row.result)
+    intro = {t.key: t for t in build_report(s.query()).tables}["time:vgg16:cifar10"].intro
+    assert "In 2 of the runs the slowest pass took up to 6.0× the fastest" in intro
+
+
+def test_the_apps_export_picks_compressions_that_finished_runs_have(tmp_path: Path) -> None:
+    """A cancelled run at 0.5 has no per-layer table to show: the nearest finished one is."""
+    from prunetui.tui.export import nearest_compression
+
+    s = Store(tmp_path)
+    put(s, "mag", 1.0, 1, 89.0)
+    put(s, "mag", 2.0, 1, 85.0)
+    put(s, "mag", 0.5, 1, 0.0, status="cancelled")
+    rows = s.query()
+    assert nearest_compression(0.5, rows) == 1.0
+    assert nearest_compression(2.0, rows) == 2.0
+    assert nearest_compression(1.6, rows) == 2.0
+    assert nearest_compression(1.5, rows) == 1.0  # a tie goes to the lower

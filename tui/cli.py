@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 from prunetui.core import catalog
 from prunetui.core.config import RunConfig
 from prunetui.core.errors import ConfigError, PrunetuiError
-from prunetui.core.store import RunRow, Store
+from prunetui.core.store import RunRow, Store, failed_attempt_status
 
 # Piped output (a file, less, grep) gets room for whole tables instead of rich's 80 columns.
 out = Console() if sys.stdout.isatty() else Console(width=160)
@@ -268,23 +268,28 @@ def run_cmd(
         # Said when the engine starts the run, not before: it may still refuse it (a
         # checkpoint from other data), and only then is it known whether a checkpoint exists.
         if unfinished and isinstance(event, RunStarted) and stored is not None:
-            err.print(f"run {config.run_id} stopped at epoch {stored.epoch} ({stored.status}); "
-                      + (f"resuming after epoch {event.resumed_from_epoch}"
-                         if event.resumed_from_epoch else
-                         "no checkpoint to resume from, starting it again"))
+            err.print(f"run {config.run_id} stopped ({stored.status}); "
+                      + (f"resuming after {event.resumed_after}" if event.resumed_after
+                         else "no checkpoint to resume from, starting it again"))
         sink(event)
 
     try:
         with ConsoleSink(err) as sink:
             result = experiment.run(config, store=store, data_dir=data_dir, download=download,
                                     emit=emit, force=force)
-    except (PrunetuiError, KeyboardInterrupt):
-        row = store.get(config.run_id)
-        if as_json and row is not None and row.status != "finished":
-            # A script reading stdout still gets the run's status, why, and its epochs (the
-            # error line goes to stderr as always).
-            _emit_json({**{k: v for k, v in row.__dict__.items() if k != "result"},
-                        "epochs": store.epochs(row.run_id)})
+    except (PrunetuiError, KeyboardInterrupt) as e:
+        if as_json:
+            # A script reading stdout still gets the attempt's status, why, and the run's
+            # epochs (the error line goes to stderr as always). The stored row only if this
+            # attempt wrote it: one refused before it started leaves an earlier attempt's.
+            row = store.get(config.run_id)
+            default = "interrupted" if isinstance(e, KeyboardInterrupt) else "error"
+            if row is not None and failed_attempt_status(stored, row, default) == row.status:
+                _emit_json({**{k: v for k, v in row.__dict__.items() if k != "result"},
+                            "epochs": store.epochs(row.run_id)})
+            else:
+                _emit_json({"run_id": config.run_id, "status": default,
+                            "error": str(e) or "interrupted"})
         raise
     if cached:  # said once the engine has accepted it (its data may not match)
         err.print(f"run {config.run_id} is already stored; showing it (--force reruns it)")
@@ -613,6 +618,8 @@ def _curve(epochs: list[dict[str, Any]]) -> Any:
     import plotext as plt
     from rich.text import Text
 
+    from prunetui.tui.widgets.fmt import flat_range
+
     plt.clear_figure()
     plt.plotsize(min(out.width, 100), 15)
     plt.theme("clear")
@@ -626,12 +633,10 @@ def _curve(epochs: list[dict[str, Any]]) -> Any:
                      label=names[phase], marker="braille")
     top1 = [float(e["top1"]) for e in epochs]
     if top1 and max(top1) == min(top1):
-        # Flat (100.00 every epoch): plotext would stretch the axis to 150. Keep it at the
-        # value, with room above for the legend, which plotext draws over the top rows.
-        v = top1[0]
-        pad = abs(v) * 0.05 or 1.0
-        plt.ylim(v - pad, v + pad * 0.5)
-        plt.yticks([v - pad, v - pad / 2, v], [f"{t:.3g}" for t in (v - pad, v - pad / 2, v)])
+        # Room above for the legend, which plotext draws over the top rows.
+        lo, hi = flat_range(top1[0])
+        plt.ylim(lo, hi + (hi - lo) / 2)
+        plt.yticks([lo, (lo + hi) / 2, hi], [f"{t:.3g}" for t in (lo, (lo + hi) / 2, hi)])
     plt.xlabel("epoch")
     # plotext colours with ANSI codes even in its "clear" theme; let rich interpret them.
     return Text.from_ansi(plt.build())

@@ -11,10 +11,11 @@ from prunetui.core.store import RunRow, Store, atomic_write_bytes, atomic_write_
 
 
 def nearest_compression(wanted: float, rows: list[RunRow]) -> float:
-    """``wanted`` if some run of ``rows`` has it, else the closest compression they have
-    (the lower on a tie): the app's export has no --at/--layers-at, and a report of
-    sweeps at c = 1 and 2 should show its per-layer tables at 1, not say 'no run at 0.5'."""
-    comps = sorted({r.compression for r in rows})
+    """``wanted`` if some finished run of ``rows`` has it, else the closest compression
+    finished runs have (the lower on a tie): the app's export has no --at/--layers-at, and a
+    report of sweeps at c = 1 and 2 should show its per-layer tables at 1, not say 'no run at
+    0.5'. Finished only: those are the runs the report's tables show."""
+    comps = sorted({r.compression for r in rows if r.status == "finished"})
     if not comps or wanted in comps:
         return wanted
     return min(comps, key=lambda c: (abs(c - wanted), c))

@@ -8,6 +8,8 @@ from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
 
+from prunetui.tui.widgets.fmt import flat_range
+
 
 def integer_ticks(xs: list[int], most: int = 10) -> list[int]:
     """At most ``most`` integer ticks covering ``xs`` (epochs)."""
@@ -47,8 +49,8 @@ class Chart(PlotextPlot):
             return True
         if rows < 2 * labels:
             return False
-        if hi <= lo:  # flat (a top-1 of 100.00 every epoch): the line at the range's top
-            lo, hi = (hi - abs(hi) * 0.05, hi) if hi else (0.0, 1.0)
+        if hi <= lo:
+            lo, hi = flat_range(hi)
         span = hi - lo
         plt.ylim(lo, lo + span * rows / (rows - labels))
         # Ticks on the data's range only: none beside the legend (a top-1 of 101.9).

@@ -63,3 +63,10 @@ def run_label(config: dict[str, Any] | Any) -> str:
 def short_layer(name: str) -> str:
     """A layer name short enough for a chart axis: 'layers.0.conv' → 'l0.conv'."""
     return name.replace("layers.", "l").replace("features.", "f").replace("classifier", "cls")
+
+
+def flat_range(value: float) -> tuple[float, float]:
+    """The y range to draw a flat series (a top-1 of 100.00 every epoch) in, instead of
+    plotext's, which stretches to 150: the value at the top, 5% of it below; 0..1 for 0
+    (an accuracy has no negative ticks)."""
+    return (value - abs(value) * 0.05, value) if value else (0.0, 1.0)

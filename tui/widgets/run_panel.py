@@ -45,6 +45,9 @@ class RunPanel(Vertical):
         # Per-layer rows of runs that are pruned but not finished (stored when pruning ends):
         # the Layers view shows them while the run trains.
         self.pruned: dict[str, list[dict[str, Any]]] = {}
+        # The Layers view follows the sweep (each run as pruned, then finished) until the
+        # user picks a run there; a new sweep follows again.
+        self._user_picked = False
         self.current: RunConfig | None = None
         self.warnings: list[str] = []
         self._phase = ""
@@ -109,6 +112,7 @@ class RunPanel(Vertical):
         self.current = None
         self.cached = set()
         self.warnings = []
+        self._user_picked = False
         self.query_one(RunProgress).reset()
         self.query_one(RunProgress).set("sweep", 0, len(configs))
         self.query_one(SweepGrid).setup(configs)
@@ -137,10 +141,10 @@ class RunPanel(Vertical):
         progress = self.query_one(RunProgress)
         config = self.current
         if isinstance(event, ev.RunStarted):
-            if event.resumed_from_epoch:
-                self._show_epochs(event.run_id, event.resumed_from_epoch)
-            self._status_for("started" if not event.resumed_from_epoch
-                             else f"resumed after epoch {event.resumed_from_epoch}")
+            if event.resumed_after:
+                self._show_epochs(event.run_id, pruned=event.resumed_phase == "train")
+            self._status_for(f"resumed after {event.resumed_after}" if event.resumed_after
+                             else "started")
         elif isinstance(event, ev.PhaseStarted):
             self._phase = event.phase
             if event.phase == "train":
@@ -218,25 +222,25 @@ class RunPanel(Vertical):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _show_epochs(self, run_id: str, upto: int) -> None:
-        """Show a run's stored epochs (of its last phase, up to ``upto``) again: a resumed
-        run's up to its checkpoint, a stored one's all."""
+    def _show_epochs(self, run_id: str, *, pruned: bool) -> None:
+        """Show a run's stored epochs again: a resumed run's (the engine has dropped those
+        past its checkpoint before it says it started), a stored one's. ``pruned``: it is
+        past pruning."""
         if self.store is None or self.current is None:
             return
         try:
             rows = self.store.epochs(run_id)
         except Exception:
             return
-        phase = "train" if any(r["phase"] == "train" for r in rows) else "pretrain"
-        rows = [r for r in rows if r["phase"] != phase or r["epoch"] <= upto]
         self.query_one(EpochTable).add_stored(rows, {"train": self.current.post_epochs,
                                                      "pretrain": self.current.pre_epochs})
         chart = self.query_one(AccuracyChart)
         chart.set_run(run_id, cell_label(self.current),
                       {r["epoch"]: r["top1"] for r in rows if r["phase"] == "train"})
         progress = self.query_one(RunProgress)
-        progress.set("prune", self.current.iterations, self.current.iterations)
-        total = self.current.post_epochs if phase == "train" else self.current.pre_epochs
+        progress.set("prune", self.current.iterations if pruned else 0, self.current.iterations)
+        phase = "train" if pruned else "pretrain"
+        total = self.current.post_epochs if pruned else self.current.pre_epochs
         progress.set("epoch", sum(r["phase"] == phase for r in rows), total)
 
     def _show_stored(self, run_id: str) -> None:
@@ -244,7 +248,7 @@ class RunPanel(Vertical):
         shown as if it had just run, and the status says so."""
         self.cached.add(run_id)
         if self.current is not None:
-            self._show_epochs(run_id, self.current.post_epochs)
+            self._show_epochs(run_id, pruned=True)
             progress = self.query_one(RunProgress)
             progress.set("epoch", self.current.post_epochs, self.current.post_epochs)
             progress.reset("batch")
@@ -274,7 +278,7 @@ class RunPanel(Vertical):
 
     def _pruned_layers(self, run_id: str) -> None:
         """Offer the training run's layers as pruning left them (the store has them once
-        pruning ends), picked unless the user picked another run."""
+        pruning ends)."""
         if self.store is None or run_id in self.results:
             return
         try:
@@ -283,18 +287,25 @@ class RunPanel(Vertical):
             return
         if layers:
             self.pruned[run_id] = layers
-            current = self.query_one("#pick-run", Select).value
-            self._set_run_choices(run_id if not isinstance(current, str) else current)
+            self._set_run_choices(run_id)
 
     def _set_run_choices(self, value: str) -> None:
+        """Offer the finished runs and those trained as pruned; show ``value``, unless the
+        user picked a run that is still offered."""
         pick = self.query_one("#pick-run", Select)
         by_id = self.configs_by_id
         options = [(run_label(by_id[r]), r) for r in self.results if r in by_id]
         options += [(f"{run_label(by_id[r])} (as pruned)", r) for r in self.pruned
                     if r in by_id and r not in self.results]
-        pick.set_options(options)
-        if any(r == value for _, r in options):
-            pick.value = value
+        offered = {r for _, r in options}
+        if self._user_picked and pick.value in offered:
+            value = str(pick.value)
+        # Quietly: a Changed from here would read as the user's pick (_run_picked).
+        with pick.prevent(Select.Changed):
+            pick.set_options(options)
+            if value in offered:
+                pick.value = value
+        self._show_run(pick.value)
 
     @property
     def configs_by_id(self) -> dict[str, RunConfig]:
@@ -308,17 +319,22 @@ class RunPanel(Vertical):
     @on(Select.Changed, "#pick-run")
     def _run_picked(self, event: Select.Changed) -> None:
         event.stop()
-        result = self.results.get(str(event.value))
+        self._user_picked = True
+        self._show_run(event.value)
+
+    def _show_run(self, run_id: object) -> None:
+        """The Layers view of ``run_id`` (a Select value: maybe blank)."""
+        result = self.results.get(str(run_id))
         density = self.query_one(DensityChart)
         layer_pick = self.query_one("#pick-layer", Select)
         if result is None:
             # A run still training: its density as pruned; weights are histogrammed at its end.
-            density.set_layers(self.pruned.get(str(event.value), []))
+            density.set_layers(self.pruned.get(str(run_id), []))
             layer_pick.set_options([])
             self.query_one(HistogramChart).set_histogram(None)
             return
         density.set_layers(result["layers"])
-        names = [h["layer"] for h in self._histograms(str(event.value))]
+        names = [h["layer"] for h in self._histograms(str(run_id))]
         layer_pick.set_options([(n, n) for n in names])
         if names:
             layer_pick.value = names[0]

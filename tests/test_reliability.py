@@ -105,7 +105,7 @@ def _wait_for_epoch(results: Path, timeout: float = 60) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stores_interrupted_and_resumes(tmp_path: Path, sig: int) -> None:
     args = [*CLI, "run", "--model", "fc", "--dataset", "digits", "--pruner", "rand",
-            "--post-epochs", "300", "--device", "cpu", "--timing-repeats", "1",
+            "--post-epochs", "100000", "--device", "cpu", "--timing-repeats", "1",
             *(["--json"] if sig == signal.SIGTERM else [])]
     p = subprocess.Popen(args, env=env(tmp_path), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
@@ -286,13 +286,15 @@ def test_a_parallel_sweep_signalled_alone_stops_its_workers(tmp_path: Path, how:
     second must be ignored without Python's "ignored due to race condition" traceback."""
     p = subprocess.Popen([*CLI, "sweep", "--models", "fc", "--datasets", "digits", "--pruners",
                           "rand,mag,snip", "--compressions", "1", "--jobs", "2",
-                          "--set", "post_epochs=300", "--set", "device=cpu",
+                          "--set", "post_epochs=100000", "--set", "device=cpu",
                           "--set", "timing_repeats=1"],
                          env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, start_new_session=True)
     try:
         end = time.time() + 90
-        while time.time() < end:  # both workers training
+        # Both workers training (100,000 epochs: on a loaded box one worker may start
+        # seconds after the other, and must not have finished by then).
+        while time.time() < end:
             with contextlib.suppress(Exception):
                 rows = Store(tmp_path).query()
                 if len(rows) == 2 and all(r.epoch >= 1 for r in rows):

@@ -465,6 +465,8 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
         "seconds": elapsed(),
         "data": data,
         "device": str(device),
+        # CPU sums are ordered by thread: metrics are bit-identical for equal thread counts.
+        "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
     store.finish_run(run_id, result)

@@ -24,12 +24,16 @@ from prunetui.core.store import RunRow
 
 # Timed passes whose slowest took this many times the fastest: something else was running.
 BUSY_SPREAD = 2.0
+# ... and this many seconds longer: passes of a millisecond or two (a small net, a small test
+# set) vary twofold with the scheduler alone, and their medians still rank pruners.
+BUSY_GAP = 0.005
 
 
 def busy_spread(fastest: float, slowest: float, repeats: int) -> float | None:
     """``slowest / fastest`` of a run's timed passes when it says the machine was busy (at
-    least 3 passes, spread over ``BUSY_SPREAD``), else None."""
-    if repeats < 3 or fastest <= 0 or slowest <= BUSY_SPREAD * fastest:
+    least 3 passes, spread over ``BUSY_SPREAD`` and ``BUSY_GAP``), else None."""
+    if (repeats < 3 or fastest <= 0 or slowest <= BUSY_SPREAD * fastest
+            or slowest - fastest < BUSY_GAP):
         return None
     return slowest / fastest
 
@@ -405,7 +409,7 @@ def _layer_table(key: str, section: str, title: str, runs: list[RunRow], pruners
         for p in pruners:
             vals = [float(r.result["layers"][i][col]) for r in per[p] if r.result]
             cells.append(Cell(vals, any(r.collapsed for r in per[p]),
-                              "" if vals else "no finished run"))
+                              "" if vals else f"no finished run at compression {at:g}"))
         t.rows.append(([layer["name"]], cells))
     if not template:
         t.notes.append(f"{DASH} no finished run at compression {at:g}")

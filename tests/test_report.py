@@ -85,6 +85,8 @@ def test_report_tables(tmp_path: Path) -> None:
     ]
     assert markdown_table(by["layer_density:vgg16:cifar10"])[2] == (
         "| layers.0.conv | 0.3000 | 0.9000 | —    |")
+    assert by["layer_density:vgg16:cifar10"].notes == [
+        "— SNIP: no finished run at compression 0.5"]  # it has one at 1
     notes = by["accuracy:vgg16:cifar10"].notes
     assert "— SNIP at compression 1: failed" in notes
     assert "— SNIP at compression 0.5: not run" in notes
@@ -226,6 +228,10 @@ def test_a_busy_machines_timings_are_flagged(tmp_path: Path) -> None:
     s.finish_run(quiet, row.result)
     intro = {t.key: t for t in build_report(s.query()).tables}["time:vgg16:cifar10"].intro
     assert "In 2 of the runs the slowest pass took up to 6.0× the fastest" in intro
+    # Millisecond passes vary twofold with the scheduler alone: not a busy machine.
+    from prunetui.core.report import busy_spread
+
+    assert busy_spread(0.0007, 0.0015, 5) is None and busy_spread(0.004, 0.02, 5) == 5.0
 
 
 def test_the_apps_export_picks_compressions_that_finished_runs_have(tmp_path: Path) -> None:

@@ -148,5 +148,7 @@ def summary_table(result: dict[str, Any]) -> Table:
                                    f"{c['max']:.4f}; {i['median'] / c['median']:.2f}x faster; "
                                    f"{how})")
     if "seconds" in result:
-        t.add_row("time", f"{result['seconds']:.1f} s (pruning {result['prune_seconds']:.2f} s)")
+        where = f"; {result['threads']} torch threads" if "threads" in result else ""
+        t.add_row("time", f"{result['seconds']:.1f} s (pruning {result['prune_seconds']:.2f} s"
+                          f"{where})")
     return t

@@ -275,11 +275,18 @@ async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> 
         form.set_values(model="fc", pruners=[])
         await pilot.pause()
         assert "choose at least one pruner" in str(app.query_one("#validation").render())
+        # r on an invalid form puts the focus where the fix is (space then toggles a pruner).
+        app.query_one("#compressions", SelectionList).focus()
+        await pilot.press("r")
+        assert app.focused is app.query_one("#pruners", SelectionList)
         form.set_values(pruners=["rand", "mag"], dataset="digits", extra="9")
         await pilot.pause()
         assert "fc on digits: compression 9 keeps no weight" in str(
             app.query_one("#validation").render())
         assert app.query_one("#extra", Input).has_class("-rejected")
+        await pilot.press("r")
+        assert app.focused is app.query_one("#extra", Input)
+        assert not app.query_one("#options").collapsed
         assert app.query_one("#run", Button).disabled
         form.set_values(extra="nan")  # typed in More c: marked there too
         await pilot.pause()
@@ -317,6 +324,16 @@ async def test_the_reason_a_run_is_refused_stays_in_view_on_a_small_terminal(
                 region = app.screen.find_widget(widget).region
                 assert region.height > 0 and visible.contains_region(region), widget
         assert "invalid lr 'abc'" in str(app.query_one("#validation").render())
+        # Typing in the last field, it stays in view above the message that grows under it.
+        form.set_values(lr="0.001")
+        form.scroll_to(y=0, animate=False)
+        app.query_one("#extra", Input).focus()
+        await pilot.press(*"0.25 9")
+        await pilot.pause()
+        assert "keeps no weight" in str(app.query_one("#validation").render())
+        extra = app.screen.find_widget(app.query_one("#extra", Input)).region
+        foot = app.screen.find_widget(app.query_one("#form-foot")).region
+        assert extra.height > 0 and extra.bottom <= foot.y, (extra, foot)
 
 
 async def test_preview_per_layer_and_data_errors(tmp_path: Path) -> None:

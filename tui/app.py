@@ -183,7 +183,10 @@ class PruneApp(App[None]):
             return
         state = self.main(ConfigForm).state()
         if state.error or not state.configs:
-            self.action_tab("configure")
+            if (len(self.screen_stack) > 1
+                    or self.main("#main-tabs", TabbedContent).active != TABS["configure"]):
+                self.action_tab("configure")
+            self.main(ConfigForm).focus_error(state.error or "")
             self.notify(state.error or "nothing to run", severity="error",
                         title="Invalid configuration")
             return

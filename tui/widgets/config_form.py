@@ -269,7 +269,27 @@ class ConfigForm(Vertical):
                               f"{n} runs: {len(self.selected_pruners())} × "
                               f"{len(self.selected_compressions())} (pruners × c)"))
         self.query_one("#run", Button).disabled = bool(state.error)
+        # The message in the footer takes rows from the scrolling form: keep the field being
+        # typed in above it.
+        self.call_after_refresh(self._show_focused)
         self.post_message(self.Changed(state))
+
+    def _show_focused(self) -> None:
+        focused = self.screen.focused
+        if focused is not None and self in focused.ancestors:
+            focused.scroll_visible(animate=False)
+
+    def focus_error(self, error: str) -> None:
+        """Put the focus on what ``error`` (from ``state``) is about, when it names a field
+        (opening Options for one of its fields); else leave it where it is."""
+        if "at least one pruner" in error or "at least one compression" in error:
+            self.query_one("#pruners" if "pruner" in error else "#compressions").focus()
+            return
+        for needle, field in _FIELD_OF_MESSAGE:
+            if needle in error:
+                self.query_one("#options", Collapsible).collapsed = False
+                self.query_one(f"#{field}", Input).focus()
+                return
 
     @on(Select.Changed)
     @on(Input.Changed)

@@ -351,6 +351,11 @@ async def test_preview_per_layer_and_data_errors(tmp_path: Path) -> None:
             panel.query_one("#preview-title").render()), what="the Mag preview")
         assert "ratio" in str(panel.query_one("#preview-summary").render())
         assert layers.row_count == 6  # fc: 6 linear layers
+        assert panel.border_subtitle == ""  # Mag is ticked
+        app.query_one("#pruners", SelectionList).highlighted = 0  # Rand: not ticked
+        await pilot.pause()
+        assert panel.border_subtitle == "under the cursor · not ticked"
+        app.query_one("#pruners", SelectionList).highlighted = 1
         # SNIP needs data; MNIST isn't there (empty data dir, no download in previews).
         form.set_values(dataset="mnist")
         app.query_one("#pruners", SelectionList).highlighted = 2  # SNIP

@@ -282,8 +282,13 @@ class PruneApp(App[None]):
         config = event.state.preview
         if config is None:
             self._previewed = None
+            panel.border_subtitle = ""
             panel.show_error(None, event.state.error or "invalid configuration")
             return
+        # The preview follows the lists' cursors, to look before ticking: say when what it
+        # shows is not part of the run.
+        panel.border_subtitle = ("" if config in event.state.configs
+                                 else "under the cursor · not ticked")
         if config == self._previewed:
             return
         self._previewed = config

@@ -5,6 +5,7 @@ Real runs use the bundled ``digits`` data with the small ``fc`` model on the CPU
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +32,7 @@ from prunetui.tui.app import PruneApp
 from prunetui.tui.screens.compare import CompareScreen
 from prunetui.tui.screens.confirm import ConfirmScreen
 from prunetui.tui.screens.help import HelpScreen
-from prunetui.tui.screens.results import ResultsView, matches, sort_rows
+from prunetui.tui.screens.results import ResultsView, compile_filter, matches, sort_rows
 from prunetui.tui.screens.run_detail import RunDetailScreen
 from prunetui.tui.widgets.accuracy_chart import AccuracyChart
 from prunetui.tui.widgets.config_form import ConfigForm
@@ -555,6 +556,16 @@ def test_filter_and_sort_functions(tmp_path: Path) -> None:
     assert [r.pruner for r in rows if matches(r, "SynFlow")] == ["synflow"]
     assert [r.pruner for r in rows if matches(r, "status=cancelled")] == ["snip"]
     assert not [r for r in rows if matches(r, "c=x")]
+    assert sorted(r.top1 for r in rows if matches(r, "top1>90")) == [91.0, 92.5]
+    assert [r.pruner for r in rows if matches(r, "c>=2")] == ["mag"]
+    assert [r.pruner for r in rows if matches(r, "status!=finished")] == ["snip"]
+    assert [r.pruner for r in rows if matches(r, "epochs=2")] == ["snip"]
+    assert len([r for r in rows if matches(r, "c=")]) == 5  # still being typed: no test yet
+    for bad, said in (("foo=bar", "unknown filter key 'foo'; keys: model, dataset"),
+                      ("c=abc", "c=abc: 'abc' is not a number"),
+                      ("pruner>snip", "pruner>snip: pruner takes = or != only")):
+        with pytest.raises(ValueError, match=re.escape(said)):
+            compile_filter(bad)
     assert [r.top1 for r in sort_rows(rows, "top1")][:3] == [92.5, 91.0, 80.0]
     assert [r.pruner for r in sort_rows(rows, "pruner")] == ["rand", "mag", "mag", "snip",
                                                              "synflow"]
@@ -633,6 +644,15 @@ async def test_an_empty_results_table_says_why(tmp_path: Path) -> None:
         app.query_one("#filter", Input).value = "pruner=grasp"
         await pilot.pause()
         assert app.query_one(RunsTable).border_subtitle == "no run matches the filter"
+        app.query_one("#filter", Input).value = "top1>90 foo=1"
+        await pilot.pause()
+        assert str(app.query_one(RunsTable).border_subtitle).startswith(
+            "✗ unknown filter key 'foo'; keys: model, dataset")
+        assert app.query_one("#filter", Input).has_class("-rejected")
+        app.query_one("#filter", Input).value = "top1>90"
+        await pilot.pause()
+        assert app.query_one(RunsTable).row_count == 2
+        assert not app.query_one("#filter", Input).has_class("-rejected")
 
 
 async def test_run_detail_resumes_its_own_run(tmp_path: Path) -> None:

@@ -44,6 +44,13 @@ def test_run_json_then_runs_show_export(tmp_path: Path) -> None:
 
     r = runner.invoke(app, ["runs"])
     assert r.exit_code == 0 and rid in r.output and "finished" in r.output
+    row = next(ln for ln in r.output.splitlines() if rid in ln)
+    assert re.search(r"│ 2 +│ finished", row), row  # its epochs: runs differing only there
+    r = runner.invoke(app, ["runs", "--model", "vgg16", "--pruner", "snip"])
+    assert r.exit_code == 0
+    assert r.output == f"no run in {results()} matches --model vgg16 --pruner snip\n"
+    r = runner.invoke(app, ["runs", "--results-dir", str(tmp_path / "none")])
+    assert r.output == f"0 runs in {tmp_path / 'none'} (nothing stored there yet)\n"
     r = runner.invoke(app, ["runs", "--json"])
     assert json.loads(r.stdout)[0]["run_id"] == rid
     r = runner.invoke(app, ["show", rid[:4]])

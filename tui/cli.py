@@ -543,17 +543,28 @@ def runs_cmd(
     if as_json:
         _emit_json([{k: v for k, v in r.__dict__.items() if k != "result"} for r in rows])
         return
+    if not rows:
+        asked = [f"--{k} {v}" for k, v in (("model", model), ("dataset", dataset),
+                                           ("pruner", pruner), ("status", status),
+                                           ("sweep", sweep)) if v is not None]
+        out.print(f"no run in {store.root} matches {' '.join(asked)}" if asked else
+                  f"0 runs in {store.root}" + ("" if store.db_path.exists() else
+                                                " (nothing stored there yet)"))
+        return
     from rich.table import Table
 
-    t = Table("id", "model", "dataset", "pruner", "c", "seed", "status", "top-1", "density",
-              "FLOP ratio", "time", title=_count(len(rows), "run"), title_justify="left")
+    from prunetui.tui.widgets.fmt import epochs, seconds
+
+    t = Table("id", "model", "dataset", "pruner", "c", "seed", "epochs", "status", "top-1",
+              "density", "FLOP ratio", "time", title=_count(len(rows), "run"),
+              title_justify="left")
     for r in rows:
         t.add_row(r.run_id, r.model, r.dataset, r.pruner, f"{r.compression:g}", str(r.seed),
-                  r.status + (" ‡" if r.collapsed else ""),
+                  epochs(r.config), r.status + (" ‡" if r.collapsed else ""),
                   f"{r.top1:.2f}" if r.top1 is not None else "—",
                   f"{r.density:.4g}" if r.density is not None else "—",
                   f"{r.flop_ratio:.4f}" if r.flop_ratio is not None else "—",
-                  f"{r.seconds:.0f}s" if r.seconds is not None else "—")
+                  seconds(r.seconds))
     out.print(t)
 
 

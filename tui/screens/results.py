@@ -7,7 +7,9 @@ be tested without a terminal.
 
 from __future__ import annotations
 
+import operator
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,38 +27,95 @@ from prunetui.tui.screens.compare import CompareScreen
 from prunetui.tui.screens.run_detail import RunDetailScreen
 from prunetui.tui.widgets.runs_table import RunsTable
 
-_KEYS = {"model": "model", "arch": "model", "dataset": "dataset", "data": "dataset",
-         "pruner": "pruner", "c": "compression", "compression": "compression", "seed": "seed",
-         "status": "status", "id": "run_id", "run": "run_id"}
+# Filter keys: the row field each names, and whether it compares as a number.
+_KEYS: dict[str, tuple[str, bool]] = {
+    "model": ("model", False), "arch": ("model", False), "dataset": ("dataset", False),
+    "data": ("dataset", False), "pruner": ("pruner", False), "status": ("status", False),
+    "id": ("run_id", False), "run": ("run_id", False), "c": ("compression", True),
+    "compression": ("compression", True), "seed": ("seed", True), "top1": ("top1", True),
+    "epochs": ("epochs", True), "ep": ("epochs", True), "density": ("density", True),
+    "flops": ("flop_ratio", True),
+}
+_TOKEN = re.compile(r"^([a-z][a-z0-9_-]*)(>=|<=|!=|=|>|<)(.*)$")
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "=": lambda a, b: abs(a - b) <= 1e-9, "!=": lambda a, b: abs(a - b) > 1e-9,
+    ">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
+FILTER_HELP = ("model, dataset, pruner, status, id (= or !=); c, seed, top1, epochs, density, "
+               "flops (also > < >= <=); or plain words")
+
+
+def _field(row: RunRow, field: str) -> Any:
+    if field == "epochs":
+        return row.config.get("post_epochs")
+    return getattr(row, field)
+
+
+def compile_filter(query: str) -> Callable[[RunRow], bool]:
+    """A predicate for ``query``: every token must hold. ``key=value`` (or ``!=``, and
+    ``> < >= <=`` for numeric keys, see ``FILTER_HELP``) or a word found in the run's id,
+    names or status. A token still being typed (``c=``) is ignored. Raises ``ValueError``
+    naming the bad token and the valid keys."""
+    tests: list[Callable[[RunRow], bool]] = []
+    for token in query.lower().split():
+        m = _TOKEN.match(token)
+        if m is None:
+            tests.append(_word_test(token))
+            continue
+        key, op, value = m.groups()
+        if key not in _KEYS:
+            raise ValueError(f"unknown filter key {key!r}; keys: {FILTER_HELP}")
+        if not value:
+            continue
+        field, numeric = _KEYS[key]
+        if numeric:
+            try:
+                number = float(value)
+            except ValueError:
+                raise ValueError(f"{token}: {value!r} is not a number") from None
+            tests.append(_number_test(field, _COMPARE[op], number))
+            continue
+        if op not in ("=", "!="):
+            raise ValueError(f"{token}: {key} takes = or != only")
+        tests.append(_text_test(field, value, negate=op == "!="))
+    return lambda row: all(t(row) for t in tests)
+
+
+def _word_test(word: str) -> Callable[[RunRow], bool]:
+    return lambda row: word in _haystack(row)
+
+
+def _number_test(field: str, compare: Callable[[float, float], bool],
+                 number: float) -> Callable[[RunRow], bool]:
+    def test(row: RunRow) -> bool:
+        actual = _field(row, field)
+        return actual is not None and compare(float(actual), number)
+    return test
+
+
+def _text_test(field: str, value: str, *, negate: bool) -> Callable[[RunRow], bool]:
+    return lambda row: _text_match(row, field, value) != negate
+
+
+def _haystack(row: RunRow) -> str:
+    return " ".join([row.run_id, row.model, row.dataset, row.pruner,
+                     PRUNERS.get(row.pruner, ""), row.status]).lower()
+
+
+def _text_match(row: RunRow, field: str, value: str) -> bool:
+    if field == "run_id":
+        return row.run_id.startswith(value)
+    if field == "pruner":
+        return value in (row.pruner, PRUNERS.get(row.pruner, "").lower())
+    return str(_field(row, field)).lower() == value
 
 
 def matches(row: RunRow, query: str) -> bool:
-    """Whether ``row`` matches every token of ``query``: ``key=value`` (model, dataset, pruner,
-    c, seed, status, id) or a word found in the run's id, names or status."""
-    hay = " ".join([row.run_id, row.model, row.dataset, row.pruner,
-                    PRUNERS.get(row.pruner, ""), row.status]).lower()
-    for token in query.lower().split():
-        key, sep, value = token.partition("=")
-        if sep and key in _KEYS:
-            field = _KEYS[key]
-            actual = getattr(row, field)
-            if field == "compression":
-                try:
-                    if abs(float(value) - actual) > 1e-9:
-                        return False
-                except ValueError:
-                    return False
-            elif field == "run_id":
-                if not row.run_id.startswith(value):
-                    return False
-            elif field == "pruner":
-                if value not in (row.pruner, PRUNERS.get(row.pruner, "").lower()):
-                    return False
-            elif str(actual).lower() != value:
-                return False
-        elif token not in hay:
-            return False
-    return True
+    """Whether ``row`` passes the filter ``query`` (``compile_filter``; an invalid filter
+    matches nothing)."""
+    try:
+        return compile_filter(query)(row)
+    except ValueError:
+        return False
 
 
 SORTS: dict[str, tuple[str, Callable[[RunRow], Any], bool]] = {
@@ -110,7 +169,7 @@ class ResultsView(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="results-bar"):
-            yield Input(placeholder="filter: words or key=value (pruner=snip c=1)",
+            yield Input(placeholder="filter: words, key=value, key>value (pruner=snip top1>90)",
                         id="filter", compact=True)
             yield Select([(label, key) for key, (label, _, _) in SORTS.items()],
                          value="oldest", allow_blank=False, compact=True, id="sort")
@@ -165,16 +224,29 @@ class ResultsView(Vertical):
             return []
 
     def visible_rows(self) -> list[RunRow]:
-        query = self.query_one("#filter", Input).value
+        """The runs the filter passes (none while it is invalid), in the chosen order."""
+        try:
+            keep = compile_filter(self.query_one("#filter", Input).value)
+        except ValueError:
+            return []
         key = str(self.query_one("#sort", Select).value)
-        return sort_rows([r for r in self.rows if matches(r, query)], key, self._reverse)
+        return sort_rows([r for r in self.rows if keep(r)], key, self._reverse)
 
     def _redraw(self) -> None:
         table = self.query_one(RunsTable)
         shown = self.visible_rows()
         table.set_rows(shown)
         table.border_title = f"Runs {len(shown)}/{len(self.rows)}"
-        if table.marked:
+        filter_input = self.query_one("#filter", Input)
+        try:
+            compile_filter(filter_input.value)
+            problem = ""
+        except ValueError as e:
+            problem = str(e)
+        filter_input.set_class(bool(problem), "-rejected")
+        if problem:
+            table.border_subtitle = f"✗ {problem}"
+        elif table.marked:
             table.border_subtitle = f"{len(table.marked & {r.run_id for r in shown})} marked"
         elif not self.rows:
             table.border_subtitle = ("no runs yet: configure one (1) and press r, or use "

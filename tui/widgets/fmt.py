@@ -43,6 +43,20 @@ def ratio(x: float | None) -> str:
     return "—" if x is None else f"{x:.4f}"
 
 
+def epochs(config: dict[str, Any]) -> str:
+    """A stored run's training length: '10', or '1+10' with pre-training (runs that differ
+    only in it would otherwise look alike in a list)."""
+    pre, post = int(config.get("pre_epochs", 0)), int(config.get("post_epochs", 0))
+    return f"{pre}+{post}" if pre else str(post)
+
+
+def seconds(x: float | None) -> str:
+    """A wall time: '0.42s' under 10 s (a tiny run is not '0s'), else whole seconds."""
+    if x is None:
+        return "—"
+    return f"{x:.2g}s" if x < 10 else f"{x:.0f}s"
+
+
 def pruner_name(key: str) -> str:
     return PRUNERS.get(key, key)
 

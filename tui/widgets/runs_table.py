@@ -9,11 +9,12 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 
 from prunetui.core.store import RunRow
-from prunetui.tui.widgets.fmt import pct, pruner_name, ratio
+from prunetui.tui.widgets.fmt import epochs, pct, pruner_name, ratio
 from prunetui.tui.widgets.table import Table
 
 COLUMNS = (("✓", "mark"), ("Run", "run"), ("Model", "model"), ("Data", "dataset"),
-           ("Pruner", "pruner"), ("c", "compression"), ("Seed", "seed"), ("Status", "status"),
+           ("Pruner", "pruner"), ("c", "compression"), ("Seed", "seed"), ("Ep", "epochs"),
+           ("Status", "status"),
            ("Top-1", "top1"), ("FLOPs", "flop_ratio"))
 STATUS_COLORS = {"finished": "success", "running": "accent", "cancelled": "warning"}
 
@@ -50,7 +51,7 @@ class RunsTable(Table[Text]):
                 Text("✓" if r.run_id in self.marked else " "), Text(r.run_id[:8]),
                 Text(r.model), Text(r.dataset), Text(pruner_name(r.pruner)),
                 Text(f"{r.compression:g}", justify="right"), Text(str(r.seed), justify="right"),
-                Text(r.status, style=color),
+                Text(epochs(r.config), justify="right"), Text(r.status, style=color),
                 Text(pct(r.top1) + (" ‡" if r.collapsed else ""), justify="right"),
                 Text(ratio(r.flop_ratio), justify="right"), key=r.run_id)
         if current is not None and current in self.rows:

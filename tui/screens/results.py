@@ -169,7 +169,7 @@ class ResultsView(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="results-bar"):
-            yield Input(placeholder="filter: words, key=value, key>value (pruner=snip top1>90)",
+            yield Input(placeholder="filter: pruner=snip top1>90 or words",
                         id="filter", compact=True)
             yield Select([(label, key) for key, (label, _, _) in SORTS.items()],
                          value="oldest", allow_blank=False, compact=True, id="sort")

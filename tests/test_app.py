@@ -750,7 +750,16 @@ async def test_help_theme_palette_commands(tmp_path: Path) -> None:
         await pilot.press("t")
         assert app.theme != theme
         titles = {c.title for c in app.get_system_commands(app.screen)}
-        assert {"Run", "Cancel run", "Results", "Export report", "Help"} <= titles
+        assert {"Run", "Cancel run", "Results", "Export report", "Help", "Next view",
+                "Filter results", "Compare runs", "Delete runs"} <= titles
+        commands = {c.title: c.callback for c in app.get_system_commands(app.screen)}
+        commands["Filter results"]()
+        await pilot.pause()
+        assert app.focused is app.query_one("#filter", Input)
+        commands["Next view"]()
+        await pilot.pause()
+        assert app.query_one("#main-tabs").active == "tab-run"
+        assert app.query_one("#run-tabs", TabbedContent).active == RunPanel.VIEWS[1]
         await pilot.press("2")
         assert app.query_one("#main-tabs").active == "tab-run"
         await pilot.press("c")  # nothing to cancel: the binding is disabled

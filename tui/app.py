@@ -7,7 +7,7 @@ never blocks; torch is imported only inside those workers, so the first frame pa
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -33,6 +33,7 @@ from prunetui.tui.widgets.fmt import for_app, run_label
 from prunetui.tui.widgets.key_bar import KeyBar
 from prunetui.tui.widgets.preview import PreviewPanel
 from prunetui.tui.widgets.run_panel import RunPanel
+from prunetui.tui.widgets.runs_table import RunsTable
 
 W = TypeVar("W", bound=Widget)
 TABS = {"configure": "tab-configure", "run": "tab-run", "results": "tab-results"}
@@ -264,12 +265,32 @@ class PruneApp(App[None]):
                             lambda: self.action_tab("run"))
         yield SystemCommand("Results", "Show the stored runs (3)",
                             lambda: self.action_tab("results"))
+        yield SystemCommand("Next view", "Run tab: live, charts, layers (v)",
+                            self._palette_next_view)
+        yield SystemCommand("Filter results", "Results: type a filter (/)",
+                            self._palette_results(lambda v: v.action_focus_filter()))
+        yield SystemCommand("Compare runs", "Results: the marked runs' curves (v)",
+                            self._palette_results(
+                                lambda v: v.query_one(RunsTable).action_compare()))
+        yield SystemCommand("Delete runs", "Results: the marked runs, after asking (del)",
+                            self._palette_results(lambda v: v.action_delete()))
         yield SystemCommand("Export report", "Write report.md of the marked or shown runs",
                             self.action_export)
         yield SystemCommand("Refresh results", "Read the results store again",
                             self.action_refresh_results)
         yield SystemCommand("Toggle light/dark", "Switch the theme (t)", self.action_toggle_dark)
         yield SystemCommand("Help", "Keys and what each tab does (?)", self.action_help)
+
+    def _palette_next_view(self) -> None:
+        self.action_tab("run")
+        self.main(RunPanel).action_next_view()
+
+    def _palette_results(self, act: Callable[[ResultsView], None]) -> Callable[[], None]:
+        """A palette command acting on the Results tab (shown first)."""
+        def run() -> None:
+            self.action_tab("results")
+            act(self.main(ResultsView))
+        return run
 
     # -- configure and preview -------------------------------------------------------------
 

@@ -757,9 +757,9 @@ async def test_help_theme_palette_commands(tmp_path: Path) -> None:
         await pilot.pause()
         assert app.focused is app.query_one("#filter", Input)
         commands["Next view"]()
-        await pilot.pause()
+        views = app.query_one("#run-tabs", TabbedContent)
+        await wait_for(pilot, lambda: views.active == RunPanel.VIEWS[1], what="the next view")
         assert app.query_one("#main-tabs").active == "tab-run"
-        assert app.query_one("#run-tabs", TabbedContent).active == RunPanel.VIEWS[1]
         await pilot.press("2")
         assert app.query_one("#main-tabs").active == "tab-run"
         await pilot.press("c")  # nothing to cancel: the binding is disabled

@@ -282,8 +282,11 @@ class PruneApp(App[None]):
         yield SystemCommand("Help", "Keys and what each tab does (?)", self.action_help)
 
     def _palette_next_view(self) -> None:
+        # The view first, then the tab, which puts the focus in the view it shows (a focus
+        # left in the view before would pull the views back to it).
+        panel = self.main(RunPanel)
+        panel.query_one("#run-tabs", TabbedContent).active = panel.following_view()
         self.action_tab("run")
-        self.main(RunPanel).action_next_view()
 
     def _palette_results(self, act: Callable[[ResultsView], None]) -> Callable[[], None]:
         """A palette command acting on the Results tab (shown first)."""

@@ -78,9 +78,13 @@ class RunPanel(Vertical):
 
     def action_next_view(self) -> None:
         """Live → Charts → Layers → Live."""
-        tabs = self.query_one("#run-tabs", TabbedContent)
-        i = self.VIEWS.index(tabs.active) if tabs.active in self.VIEWS else -1
-        self.show_view(self.VIEWS[(i + 1) % len(self.VIEWS)])
+        self.show_view(self.following_view())
+
+    def following_view(self) -> str:
+        """The view after the one shown."""
+        active = self.query_one("#run-tabs", TabbedContent).active
+        i = self.VIEWS.index(active) if active in self.VIEWS else -1
+        return self.VIEWS[(i + 1) % len(self.VIEWS)]
 
     def show_view(self, view: str) -> None:
         """Show one of ``VIEWS`` with the focus in it."""

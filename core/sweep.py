@@ -71,11 +71,25 @@ class SweepSpec:
             if cfg.run_id not in seen:
                 seen.add(cfg.run_id)
                 out.append(cfg)
+        # Settings for a pruner the grid does not run are checked all the same: a bad value
+        # there is a mistake whether or not the pruner runs today.
+        for pruner in set(self.overrides) - set(self.pruners):
+            for model, dataset in itertools.product(self.models, self.datasets):
+                RunConfig(model=model, dataset=dataset, pruner=pruner,
+                          **{**self.settings, **self.overrides[pruner]}).validate()
         return out
+
+
+# The grid's axes, which --set cannot change: each has its own option.
+_AXES = {"model": "models", "dataset": "datasets", "pruner": "pruners",
+         "compression": "compressions", "seed": "seeds"}
 
 
 def coerce(key: str, value: Any) -> Any:
     """Check and convert one setting's value to its RunConfig field type (from --set or TOML)."""
+    if key in _AXES:
+        raise ConfigError(f"{key!r} is an axis of the grid, not a setting: use "
+                          f"--{_AXES[key]} (grid.{_AXES[key]} in a sweep file)")
     if key not in SETTING_NAMES:
         raise ConfigError(choices_message("setting", key, list(SETTING_NAMES)))
     hint = typing.get_type_hints(RunConfig)[key]

@@ -87,7 +87,8 @@ def test_run_json_then_runs_show_export(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("extra", "expect"), [
     (["--datasets", "mnist", "--set", "device=cpu", "--data-dir", "{tmp}/none",
       "--no-download"], "mnist not found: expected {tmp}/none/MNIST/raw/"),
-    (["--datasets", "digits", "--devices", "cuda:0"], "device 'cuda:0' is not available"),
+    (["--datasets", "digits", "--devices", "cuda:0"], "device 'cuda:0' is not available: no "
+     "CUDA GPU is visible; use --devices cpu, or leave it out"),
     (["--datasets", "digits", "--set", "device=cpu", "--results-dir", "{tmp}/file"],
      "results dir {tmp}/file is a file"),
 ])
@@ -226,6 +227,8 @@ BAD = [
     (["run", "--batch-size", "0"], "invalid batch-size 0"),
     (["run", "--test-batch-size", "-1"], "invalid test-batch-size -1"),
     (["run", "--lr", "0"], "invalid lr 0.0"),
+    (["run", "--amp", "--device", "cpu"], "--amp is mixed precision on a CUDA GPU and does "
+     "nothing with --device cpu"),
     (["run", "--model", "vgg16", "--dataset", "mnist"], "model 'vgg16' needs 32x32 inputs"),
     (["run", "--dataset", "mnist", "--no-download"], "MNIST"),
     (["run", "--bogus"], "No such option: --bogus"),
@@ -233,6 +236,13 @@ BAD = [
     (["inspect", "vgg16", "--dataset", "mnist"], "model 'vgg16' needs 32x32 inputs"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
       "epochs=3"], "unknown setting 'epochs'"),
+    (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
+      "seed=3"], "'seed' is an axis of the grid, not a setting: use --seeds"),
+    (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--pruners",
+      "rand", "--set", "mag.lr=-1"], "invalid lr -1.0"),  # checked though mag does not run
+    (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
+      "device=cuda:7"], "device 'cuda:7' is not available: no CUDA GPU is visible; use "
+     "--set device=cpu (or auto)"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "x"],
      "invalid compressions 'x'"),
     (["sweep", "--models", "fc", "--datasets", "digits"], "a sweep needs --compressions"),
@@ -505,3 +515,10 @@ def test_shows_curve_of_a_flat_run_keeps_its_axis_at_its_value() -> None:
 
     assert max(ticks(100.0)) == 100.0 and min(ticks(100.0)) >= 90.0, ticks(100.0)
     assert min(ticks(0.0)) == 0.0, ticks(0.0)  # no negative accuracy
+
+
+def test_an_unknown_command_lists_the_commands() -> None:
+    r = runner.invoke(app, ["foo"])
+    assert r.exit_code == 2 and r.stderr == (
+        "error: No such command 'foo'; commands: models, datasets, run, inspect, sweep, runs, "
+        "show, rm, gc, export\n")

@@ -65,7 +65,7 @@ def test_toml_and_set_agree(tmp_path: Path) -> None:
         (["post_epochs=three"], "invalid value 'three' for setting 'post_epochs'"),
         (["post_epochs"], "write KEY=VALUE"),
         (["amp=maybe"], "invalid value 'maybe' for setting 'amp'"),
-        (["model=fc"], "unknown setting 'model'"),
+        (["model=fc"], "'model' is an axis of the grid, not a setting: use --models"),
     ],
 )
 def test_bad_sets(items: list[str], needle: str) -> None:

@@ -38,6 +38,8 @@ class _OneLineErrors(TyperGroup):
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as e:  # usage errors: bad option, wrong type, no command
             message = e.format_message()
+            if message.startswith("No such command"):
+                message = f"{message.rstrip('.')}; commands: {', '.join(self.commands)}"
             _fail(message + _given(e, args, message), e.exit_code)
         except PrunetuiError as e:
             _fail(str(e), e.exit_code)
@@ -514,7 +516,12 @@ def _preflight(configs: list[RunConfig], devices: list[str], data_dir: Path | No
     from prunetui.core.train import resolve_device
 
     for d in devices or sorted({c.device for c in configs}):
-        resolve_device(d)
+        try:
+            resolve_device(d)
+        except ConfigError as e:  # its advice names run's --device, which sweep has not
+            fix = ("use --devices cpu, or leave it out" if devices
+                   else "use --set device=cpu (or auto)")
+            raise ConfigError(str(e).replace("use --device cpu or auto", fix)) from None
     store.check_writable()
     for name in sorted({c.dataset for c in configs}):
         ensure_files(name, data_dir, download)

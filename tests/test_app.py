@@ -264,7 +264,8 @@ async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> 
         form.set_values(lr="0.01", batch="0", device="auto")
         await pilot.pause()
         msg = str(app.query_one("#validation", Static).render())
-        assert msg == "✗ invalid batch-size 0; it must be an integer >= 1"  # validate()'s text
+        assert msg == "✗ invalid Batch size 0; it must be an integer >= 1"  # the field's name
+        assert app.query_one("#batch", Input).has_class("-rejected")
         form.set_values(batch="64", model="vgg11")
         await pilot.pause()
         msg = str(app.query_one("#validation", Static).render())

@@ -39,8 +39,9 @@ def compression_label(c: float) -> str:
 
 # Which input shows a validation message (matched on the message's text).
 _FIELD_OF_MESSAGE = (
-    ("post-epochs", "epochs"), ("invalid lr ", "lr"), ("batch-size", "batch"),
-    ("invalid seed", "seed"), ("device '", "device"), ("prune-iterations", "iters"),
+    # (in the app's wording: ``for_app``)
+    ("invalid Epochs", "epochs"), ("invalid lr ", "lr"), ("invalid Batch size", "batch"),
+    ("invalid seed", "seed"), ("device '", "device"), ("invalid Prune iters", "iters"),
     ("extra compression", "extra"), ("keeps no weight", "extra"),
     # The listed compressions are all valid: an invalid one was typed in "More c".
     ("invalid compression", "extra"),

@@ -16,6 +16,9 @@ _APP_WORDING = (
     ("pass --results-dir DIR", "start the app with --results-dir DIR"),
     ("or force a rerun (run --force)", "or delete it in Results (del) to run it again"),
     ("`prunetui rm` them (or `prunetui run --force`)", "delete them in Results (del)"),
+    # The CLI's option names, as the form labels those fields.
+    ("invalid post-epochs", "invalid Epochs"), ("invalid batch-size", "invalid Batch size"),
+    ("invalid prune-iterations", "invalid Prune iters"),
 )
 
 

@@ -522,3 +522,17 @@ def test_an_unknown_command_lists_the_commands() -> None:
     assert r.exit_code == 2 and r.stderr == (
         "error: No such command 'foo'; commands: models, datasets, run, inspect, sweep, runs, "
         "show, rm, gc, export\n")
+
+
+def test_a_run_interrupted_before_it_started_says_nothing_was_stored(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from prunetui.core import experiment
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the data loads, say
+
+    monkeypatch.setattr(experiment, "run", interrupted)
+    r = runner.invoke(app, ["run", *FAST, "--pruner", "mag"])
+    assert r.exit_code == 130
+    assert r.stderr.startswith("interrupted before run ")
+    assert r.stderr.endswith(" started; nothing was stored\n")

@@ -117,11 +117,11 @@ def test_signal_stores_interrupted_and_resumes(tmp_path: Path, sig: int) -> None
     assert p.returncode == 130
     if sig == signal.SIGTERM:  # --json: a script still reads the stored row
         assert json.loads(out)["status"] == "interrupted"
-    assert [ln for ln in err.splitlines() if ln.startswith(("error:", "interrupted"))] == [
-        "interrupted: any run it had started is stored as interrupted, and the same command "
-        "resumes it"]
     assert "Traceback" not in err
     row = Store(tmp_path).query()[0]
+    assert [ln for ln in err.splitlines() if ln.startswith(("error:", "interrupted"))] == [
+        f"interrupted: run {row.run_id} is stored as interrupted (after epoch {row.epoch}); "
+        "the same command resumes it from its last checkpoint"]
     assert row.status == "interrupted" and row.epoch >= 1
     assert (tmp_path / row.run_id / "resume.pt").exists()
     if sig == signal.SIGINT:  # what pruning left is shown, though the run has no result

@@ -292,6 +292,19 @@ def run_cmd(
             else:
                 _emit_json({"run_id": config.run_id, "status": default,
                             "error": str(e) or "interrupted"})
+        if isinstance(e, KeyboardInterrupt):
+            row = store.get(config.run_id)
+            if row is not None and row.status == "finished" and (
+                    stored is None or row.updated != stored.updated):
+                raise _Interrupted(f"interrupted as run {config.run_id} finished; its result "
+                                   "is stored") from None
+            if row is None or failed_attempt_status(stored, row, "") != "interrupted":
+                raise _Interrupted(f"interrupted before run {config.run_id} started; "
+                                   "nothing was stored") from None
+            where = f"after epoch {row.epoch}" if row.epoch else "before training"
+            raise _Interrupted(f"interrupted: run {config.run_id} is stored as interrupted "
+                               f"({where}); the same command resumes it from its last "
+                               "checkpoint") from None
         raise
     if cached:  # said once the engine has accepted it (its data may not match)
         err.print(f"run {config.run_id} is already stored; showing it (--force reruns it)")

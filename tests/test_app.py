@@ -670,7 +670,10 @@ async def test_run_detail_resumes_its_own_run(tmp_path: Path) -> None:
             assert isinstance(app.screen, RunDetailScreen)
             keys = [d for _, _, d, _ in app.screen.query_one(KeyBar).items()[0]]
             if app.screen.row.status == "finished":
-                assert "Resume" not in keys  # nothing to resume
+                assert "Resume" not in keys and "Run" not in keys  # nothing to resume
+                await pilot.press("r")  # nor does it start the Configure tab's run
+                await pilot.pause()
+                assert not app.sweep_active and isinstance(app.screen, RunDetailScreen)
                 await pilot.press("escape")
         assert "r resumes it" in str(app.screen.query_one("#detail-summary").render())
         assert "Resume" in keys

@@ -28,6 +28,7 @@ from prunetui.core.store import Store, default_results_dir
 from prunetui.tui import worker as glue
 from prunetui.tui.screens.confirm import ConfirmScreen
 from prunetui.tui.screens.results import ResultsView
+from prunetui.tui.screens.run_detail import RunDetailScreen
 from prunetui.tui.widgets.config_form import ConfigForm, FormState
 from prunetui.tui.widgets.fmt import for_app, run_label
 from prunetui.tui.widgets.key_bar import KeyBar
@@ -172,6 +173,8 @@ class PruneApp(App[None]):
         if action == "cancel":
             return True if self.sweep_active else None
         if action == "run":
+            if isinstance(self.screen, RunDetailScreen):
+                return False  # r there is the run's own resume; a finished run has none
             return None if self.sweep_active else True
         if action == "leave_field":
             return isinstance(self.focused, Input)

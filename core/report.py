@@ -89,7 +89,8 @@ class Cell:
                                "collapsed": self.collapsed}
         if self.values:
             out["mean"] = statistics.fmean(self.values)
-            out["std"] = statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+            # Sample std (n - 1): undefined for one run, not 0.
+            out["std"] = statistics.stdev(self.values) if len(self.values) > 1 else None
         else:
             out["missing"] = self.why_empty
         if self.left_out:
@@ -475,8 +476,9 @@ def to_csv(report: Report) -> str:
         for labels, cells in t.rows:
             for col, c in zip(t.columns, cells, strict=True):
                 j = c.to_json()
+                std = j.get("std")
                 w.writerow([t.key, t.section, " ".join(labels), col, j.get("mean", ""),
-                            j.get("std", ""), j["n"], int(c.collapsed), j.get("missing", ""),
+                            "" if std is None else std, j["n"], int(c.collapsed), j.get("missing", ""),
                             c.left_out])
     return buf.getvalue()
 

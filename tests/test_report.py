@@ -103,6 +103,7 @@ def test_report_renderers(tmp_path: Path) -> None:
     rows = to_csv(rep).splitlines()
     assert rows[0] == "table,section,row,column,mean,std,n,collapsed,missing,left_out"
     assert "accuracy_by_arch,1.1,Cifar10 VGG16,Mag,90.0,1.4142135623730951,2,0,," in rows
+    assert "accuracy_by_arch,1.1,Cifar10 VGG16,Rand,10.0,,1,1,," in rows  # one run: no std
     doc = json.loads(to_json(rep))
     cell = doc["tables"][0]["rows"][0]["cells"][2]
     assert cell == {"n": 0, "values": [], "collapsed": False, "missing": "failed"}

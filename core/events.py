@@ -6,7 +6,9 @@ TUI posts them as messages, the sweep driver forwards them across processes.
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,6 +97,30 @@ Emit = Callable[[Event], None]
 
 def ignore(_: Event) -> None:
     """An ``Emit`` that drops every event."""
+
+
+class ProgressThrottle:
+    """Thins progress events (batches, pruning steps) to one of each kind per ``interval``
+    seconds, for a display or a queue that cannot take hundreds a second; the last batch of
+    an epoch and the last step of the pruning always pass, and every other event."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last: dict[type, float] = {}
+
+    def passes(self, event: Event) -> bool:
+        """Whether ``event`` goes on (and, if it is progress, starts a new interval)."""
+        if isinstance(event, BatchProgress):
+            final = event.batch == event.batches
+        elif isinstance(event, PruneStep):
+            final = event.iteration == event.iterations
+        else:
+            return True
+        now = time.monotonic()
+        if not final and now - self._last.get(type(event), -math.inf) < self.interval:
+            return False
+        self._last[type(event)] = now
+        return True
 
 
 class CancelToken:

@@ -39,12 +39,11 @@ import signal
 import socket
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prunetui.core.errors import ConfigError
-from prunetui.core.events import BatchProgress, Event, RunFailed, RunFinished
+from prunetui.core.events import Event, ProgressThrottle, RunFailed, RunFinished
 from prunetui.core.store import Store, atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
@@ -60,7 +59,7 @@ RESULT = "result.json"  # in a task's checkpoint dir: the finished run's record
 RESUME, FINAL, HISTOGRAMS = "resume.pt", "final.pt", "histograms.json"
 FAILED = ("failed", "cancelled", "interrupted", "diverged", "oom")  # statuses a task reports
 POLL_SECONDS = 0.2
-BATCH_EVENT_SECONDS = 1.0
+PROGRESS_EVENT_SECONDS = 1.0  # at most one batch (or pruning step) event a second per task
 HUB_TIMEOUT_SECONDS = 60.0
 
 
@@ -372,7 +371,7 @@ class _Relay:
         self._ray = ray
         self._hub = hub
         self._hook = hook
-        self._last_batch = 0.0
+        self._throttle = ProgressThrottle(PROGRESS_EVENT_SECONDS)
 
     def op(self, *msg: Any) -> None:
         self._send(msg, wait=True)
@@ -380,12 +379,8 @@ class _Relay:
     def emit(self, event: Event) -> None:
         if self._hook is not None:
             self._hook(event)
-        if isinstance(event, BatchProgress):
-            now = time.monotonic()
-            if now - self._last_batch < BATCH_EVENT_SECONDS:
-                return
-            self._last_batch = now
-        self._send(("event", event.run_id, event), wait=False)
+        if self._throttle.passes(event):
+            self._send(("event", event.run_id, event), wait=False)
 
     def flush(self) -> None:
         """Wait until the hub has everything sent so far (calls from one caller run in order)."""

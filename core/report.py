@@ -478,8 +478,8 @@ def to_csv(report: Report) -> str:
                 j = c.to_json()
                 std = j.get("std")
                 w.writerow([t.key, t.section, " ".join(labels), col, j.get("mean", ""),
-                            "" if std is None else std, j["n"], int(c.collapsed), j.get("missing", ""),
-                            c.left_out])
+                            "" if std is None else std, j["n"], int(c.collapsed),
+                            j.get("missing", ""), c.left_out])
     return buf.getvalue()
 
 

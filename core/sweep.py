@@ -28,7 +28,7 @@ from typing import Any
 from prunetui.core import catalog
 from prunetui.core.config import RunConfig
 from prunetui.core.errors import ConfigError, PrunetuiError, choices_message
-from prunetui.core.events import CancelToken, Emit, Event, ignore
+from prunetui.core.events import CancelToken, Emit, Event, ProgressThrottle, ignore
 
 GRID_KEYS = ("models", "datasets", "pruners", "compressions", "seeds")
 _GRID_FIELD = {"models": "model", "datasets": "dataset", "pruners": "pruner",
@@ -388,6 +388,7 @@ _worker_device: str = ""
 _worker_stop: Any = None
 _worker_busy = False
 _worker_interrupted = False
+_worker_throttle = ProgressThrottle(1.0)
 
 
 def _worker_init(slots: Any, events: Any, stop: Any, threads: int) -> None:
@@ -417,10 +418,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _forward(event: Event) -> None:
-    # Per-batch progress would flood the queue from several workers; epochs are enough.
-    from prunetui.core.events import BatchProgress
-
-    if not isinstance(event, BatchProgress):
+    # Per-batch progress from several workers would flood the queue: one a second each.
+    if _worker_throttle.passes(event):
         _worker_events.put(event)
 
 

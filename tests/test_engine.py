@@ -312,3 +312,21 @@ def test_a_stored_run_is_not_reused_for_other_data(tmp_path: Path) -> None:
         experiment.run(c2, store=store, data_dir=other, download=False)
     # Refused before anything is written: the run stays as it was, resumable.
     assert store.get(c2.run_id).status == "cancelled"  # type: ignore[union-attr]
+
+
+def test_progress_is_thinned_but_the_last_of_an_epoch_and_other_events_pass(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from prunetui.core import events
+
+    clock = [100.0]
+    monkeypatch.setattr(events.time, "monotonic", lambda: clock[0])
+    throttle = events.ProgressThrottle(1.0)
+    batches = [events.BatchProgress("r", "train", 1, b, 5) for b in range(1, 6)]
+    assert [throttle.passes(e) for e in batches] == [True, False, False, False, True]
+    clock[0] += 1.0
+    assert throttle.passes(events.BatchProgress("r", "train", 2, 1, 5))
+    # Each kind has its own interval; other events always pass.
+    assert throttle.passes(events.PruneStep("r", 1, 100, 0.9))
+    assert not throttle.passes(events.PruneStep("r", 2, 100, 0.8))
+    assert throttle.passes(events.PruneStep("r", 100, 100, 0.1))
+    assert throttle.passes(events.RunWarning("r", "x"))

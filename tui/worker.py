@@ -20,7 +20,6 @@ import gc
 import os
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,18 +107,11 @@ class Throttled:
 
     def __init__(self, post: Post, interval: float = THROTTLE) -> None:
         self.post = post
-        self.interval = interval
-        self._last: dict[type, float] = {}
+        self._throttle = ev.ProgressThrottle(interval)
 
     def __call__(self, event: ev.Event) -> None:
-        if isinstance(event, ev.BatchProgress | ev.PruneStep):
-            last = (event.batch == event.batches if isinstance(event, ev.BatchProgress)
-                    else event.iteration == event.iterations)
-            now = time.monotonic()
-            if not last and now - self._last.get(type(event), 0.0) < self.interval:
-                return
-            self._last[type(event)] = now
-        self.post(EngineEvent(event))
+        if self._throttle.passes(event):
+            self.post(EngineEvent(event))
 
 
 def default_torch_threads() -> int | None:

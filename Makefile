@@ -9,7 +9,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	@# setuptools warns on every editable install of a package-dir mapping ("Editable
+	@# installation ... !!"): nothing to act on, and it reads like a failure.
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 # The main job: the Textual app (a headless demo run with `make run ARGS="run ..."`).

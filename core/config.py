@@ -136,9 +136,6 @@ class RunConfig:
         _choice("optimizer", self.optimizer, list(catalog.OPTIMIZERS))
         if not _DEVICE_RE.match(self.device):
             raise ConfigError(f"invalid device {self.device!r}; use {catalog.DEVICE_HELP}")
-        if self.amp and self.device == "cpu":
-            raise ConfigError("--amp is mixed precision on a CUDA GPU and does nothing with "
-                              "--device cpu: drop it, or use --device cuda or auto")
         if not math.isfinite(self.compression) or self.compression < 0:
             raise ConfigError(
                 f"invalid compression {self.compression!r}; it must be >= 0 (keeps 10^-c of "

@@ -34,11 +34,29 @@ class RunStarted(Event):
     @property
     def resumed_after(self) -> str:
         """What a resumed run keeps, for a status line ("" when it starts afresh)."""
-        if self.resumed_phase == "pretrain":
-            return f"pre-training epoch {self.resumed_from_epoch}"
-        if self.resumed_phase == "train":
-            return f"epoch {self.resumed_from_epoch}" if self.resumed_from_epoch else "pruning"
-        return ""
+        return checkpoint_point(self.resumed_phase, self.resumed_from_epoch)
+
+
+@dataclass(frozen=True)
+class Checkpointed(Event):
+    """A resume checkpoint was written: the run resumes after this point if it stops."""
+
+    phase: str  # pretrain | train (epoch 0: just pruned)
+    epoch: int
+
+    @property
+    def point(self) -> str:
+        return checkpoint_point(self.phase, self.epoch)
+
+
+def checkpoint_point(phase: str, epoch: int) -> str:
+    """A checkpoint's place in a run, for a status line: "pre-training epoch 2", "pruning"
+    (training's epoch 0), "epoch 3"; "" for no checkpoint."""
+    if phase == "pretrain":
+        return f"pre-training epoch {epoch}"
+    if phase == "train":
+        return f"epoch {epoch}" if epoch else "pruning"
+    return ""
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from prunetui.core.errors import (
 from prunetui.core.events import (
     BatchProgress,
     CancelToken,
+    Checkpointed,
     Emit,
     EpochEnd,
     PhaseStarted,
@@ -345,9 +346,10 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
     train_loader, test_loader = make_loaders(splits, config.batch_size, config.test_batch_size,
                                              device, data_gen, channels_last=channels_last)
     phase, done = (ckpt["phase"], int(ckpt["epoch"])) if ckpt else ("pretrain", 0)
+    # Before RunStarted: a listener then reads the stored epochs as the resume keeps them;
+    # a fresh start (no checkpoint, or --force) drops an earlier attempt's epochs.
+    store.truncate_epochs(run_id, phase, done)
     if ckpt:
-        # Before RunStarted: a listener then reads the stored epochs as the resume keeps them.
-        store.truncate_epochs(run_id, phase, done)
         torch.set_rng_state(ckpt["torch_rng"])
         data_gen.set_state(ckpt["data_rng"])
         prune_gen.set_state(ckpt["prune_rng"])
@@ -404,6 +406,7 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
             if epoch % config.checkpoint_every == 0 or epoch == epochs:
                 _save_resume(run_dir / RESUME, run_id, name, epoch, model, opt, sched,
                              data_gen, prune_gen, prune_seconds, elapsed(), data)
+                emit(Checkpointed(run_id, name, epoch))
             emit(EpochEnd(run_id, name, epoch, epochs, stats.loss, test_loss, top1, top5, lr,
                           stats.seconds))
 
@@ -422,6 +425,7 @@ def _execute(config: RunConfig, model: nn.Module, prunables: list[Prunable], spl
         opt, sched = carried if carried else (None, None)
         _save_resume(run_dir / RESUME, run_id, "train", 0, model, opt, sched, data_gen,
                      prune_gen, prune_seconds, elapsed(), data)
+        emit(Checkpointed(run_id, "train", 0))
         done = 0
     train_phase("train", config.post_epochs, done)
 

@@ -421,12 +421,15 @@ class Store:
                         (train_epoch, time.time(), run_id))
 
     def truncate_epochs(self, run_id: str, phase: str, after: int) -> None:
-        """Forget epochs past a checkpoint (they are recomputed when the run resumes)."""
+        """Forget epochs past a checkpoint (they are recomputed when the run resumes), and
+        set the run's progress to it; ``("pretrain", 0)``: every epoch (a fresh start)."""
         with self._write() as con:
             con.execute("DELETE FROM epochs WHERE run_id=? AND phase=? AND epoch>?",
                         (run_id, phase, after))
             if phase == "pretrain":
                 con.execute("DELETE FROM epochs WHERE run_id=? AND phase='train'", (run_id,))
+            con.execute("UPDATE runs SET epoch=? WHERE run_id=?",
+                        (after if phase == "train" else 0, run_id))
 
     def epochs(self, run_id: str) -> list[dict[str, Any]]:
         """The run's epoch rows, pre-training first."""

@@ -227,8 +227,6 @@ BAD = [
     (["run", "--batch-size", "0"], "invalid batch-size 0"),
     (["run", "--test-batch-size", "-1"], "invalid test-batch-size -1"),
     (["run", "--lr", "0"], "invalid lr 0.0"),
-    (["run", "--amp", "--device", "cpu"], "--amp is mixed precision on a CUDA GPU and does "
-     "nothing with --device cpu"),
     (["run", "--model", "vgg16", "--dataset", "mnist"], "model 'vgg16' needs 32x32 inputs"),
     (["run", "--dataset", "mnist", "--no-download"], "MNIST"),
     (["run", "--bogus"], "No such option: --bogus"),
@@ -536,3 +534,43 @@ def test_a_run_interrupted_before_it_started_says_nothing_was_stored(
     assert r.exit_code == 130
     assert r.stderr.startswith("interrupted before run ")
     assert r.stderr.endswith(" started; nothing was stored\n")
+
+
+def test_ctrl_c_names_the_checkpoint_the_run_resumes_after(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Epochs past the last checkpoint are recomputed: the line names the checkpoint, and
+    the stored progress follows it (it was left at the interrupted attempt's epoch)."""
+    from prunetui.core import experiment
+    from prunetui.core.store import Store
+
+    real = experiment.train_epoch
+    calls = {"n": 0, "stop_at": 8}
+
+    def train_epoch(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == calls["stop_at"]:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "train_epoch", train_epoch)
+    args = ["run", *FAST, "--pruner", "mag", "--post-epochs", "9", "--checkpoint-every", "5"]
+    r = runner.invoke(app, args)  # stopped in epoch 8: epochs 1-7 stored, checkpoint at 5
+    rid = Store(results()).query()[0].run_id
+    assert r.exit_code == 130
+    assert r.stderr.endswith(f"interrupted: run {rid} is stored as interrupted; the same "
+                             "command resumes it after epoch 5\n")
+    calls.update(n=0, stop_at=2)  # resumed after 5: stopped in epoch 7
+    r = runner.invoke(app, args)
+    assert f"run {rid} stopped (interrupted); resuming after epoch 5" in r.stderr
+    assert r.stderr.endswith("resumes it after epoch 5\n")
+    assert Store(results()).get(rid).epoch == 6  # type: ignore[union-attr]
+    # A forced rerun stopped before its first checkpoint starts again; nothing old is kept.
+    calls.update(n=0, stop_at=0)
+    assert runner.invoke(app, args).exit_code == 0
+    monkeypatch.setattr(experiment, "prune_model", lambda *a, **k: (_ for _ in ()).throw(
+        KeyboardInterrupt))
+    r = runner.invoke(app, [*args, "--force"])
+    assert r.stderr.endswith(f"interrupted: run {rid} is stored as interrupted, before its "
+                             "first checkpoint; the same command starts it again\n")
+    row = Store(results()).get(rid)
+    assert row is not None and row.epoch == 0 and Store(results()).epochs(rid) == []

@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 from prunetui.core import catalog
 from prunetui.core.config import RunConfig
 from prunetui.core.errors import ConfigError, PrunetuiError
-from prunetui.core.store import RunRow, Store, failed_attempt_status
+from prunetui.core.store import RunRow, Store
 
 # Piped output (a file, less, grep) gets room for whole tables instead of rich's 80 columns.
 out = Console() if sys.stdout.isatty() else Console(width=160)
@@ -258,7 +258,7 @@ def run_cmd(
         checkpoint_every=checkpoint_every)
     store = _store(results_dir)
     from prunetui.core import experiment
-    from prunetui.core.events import Event, RunStarted
+    from prunetui.core.events import Checkpointed, Event, RunStarted
     from prunetui.tui.console import ConsoleSink, layer_table, summary_table
 
     _catch_sigterm()
@@ -266,13 +266,21 @@ def run_cmd(
     cached = stored is not None and stored.status == "finished" and not force
     unfinished = stored is not None and stored.status not in ("finished", "diverged")
 
+    # Where the run would resume from if it stopped now: the checkpoint it resumed from or
+    # the last one it wrote.
+    saved: list[str] = []
+
     def emit(event: Event) -> None:
-        # Said when the engine starts the run, not before: it may still refuse it (a
-        # checkpoint from other data), and only then is it known whether a checkpoint exists.
-        if unfinished and isinstance(event, RunStarted) and stored is not None:
-            err.print(f"run {config.run_id} stopped ({stored.status}); "
-                      + (f"resuming after {event.resumed_after}" if event.resumed_after
-                         else "no checkpoint to resume from, starting it again"))
+        if isinstance(event, Checkpointed):
+            saved.append(event.point)
+        elif isinstance(event, RunStarted):
+            saved.append(event.resumed_after)
+            # Said when the engine starts the run, not before: it may still refuse it (a
+            # checkpoint from other data), and only then is it known whether one exists.
+            if unfinished and stored is not None:
+                err.print(f"run {config.run_id} stopped ({stored.status}); "
+                          + (f"resuming after {event.resumed_after}" if event.resumed_after
+                             else "no checkpoint to resume from, starting it again"))
         sink(event)
 
     try:
@@ -280,31 +288,24 @@ def run_cmd(
             result = experiment.run(config, store=store, data_dir=data_dir, download=download,
                                     emit=emit, force=force)
     except (PrunetuiError, KeyboardInterrupt) as e:
-        if as_json:
-            # A script reading stdout still gets the attempt's status, why, and the run's
-            # epochs (the error line goes to stderr as always). The stored row only if this
-            # attempt wrote it: one refused before it started leaves an earlier attempt's.
-            row = store.get(config.run_id)
-            default = "interrupted" if isinstance(e, KeyboardInterrupt) else "error"
-            if row is not None and failed_attempt_status(stored, row, default) == row.status:
+        row = store.get(config.run_id)
+        # This attempt wrote the row (it started), or the engine refused it before writing.
+        wrote = row is not None and (stored is None or row.updated != stored.updated)
+        interrupted = isinstance(e, KeyboardInterrupt)
+        if as_json and row is not None:
+            # A script reading stdout still gets the run's status, why, and its epochs (the
+            # error line goes to stderr as always); for an attempt refused on a stored run,
+            # the refusal, not the earlier attempt's status. Other bad input: stderr only.
+            if wrote or row.status == "diverged":  # a divergence is kept, not rerun
                 _emit_json({**{k: v for k, v in row.__dict__.items() if k != "result"},
                             "epochs": store.epochs(row.run_id)})
             else:
-                _emit_json({"run_id": config.run_id, "status": default,
+                _emit_json({"run_id": config.run_id,
+                            "status": "interrupted" if interrupted else "error",
                             "error": str(e) or "interrupted"})
-        if isinstance(e, KeyboardInterrupt):
-            row = store.get(config.run_id)
-            if row is not None and row.status == "finished" and (
-                    stored is None or row.updated != stored.updated):
-                raise _Interrupted(f"interrupted as run {config.run_id} finished; its result "
-                                   "is stored") from None
-            if row is None or failed_attempt_status(stored, row, "") != "interrupted":
-                raise _Interrupted(f"interrupted before run {config.run_id} started; "
-                                   "nothing was stored") from None
-            where = f"after epoch {row.epoch}" if row.epoch else "before training"
-            raise _Interrupted(f"interrupted: run {config.run_id} is stored as interrupted "
-                               f"({where}); the same command resumes it from its last "
-                               "checkpoint") from None
+        if interrupted:
+            raise _Interrupted(_interrupted_line(config.run_id, row if wrote else None,
+                                                 saved[-1] if saved else "")) from None
         raise
     if cached:  # said once the engine has accepted it (its data may not match)
         err.print(f"run {config.run_id} is already stored; showing it (--force reruns it)")
@@ -314,6 +315,20 @@ def run_cmd(
     out.print(summary_table(result))
     out.print(layer_table(result["layers"]))
     _show_warnings(result)
+
+
+def _interrupted_line(run_id: str, row: RunRow | None, checkpoint: str) -> str:
+    """What Ctrl-C left of a run: ``row`` as this attempt stored it (None: it wrote nothing),
+    ``checkpoint`` where it resumes ("" for none)."""
+    if row is None:
+        return f"interrupted before run {run_id} started; nothing was stored"
+    if row.status == "finished":
+        return f"interrupted as run {run_id} finished; its result is stored"
+    if checkpoint:
+        return (f"interrupted: run {run_id} is stored as interrupted; the same command "
+                f"resumes it after {checkpoint}")
+    return (f"interrupted: run {run_id} is stored as interrupted, before its first "
+            "checkpoint; the same command starts it again")
 
 
 @app.command("inspect")

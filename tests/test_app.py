@@ -358,6 +358,11 @@ async def test_preview_per_layer_and_data_errors(tmp_path: Path) -> None:
         await pilot.pause()
         assert panel.border_subtitle == "under the cursor · not ticked"
         app.query_one("#pruners", SelectionList).highlighted = 1
+        form.set_values(extra="abc")  # another field's error: Mag is still ticked
+        await pilot.pause()
+        assert form.state().error and form.state().preview is not None
+        assert panel.border_subtitle == ""
+        form.set_values(extra="")
         # SNIP needs data; MNIST isn't there (empty data dir, no download in previews).
         form.set_values(dataset="mnist")
         app.query_one("#pruners", SelectionList).highlighted = 2  # SNIP
@@ -943,9 +948,18 @@ async def test_layers_view_shows_a_training_run_as_pruned(tmp_path: Path) -> Non
                         {"top1": 50.0, "flops": {"ratio": 0.1}, "layers": layers})
         await trains(1)
         assert pick.value == configs[1].run_id  # followed to the next run
-        pick.value = configs[0].run_id  # the user's pick, kept from now on
+        panel.cell_done(1, 3, configs[1], "finished",
+                        {"top1": 50.0, "flops": {"ratio": 0.1}, "layers": layers})
+        # Picked in the sweep grid while shown already: still the user's pick, kept.
+        panel.select_run(configs[1].run_id)
         await pilot.pause()
         await trains(2)
+        assert pick.value == configs[1].run_id
+        pick.value = configs[0].run_id  # another pick, in the Layers view's list
+        await pilot.pause()
+        panel.cell_done(2, 3, configs[2], "finished",
+                        {"top1": 50.0, "flops": {"ratio": 0.1}, "layers": layers})
+        await pilot.pause()
         assert pick.value == configs[0].run_id
         assert [r for _, r in pick._options if isinstance(r, str)] == [c.run_id for c in configs]
 

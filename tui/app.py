@@ -314,8 +314,8 @@ class PruneApp(App[None]):
             return
         # The preview follows the lists' cursors, to look before ticking: say when what it
         # shows is not part of the run.
-        panel.border_subtitle = ("" if config in event.state.configs
-                                 else "under the cursor · not ticked")
+        ticked = self.main(ConfigForm).is_ticked(config.pruner, config.compression)
+        panel.border_subtitle = "" if ticked else "under the cursor · not ticked"
         if config == self._previewed:
             return
         self._previewed = config

@@ -167,6 +167,11 @@ class ConfigForm(Vertical):
         chosen = set(self.query_one("#pruners", SelectionList).selected)
         return [p for p in catalog.PRUNERS if p in chosen]
 
+    def is_ticked(self, pruner: str, compression: float) -> bool:
+        """Whether the lists tick ``pruner`` and ``compression`` (the preview's choice)."""
+        return (pruner in self.query_one("#pruners", SelectionList).selected
+                and compression in self.query_one("#compressions", SelectionList).selected)
+
     def selected_compressions(self) -> list[float]:
         chosen = set(self.query_one("#compressions", SelectionList).selected)
         return sorted(chosen | set(self._extra_compressions()))

@@ -278,7 +278,7 @@ class RunPanel(Vertical):
 
     def _add_run_choice(self, config: RunConfig, result: dict[str, Any]) -> None:
         self.pruned.pop(config.run_id, None)
-        self._set_run_choices(config.run_id)
+        self._set_run_choices(config.run_id, updated=config.run_id)
 
     def _pruned_layers(self, run_id: str) -> None:
         """Offer the training run's layers as pruning left them (the store has them once
@@ -293,31 +293,36 @@ class RunPanel(Vertical):
             self.pruned[run_id] = layers
             self._set_run_choices(run_id)
 
-    def _set_run_choices(self, value: str) -> None:
+    def _set_run_choices(self, value: str, updated: str = "") -> None:
         """Offer the finished runs and those trained as pruned; show ``value``, unless the
-        user picked a run that is still offered."""
+        user picked a run that is still offered. ``updated``: a run whose layers changed."""
         pick = self.query_one("#pick-run", Select)
         by_id = self.configs_by_id
         options = [(run_label(by_id[r]), r) for r in self.results if r in by_id]
         options += [(f"{run_label(by_id[r])} (as pruned)", r) for r in self.pruned
                     if r in by_id and r not in self.results]
         offered = {r for _, r in options}
-        if self._user_picked and pick.value in offered:
-            value = str(pick.value)
+        shown = pick.value
+        if self._user_picked and shown in offered:
+            value = str(shown)
         # Quietly: a Changed from here would read as the user's pick (_run_picked).
         with pick.prevent(Select.Changed):
             pick.set_options(options)
             if value in offered:
                 pick.value = value
-        self._show_run(pick.value)
+        if pick.value != shown or pick.value == updated:
+            # Redrawn when another run is shown, or the shown one finished; otherwise it
+            # keeps the layer chosen in it.
+            self._show_run(pick.value)
 
     @property
     def configs_by_id(self) -> dict[str, RunConfig]:
         return {c.run_id: c for c in self.configs}
 
     def select_run(self, run_id: str) -> None:
-        """Show the layers of finished run ``run_id`` in the Layers tab."""
+        """Show the layers of finished run ``run_id`` in the Layers tab (and keep them)."""
         if run_id in self.results:
+            self._user_picked = True  # no Changed when it is the run shown already
             self.query_one("#pick-run", Select).value = run_id
 
     @on(Select.Changed, "#pick-run")

@@ -73,23 +73,22 @@ class SweepSpec:
                 out.append(cfg)
         # Settings for a pruner the grid does not run are checked all the same: a bad value
         # there is a mistake whether or not the pruner runs today.
-        for pruner in set(self.overrides) - set(self.pruners):
+        for pruner in sorted(set(self.overrides) - set(self.pruners)):
             for model, dataset in itertools.product(self.models, self.datasets):
-                RunConfig(model=model, dataset=dataset, pruner=pruner,
-                          **{**self.settings, **self.overrides[pruner]}).validate()
+                try:
+                    RunConfig(model=model, dataset=dataset, pruner=pruner,
+                              **{**self.settings, **self.overrides[pruner]}).validate()
+                except ConfigError as e:
+                    raise ConfigError(f"settings for {pruner} (not in the grid): {e}") from None
         return out
-
-
-# The grid's axes, which --set cannot change: each has its own option.
-_AXES = {"model": "models", "dataset": "datasets", "pruner": "pruners",
-         "compression": "compressions", "seed": "seeds"}
 
 
 def coerce(key: str, value: Any) -> Any:
     """Check and convert one setting's value to its RunConfig field type (from --set or TOML)."""
-    if key in _AXES:
-        raise ConfigError(f"{key!r} is an axis of the grid, not a setting: use "
-                          f"--{_AXES[key]} (grid.{_AXES[key]} in a sweep file)")
+    axis = next((a for a, f in _GRID_FIELD.items() if f == key), None)
+    if axis:  # --set cannot change one: each has its own option
+        raise ConfigError(f"{key!r} is an axis of the grid, not a setting: use --{axis} "
+                          f"(grid.{axis} in a sweep file)")
     if key not in SETTING_NAMES:
         raise ConfigError(choices_message("setting", key, list(SETTING_NAMES)))
     hint = typing.get_type_hints(RunConfig)[key]

@@ -26,13 +26,13 @@ from textual.widgets import (
 
 from prunetui.core import events as ev
 from prunetui.core.config import RunConfig
-from prunetui.core.store import Store
+from prunetui.core.store import RunRow, Store
 from prunetui.tui import worker as glue
 from prunetui.tui.app import PruneApp
 from prunetui.tui.screens.compare import CompareScreen
 from prunetui.tui.screens.confirm import ConfirmScreen
 from prunetui.tui.screens.help import HelpScreen
-from prunetui.tui.screens.results import ResultsView, compile_filter, matches, sort_rows
+from prunetui.tui.screens.results import ResultsView, compile_filter, sort_rows
 from prunetui.tui.screens.run_detail import RunDetailScreen
 from prunetui.tui.widgets.accuracy_chart import AccuracyChart
 from prunetui.tui.widgets.config_form import ConfigForm
@@ -557,16 +557,18 @@ def prepared_store(root: Path) -> Store:
 
 def test_filter_and_sort_functions(tmp_path: Path) -> None:
     rows = prepared_store(tmp_path / "results").query()
-    assert [r.pruner for r in rows if matches(r, "pruner=mag")] == ["mag", "mag"]
-    assert [r.compression for r in rows if matches(r, "mag c=2")] == [2.0]
-    assert [r.pruner for r in rows if matches(r, "SynFlow")] == ["synflow"]
-    assert [r.pruner for r in rows if matches(r, "status=cancelled")] == ["snip"]
-    assert not [r for r in rows if matches(r, "c=x")]
-    assert sorted(r.top1 for r in rows if matches(r, "top1>90")) == [91.0, 92.5]
-    assert [r.pruner for r in rows if matches(r, "c>=2")] == ["mag"]
-    assert [r.pruner for r in rows if matches(r, "status!=finished")] == ["snip"]
-    assert [r.pruner for r in rows if matches(r, "epochs=2")] == ["snip"]
-    assert len([r for r in rows if matches(r, "c=")]) == 5  # still being typed: no test yet
+    def matching(query: str) -> list[RunRow]:
+        return [r for r in rows if compile_filter(query)(r)]
+
+    assert [r.pruner for r in matching("pruner=mag")] == ["mag", "mag"]
+    assert [r.compression for r in matching("mag c=2")] == [2.0]
+    assert [r.pruner for r in matching("SynFlow")] == ["synflow"]
+    assert [r.pruner for r in matching("status=cancelled")] == ["snip"]
+    assert [r.top1 for r in matching("top1>90")] == [91.0, 92.5]
+    assert [r.pruner for r in matching("c>=2")] == ["mag"]
+    assert [r.pruner for r in matching("status!=finished")] == ["snip"]
+    assert [r.pruner for r in matching("epochs=2")] == ["snip"]
+    assert len(matching("c=")) == 5  # still being typed: no test yet
     for bad, said in (("foo=bar", "unknown filter key 'foo'; keys: model, dataset"),
                       ("c=abc", "c=abc: 'abc' is not a number"),
                       ("pruner>snip", "pruner>snip: pruner takes = or != only")):

@@ -237,7 +237,7 @@ BAD = [
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
       "seed=3"], "'seed' is an axis of the grid, not a setting: use --seeds"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--pruners",
-      "rand", "--set", "mag.lr=-1"], "invalid lr -1.0"),  # checked though mag does not run
+      "rand", "--set", "mag.lr=-1"], "settings for mag (not in the grid): invalid lr -1.0"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
       "device=cuda:7"], "device 'cuda:7' is not available: no CUDA GPU is visible; use "
      "--set device=cpu (or auto)"),
@@ -518,8 +518,10 @@ def test_shows_curve_of_a_flat_run_keeps_its_axis_at_its_value() -> None:
 def test_an_unknown_command_lists_the_commands() -> None:
     r = runner.invoke(app, ["foo"])
     assert r.exit_code == 2 and r.stderr == (
-        "error: No such command 'foo'; commands: models, datasets, run, inspect, sweep, runs, "
-        "show, rm, gc, export\n")
+        "error: No such command 'foo'. Commands: models, datasets, run, inspect, sweep, runs, "
+        "show, rm, gc, export.\n")
+    r = runner.invoke(app, ["rnu"])  # click's suggestion stays a sentence of its own
+    assert r.stderr.startswith("error: No such command 'rnu'. Did you mean 'run'? Commands: ")
 
 
 def test_a_run_interrupted_before_it_started_says_nothing_was_stored(

@@ -39,7 +39,7 @@ class _OneLineErrors(TyperGroup):
         except typer.TyperException as e:  # usage errors: bad option, wrong type, no command
             message = e.format_message()
             if message.startswith("No such command"):
-                message = f"{message.rstrip('.')}; commands: {', '.join(self.commands)}"
+                message = f"{message} Commands: {', '.join(self.commands)}."
             _fail(message + _given(e, args, message), e.exit_code)
         except PrunetuiError as e:
             _fail(str(e), e.exit_code)

@@ -40,8 +40,8 @@ _TOKEN = re.compile(r"^([a-z][a-z0-9_-]*)(>=|<=|!=|=|>|<)(.*)$")
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "=": lambda a, b: abs(a - b) <= 1e-9, "!=": lambda a, b: abs(a - b) > 1e-9,
     ">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
-FILTER_HELP = ("model, dataset, pruner, status, id (= or !=); c, seed, top1, epochs, density, "
-               "flops (also > < >= <=); or plain words")
+FILTER_HELP = ("model, dataset, pruner, status, id (= or !=); c, seed, top1, epochs (after "
+               "pruning), density, flops (also > < >= <=); or plain words")
 
 
 def _field(row: RunRow, field: str) -> Any:
@@ -107,15 +107,6 @@ def _text_match(row: RunRow, field: str, value: str) -> bool:
     if field == "pruner":
         return value in (row.pruner, PRUNERS.get(row.pruner, "").lower())
     return str(_field(row, field)).lower() == value
-
-
-def matches(row: RunRow, query: str) -> bool:
-    """Whether ``row`` passes the filter ``query`` (``compile_filter``; an invalid filter
-    matches nothing)."""
-    try:
-        return compile_filter(query)(row)
-    except ValueError:
-        return False
 
 
 SORTS: dict[str, tuple[str, Callable[[RunRow], Any], bool]] = {
@@ -223,27 +214,22 @@ class ResultsView(Vertical):
             self.notify(str(e), severity="error", title="Results store")
             return []
 
-    def visible_rows(self) -> list[RunRow]:
-        """The runs the filter passes (none while it is invalid), in the chosen order."""
+    def _filtered(self) -> tuple[list[RunRow], str]:
+        """The runs the filter passes, in the chosen order, and what is wrong with the
+        filter ("" if nothing; then no run passes)."""
         try:
             keep = compile_filter(self.query_one("#filter", Input).value)
-        except ValueError:
-            return []
+        except ValueError as e:
+            return [], str(e)
         key = str(self.query_one("#sort", Select).value)
-        return sort_rows([r for r in self.rows if keep(r)], key, self._reverse)
+        return sort_rows([r for r in self.rows if keep(r)], key, self._reverse), ""
 
     def _redraw(self) -> None:
         table = self.query_one(RunsTable)
-        shown = self.visible_rows()
+        shown, problem = self._filtered()
         table.set_rows(shown)
         table.border_title = f"Runs {len(shown)}/{len(self.rows)}"
-        filter_input = self.query_one("#filter", Input)
-        try:
-            compile_filter(filter_input.value)
-            problem = ""
-        except ValueError as e:
-            problem = str(e)
-        filter_input.set_class(bool(problem), "-rejected")
+        self.query_one("#filter", Input).set_class(bool(problem), "-rejected")
         if problem:
             table.border_subtitle = f"✗ {problem}"
         elif table.marked:

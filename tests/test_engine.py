@@ -330,3 +330,11 @@ def test_progress_is_thinned_but_the_last_of_an_epoch_and_other_events_pass(
     assert not throttle.passes(events.PruneStep("r", 2, 100, 0.8))
     assert throttle.passes(events.PruneStep("r", 100, 100, 0.1))
     assert throttle.passes(events.RunWarning("r", "x"))
+
+
+def test_amp_on_a_cpu_says_it_trains_in_float32(tmp_path: Path) -> None:
+    seen: list[Event] = []
+    experiment.run(cfg(pruner="rand", post_epochs=1, amp=True, device="cpu"),
+                   store=Store(tmp_path), emit=seen.append)
+    assert "--amp has no effect on cpu; training in float32" in [
+        e.message for e in seen if isinstance(e, RunWarning)]

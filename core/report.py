@@ -358,7 +358,9 @@ def _timing_devices(runs: list[RunRow]) -> dict[str, list[RunRow]]:
     timed: dict[str, list[RunRow]] = {}
     for r in runs:
         if r.result:
-            timed.setdefault(str(r.result["inference"]["device"]), []).append(r)
+            device = str(r.result["inference"]["device"])
+            # --device cuda is the current GPU, cuda:0 unless the run was told otherwise.
+            timed.setdefault("cuda:0" if device == "cuda" else device, []).append(r)
     untimed = [r for r in runs if not r.result]
     if not timed:
         return {"": untimed}

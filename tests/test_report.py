@@ -192,15 +192,17 @@ def test_times_from_different_devices_get_a_table_each(tmp_path: Path) -> None:
     put(s, "mag", 1.0, 1, 89.0, t=0.5)
     put(s, "mag", 1.0, 2, 90.0, t=0.7)
     put(s, "mag", 1.0, 3, 91.0, t=0.002, timed_on="cuda")
+    put(s, "mag", 1.0, 4, 91.0, t=0.003, timed_on="cuda:0")  # the same GPU
     put(s, "snip", 1.0, 1, 0.0, status="failed")
     rep = build_report(s.query())
     by = {t.key: t for t in rep.tables}
-    cpu, cuda = by["time:cpu:vgg16:cifar10"], by["time:cuda:vgg16:cifar10"]
+    cpu, cuda = by["time:cpu:vgg16:cifar10"], by["time:cuda:0:vgg16:cifar10"]
     assert [t.section for t in rep.tables[1:4]] == ["1.2.1", "1.2.2", "1.2.3"]
-    assert "on cpu" in cpu.title and "on cuda" in cuda.title
+    assert "on cpu" in cpu.title and "on cuda:0" in cuda.title
     assert "(batch 256, cpu)" in cpu.intro and "(batch 256, cuda)" in cuda.intro
     assert cpu.columns == ["Mag", "SNIP"]
-    assert cpu.rows[0][1][0].values == [0.5, 0.7] and cuda.rows[0][1][0].values == [0.002]
+    assert cpu.rows[0][1][0].values == [0.5, 0.7]
+    assert cuda.rows[0][1][0].values == [0.002, 0.003]
     # The failed run is in both, saying why its cell is empty.
     assert cpu.rows[0][1][1].why_empty == cuda.rows[0][1][1].why_empty == "failed"
     # One device: one table, under its usual key and title.

@@ -1098,3 +1098,26 @@ def test_engine_messages_are_put_in_the_apps_terms() -> None:
     assert "delete them in Results (del) to train them" in for_app(
         "1 run was stored from other data …; `prunetui rm` them (or `prunetui run --force`) "
         "to train them on this data, or use another --results-dir")
+
+
+async def test_layer_density_shows_every_layer_on_a_small_terminal(tmp_path: Path) -> None:
+    """VGG16's 16 layers on 80x24: a row each (plotext's bar chart dropped 5 of them)."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        panel = app.query_one(RunPanel)
+        panel.show_view("tab-layers")
+        chart = panel.query_one(DensityChart)
+        chart.set_layers([{"name": f"layers.{i}.conv", "density": 1 - i / 20}
+                          for i in range(16)])
+        await pilot.pause()
+        assert [ln.split()[0] for ln in chart.text().splitlines()] == [
+            f"l{i}.conv" for i in range(16)]
+        from rich.console import Console
+
+        console = Console(width=chart.size.width, record=True)
+        console.print(chart.query_one(".density-bars", Static).content)
+        rows = console.export_text().splitlines()
+        assert len(rows) == 17 and rows[1].startswith(" l0.conv █") and rows[1].endswith(" 1.0000")
+        assert all(len(r.rstrip()) <= chart.size.width - 2 for r in rows)  # none wraps
+        assert chart.max_scroll_y > 0  # more rows than lines: it scrolls

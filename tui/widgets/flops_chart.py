@@ -13,7 +13,7 @@ from prunetui.tui.widgets.chart import Chart
 class FlopRatioChart(Chart):
     """Points (compression, FLOP ratio) per pruner, y on a log10 axis."""
 
-    TITLE = "FLOP ratio vs compression"
+    TITLE = "FLOP ratio (log10) vs compression"
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -46,4 +46,4 @@ class FlopRatioChart(Chart):
         if len(ticks) <= 8:
             plt.xticks(ticks, [f"{c:g}" for c in ticks])
         plt.xlabel("compression c")
-        plt.ylabel("log10 ratio")
+        # The scale is in the title: plotext puts a y label under the x axis, on the left.

@@ -654,13 +654,20 @@ async def test_an_empty_results_table_says_why(tmp_path: Path) -> None:
         assert app.query_one(RunsTable).border_subtitle == "no run matches the filter"
         app.query_one("#filter", Input).value = "top1>90 foo=1"
         await pilot.pause()
-        assert str(app.query_one(RunsTable).border_subtitle).startswith(
+        # What is wrong in the table's border, the keys there are on the line below it,
+        # whole at 80 columns.
+        assert app.query_one(RunsTable).border_subtitle == "✗ unknown filter key 'foo'"
+        hint = app.query_one("#results-hint", Static)
+        assert str(hint.render()).replace("\n", " ").startswith(
             "✗ unknown filter key 'foo'; keys: model, dataset")
+        assert str(hint.render()).endswith("or plain words")
+        assert 2 <= hint.size.height <= 3 and hint.has_class("-error")
         assert app.query_one("#filter", Input).has_class("-rejected")
         app.query_one("#filter", Input).value = "top1>90"
         await pilot.pause()
         assert app.query_one(RunsTable).row_count == 2
         assert not app.query_one("#filter", Input).has_class("-rejected")
+        assert str(hint.render()).startswith("enter open · space mark")
 
 
 async def test_run_detail_resumes_its_own_run(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ _TOKEN = re.compile(r"^([a-z][a-z0-9_-]*)(>=|<=|!=|=|>|<)(.*)$")
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "=": lambda a, b: abs(a - b) <= 1e-9, "!=": lambda a, b: abs(a - b) > 1e-9,
     ">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
+HINT = "enter open · space mark · v compare · / filter · ctrl+e export · del delete"
 FILTER_HELP = ("model, dataset, pruner, status, id (= or !=); c, seed, top1, epochs (after "
                "pruning), density, flops (also > < >= <=); or plain words")
 
@@ -170,9 +171,7 @@ class ResultsView(Vertical):
             yield Input("report", id="export-path", compact=True)
             yield Checkbox("overwrite", id="export-force", compact=True)
             yield Button("Export", id="export", compact=True, variant="primary")
-        yield Static("enter open · space mark · v compare · / filter · ctrl+e export"
-                     " · del delete",
-                     id="results-hint")
+        yield Static(HINT, id="results-hint")
 
     def on_mount(self) -> None:
         self._stamp = self._files()
@@ -230,8 +229,12 @@ class ResultsView(Vertical):
         table.set_rows(shown)
         table.border_title = f"Runs {len(shown)}/{len(self.rows)}"
         self.query_one("#filter", Input).set_class(bool(problem), "-rejected")
+        # The border has room for what is wrong; the line under the table, for the fix.
+        hint = self.query_one("#results-hint", Static)
+        hint.update(f"✗ {problem}" if problem else HINT)
+        hint.set_class(bool(problem), "-error")
         if problem:
-            table.border_subtitle = f"✗ {problem}"
+            table.border_subtitle = f"✗ {problem.split(';')[0]}"
         elif table.marked:
             table.border_subtitle = f"{len(table.marked & {r.run_id for r in shown})} marked"
         elif not self.rows:

@@ -376,9 +376,10 @@ def _time_intro(runs: list[RunRow]) -> str:
              f"(batch {inf['batch_size']}, {inf['device']}), after a warm-up pass.")
     busy = []
     for r in done:
-        inf = r["inference"]
-        timed = [inf, *([inf["compacted"]] if inf.get("compacted") else [])]
-        spreads = [x for t in timed if (x := busy_spread(t["min"], t["max"], inf["repeats"]))]
+        timing = r["inference"]
+        timed = [timing, *([timing["compacted"]] if timing.get("compacted") else [])]
+        spreads = [x for t in timed
+                   if (x := busy_spread(t["min"], t["max"], timing["repeats"]))]
         if spreads:
             busy.append(max(spreads))
     if busy:

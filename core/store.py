@@ -121,8 +121,13 @@ def failed_attempt_status(before: RunRow | None, after: RunRow | None, default: 
     is still "diverged"."""
     if after is None or after.status in ("running", "finished"):
         return default
-    unchanged = before is not None and after.updated == before.updated
-    return default if unchanged and after.status != "diverged" else after.status
+    return after.status if wrote_row(before, after) or after.status == "diverged" else default
+
+
+def wrote_row(before: RunRow | None, after: RunRow | None) -> bool:
+    """Whether a run attempt wrote the run's row, from the row ``before`` and ``after`` it
+    (an attempt the engine refused leaves it as it was)."""
+    return after is not None and (before is None or after.updated != before.updated)
 
 
 class Store:

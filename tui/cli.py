@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 from prunetui.core import catalog
 from prunetui.core.config import RunConfig
 from prunetui.core.errors import ConfigError, PrunetuiError
-from prunetui.core.store import RunRow, Store
+from prunetui.core.store import RunRow, Store, wrote_row
 
 # Piped output (a file, less, grep) gets room for whole tables instead of rich's 80 columns.
 out = Console() if sys.stdout.isatty() else Console(width=160)
@@ -267,14 +267,15 @@ def run_cmd(
     unfinished = stored is not None and stored.status not in ("finished", "diverged")
 
     # Where the run would resume from if it stopped now: the checkpoint it resumed from or
-    # the last one it wrote.
-    saved: list[str] = []
+    # the last one it wrote ("" for none).
+    checkpoint = ""
 
     def emit(event: Event) -> None:
+        nonlocal checkpoint
         if isinstance(event, Checkpointed):
-            saved.append(event.point)
+            checkpoint = event.point
         elif isinstance(event, RunStarted):
-            saved.append(event.resumed_after)
+            checkpoint = event.resumed_after
             # Said when the engine starts the run, not before: it may still refuse it (a
             # checkpoint from other data), and only then is it known whether one exists.
             if unfinished and stored is not None:
@@ -290,7 +291,7 @@ def run_cmd(
     except (PrunetuiError, KeyboardInterrupt) as e:
         row = store.get(config.run_id)
         # This attempt wrote the row (it started), or the engine refused it before writing.
-        wrote = row is not None and (stored is None or row.updated != stored.updated)
+        wrote = wrote_row(stored, row)
         interrupted = isinstance(e, KeyboardInterrupt)
         if as_json and row is not None:
             # A script reading stdout still gets the run's status, why, and its epochs (the
@@ -305,7 +306,7 @@ def run_cmd(
                             "error": str(e) or "interrupted"})
         if interrupted:
             raise _Interrupted(_interrupted_line(config.run_id, row if wrote else None,
-                                                 saved[-1] if saved else "")) from None
+                                                 checkpoint)) from None
         raise
     if cached:  # said once the engine has accepted it (its data may not match)
         err.print(f"run {config.run_id} is already stored; showing it (--force reruns it)")

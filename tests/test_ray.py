@@ -236,7 +236,7 @@ def test_an_address_nobody_answers_at_is_refused_in_seconds(address: str) -> Non
     """ray.init would retry for minutes with warnings; the address is tried first."""
     import socket
 
-    from prunetui.core.ray_executor import _check_reachable
+    from prunetui.core.sweep.ray import _check_reachable
 
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
@@ -251,7 +251,7 @@ def test_an_address_nobody_answers_at_is_refused_in_seconds(address: str) -> Non
 def test_an_ipv6_address_someone_answers_at_passes_the_check() -> None:
     import socket
 
-    from prunetui.core.ray_executor import _check_reachable
+    from prunetui.core.sweep.ray import _check_reachable
 
     if not socket.has_ipv6:
         pytest.skip("no IPv6 here")

@@ -45,12 +45,13 @@ from typing import TYPE_CHECKING, Any
 from prunetui.core.errors import ConfigError
 from prunetui.core.events import Event, ProgressThrottle, RunFailed, RunFinished
 from prunetui.core.store import Store, atomic_write_bytes, atomic_write_text
+from prunetui.core.sweep.cell import CellOutcome, run_cell
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from prunetui.core.config import RunConfig
-    from prunetui.core.sweep import CellOutcome, SweepRunner
+    from prunetui.core.sweep.runner import SweepRunner
 
 INSTALL_HINT = "pip install 'prunetui[ray]'"
 EPOCHS = "epochs.json"  # in a task's checkpoint dir: epochs stored so far
@@ -224,7 +225,6 @@ class _Driver:
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
 
     def _cached(self, cfg: RunConfig, result: dict[str, Any]) -> CellOutcome:
-        from prunetui.core.sweep import CellOutcome
 
         if cfg.sweep:
             self.store.add_to_sweep(cfg.sweep, [cfg.run_id])
@@ -275,7 +275,6 @@ class _Driver:
         self.rows.add(run_id)
 
     def _collect(self, ref: Any, cfg: RunConfig) -> CellOutcome:
-        from prunetui.core.sweep import CellOutcome
 
         run_id = cfg.run_id
         try:
@@ -339,7 +338,6 @@ class _Driver:
     def _abandon(self, pending: dict[Any, RunConfig], hub: Any, status: str,
                  error: str) -> list[CellOutcome]:
         """Cancel the tasks still out; store the runs they started as ``status``."""
-        from prunetui.core.sweep import CellOutcome
 
         refs = list(pending)
         for ref in refs:
@@ -479,7 +477,6 @@ def _cell_task(config: RunConfig, checkpoint_dir: str, data_dir: str | None, dow
     """One cell, run on a worker; application errors come back as a status, not raised."""
     import torch
 
-    from prunetui.core.sweep import run_cell
 
     torch.set_num_threads(threads)
     run_id = config.run_id

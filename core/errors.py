@@ -58,3 +58,12 @@ class RunDiverged(PrunetuiError):
 def choices_message(what: str, value: object, choices: list[str] | tuple[str, ...]) -> str:
     """One line naming a bad value and the valid choices, the format every face uses."""
     return f"unknown {what} {value!r}; choose one of: {', '.join(choices)}"
+
+
+class RunHeldElsewhere(PrunetuiError):
+    """Another process holds the run's lock right now (running it, or about to)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} is being run by another process right now; wait for "
+                         "it or run something else")
+        self.run_id = run_id

@@ -10,10 +10,14 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from prunetui.core.errors import RunCancelled
+from prunetui.core.status import RunStatus
+
+if TYPE_CHECKING:
+    from prunetui.core.run.result import RunResult
 
 
 @dataclass(frozen=True)
@@ -100,13 +104,13 @@ class RunWarning(Event):
 
 @dataclass(frozen=True)
 class RunFinished(Event):
-    result: dict[str, Any] = field(default_factory=dict)
+    result: RunResult
     cached: bool = False  # True when the stored result of an earlier run was reported
 
 
 @dataclass(frozen=True)
 class RunFailed(Event):
-    status: str  # failed | cancelled | diverged | oom
+    status: RunStatus  # a stored status: failed | cancelled | interrupted | diverged | oom
     error: str
 
 

@@ -14,13 +14,17 @@ import io
 import json
 import math
 import statistics
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from prunetui.core.catalog import PRUNERS
 from prunetui.core.config import EXECUTION_FIELDS
+from prunetui.core.run.result import Layer
+from prunetui.core.status import RunStatus
 from prunetui.core.store import RunRow
+from prunetui.core.sweep.reproduce import commands, settings_of
 
 # Timed passes whose slowest took this many times the fastest: something else was running.
 BUSY_SPREAD = 2.0
@@ -39,6 +43,7 @@ def busy_spread(fastest: float, slowest: float, repeats: int) -> float | None:
 
 DASH = "—"
 COLLAPSE_MARK = "‡"
+BUDGET_MARK = "†"
 
 DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "Cifar10",
                  "cifar100": "Cifar100", "digits": "Digits"}
@@ -74,6 +79,9 @@ class Cell:
     collapsed: bool = False
     why_empty: str = ""
     left_out: str = ""  # runs of the cell with other settings, not pooled (see _replicates)
+    run_ids: list[str] = field(default_factory=list)  # the runs the values come from
+    budget: str = ""  # their training epochs ("100", "200+100" with pre-training)
+    marked: bool = False  # trained with another budget than the rest of its row
 
     def text(self, digits: int) -> str:
         if not self.values:
@@ -82,11 +90,16 @@ class Cell:
         s = _num(mean, digits)
         if len(self.values) > 1:
             s += f" ± {_num(statistics.stdev(self.values), digits)} (n={len(self.values)})"
-        return s + (f" {COLLAPSE_MARK}" if self.collapsed else "")
+        return (s + (f" {COLLAPSE_MARK}" if self.collapsed else "")
+                + (f" {BUDGET_MARK}" if self.marked else ""))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"n": len(self.values), "values": self.values,
-                               "collapsed": self.collapsed}
+                               "run_ids": self.run_ids, "collapsed": self.collapsed}
+        if self.budget:
+            out["epochs"] = self.budget
+        if self.marked:
+            out["other_budget"] = True
         if self.values:
             out["mean"] = statistics.fmean(self.values)
             # Sample std (n - 1): undefined for one run, not 0.
@@ -135,12 +148,33 @@ class Figure:
 
 
 @dataclass
+class Setup:
+    """How one model/dataset's runs were made: the settings they share, those that differ
+    between cells, the data, seeds, machines and software, and the sweep commands that name
+    exactly these runs (on this store they report every cell as already stored)."""
+
+    model: str
+    dataset: str
+    shared: list[tuple[str, str]]
+    differing: list[str]
+    data: list[str]
+    seeds: list[int]
+    devices: list[str]
+    software: list[str]
+    commands: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "shared": dict(self.shared)}
+
+
+@dataclass
 class Report:
     """Everything ``export`` writes, in order."""
 
     tables: list[Table]
     figures: list[Figure]
     runs: int
+    setups: list[Setup] = field(default_factory=list)
 
 
 # -- building ----------------------------------------------------------------------------------
@@ -172,7 +206,7 @@ def _replicates(runs: list[RunRow]) -> tuple[list[RunRow], str]:
         groups.setdefault(json.dumps(_settings(r), sort_keys=True, default=str), []).append(r)
     if len(groups) <= 1:
         return runs, ""
-    shown = max(groups.values(), key=lambda rs: (sum(r.status == "finished" for r in rs),
+    shown = max(groups.values(), key=lambda rs: (sum(r.status == RunStatus.FINISHED for r in rs),
                                                  max(r.created for r in rs)))
     base = _settings(shown[0])
     parts = []
@@ -192,16 +226,44 @@ def _cell(runs: list[RunRow], value: Callable[[RunRow], float | None],
     """``pruned``: the value depends on the masks only (the FLOP ratio), so a run that was
     pruned and then stopped (diverged, interrupted) has it too."""
     runs, left_out = _replicates(runs)
-    done = [r for r in runs if (r.status == "finished" and r.result is not None)
+    done = [r for r in runs if (r.status == RunStatus.FINISHED and r.result is not None)
             or (pruned and r.flop_ratio is not None)]
-    vals = [v for v in (value(r) for r in done) if v is not None]
+    pairs = [(r, v) for r, v in ((r, value(r)) for r in done) if v is not None]
     if not runs:
         why = "not run"
     elif not done:
         why = ", ".join(sorted({r.status for r in runs}))
     else:
         why = "no value"
-    return Cell(vals, any(r.collapsed for r in done), "" if vals else why, left_out)
+    budgets = sorted({budget(r.config) for r, _ in pairs})
+    return Cell([v for _, v in pairs], any(r.collapsed for r in done), "" if pairs else why,
+                left_out, [r.run_id for r, _ in pairs], ", ".join(budgets))
+
+
+def budget(config: dict[str, Any]) -> str:
+    """A run's training epochs: "100", or "200+100" with pre-training."""
+    pre, post = int(config.get("pre_epochs", 0)), int(config.get("post_epochs", 0))
+    return f"{pre}+{post}" if pre else f"{post}"
+
+
+def _mark_budgets(table: Table, labels: Callable[[list[str]], str]) -> None:
+    """Mark (†) and footnote each cell trained for another number of epochs than most cells
+    of its row: its accuracy is not comparable with theirs as it stands."""
+    notes: dict[tuple[str, str, str], list[str]] = {}
+    for row_labels, cells in table.rows:
+        counts = Counter(c.budget for c in cells if c.budget)
+        if len(counts) < 2:
+            continue
+        # The most common budget; on a tie, the shortest (the others trained longer).
+        usual = max(counts, key=lambda b: (counts[b], -sum(int(e) for e in b.split("+"))))
+        for col, cell in zip(table.columns, cells, strict=True):
+            if cell.budget and cell.budget != usual:
+                cell.marked = True
+                notes.setdefault((col, cell.budget, usual), []).append(labels(row_labels))
+    for (col, own, usual), where in notes.items():
+        table.notes.append(f"{BUDGET_MARK} {col} trained {own} epochs where the rest of its "
+                           f"row trained {usual} (pre-training+training): "
+                           f"{', '.join(where)}")
 
 
 def _note_missing(table: Table, labels: Callable[[list[str], str], str]) -> None:
@@ -226,13 +288,13 @@ def _top1(r: RunRow) -> float | None:
 
 def _time(r: RunRow) -> float | None:
     assert r.result is not None
-    return float(r.result["inference"]["median"])
+    return r.result.inference.median
 
 
 def _compacted_time(r: RunRow) -> float | None:
     assert r.result is not None
-    c = r.result["inference"].get("compacted")
-    return float(c["median"]) if c else None
+    c = r.result.inference.compacted
+    return c.median if c else None
 
 
 def _ratio(r: RunRow) -> float | None:
@@ -256,6 +318,7 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
                        _top1) for p in pruners]
         t.rows.append(([DATASET_NAMES.get(dataset, dataset), arch_name(model)], cells))
     _note_missing(t, lambda lab, col: f"{' '.join(lab)}, {col}")
+    _mark_budgets(t, " ".join)
     tables.append(t)
 
     single = len(pairs) == 1
@@ -274,7 +337,7 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
             times.append((f"time{suffix}",
                           f"Testing time (inference on testing dataset{on}, s)", _time, 3,
                           _time_intro(runs), runs))
-            if any(r.result and "compacted" in r.result["inference"] for r in runs):
+            if any(r.result and r.result.inference.compacted for r in runs):
                 # --sparse-inference runs: the same network with dead structure removed.
                 times.append((f"time_compacted{suffix}",
                               f"Testing time, compacted network (dead units removed, sparse "
@@ -294,12 +357,14 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
             for c in comps:
                 tt.rows.append(([f"{c:g}"], [_cell(_group(runs, pruner=p, compression=c), fn,
                                                    masks_only) for p in pruners]))
-            stopped = {r.status for r in sub if masks_only and r.status != "finished"
+            stopped = {r.status for r in sub if masks_only and r.status != RunStatus.FINISHED
                        and r.flop_ratio is not None}
             if stopped:
                 tt.intro += (f" Runs that stopped after pruning ({', '.join(sorted(stopped))}) "
                              "count too: the ratio depends on the masks only.")
             _note_missing(tt, lambda lab, col: f"{col} at compression {lab[0]}")
+            if key == "accuracy":
+                _mark_budgets(tt, lambda lab: f"compression {lab[0]}")
             if key.startswith("time"):
                 tt.digits = _decimals(tt, digits)
             tables.append(tt)
@@ -321,7 +386,60 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
                                       stem + ".png", r.run_id))
     # The reference's order: 1.1, 1.2.*, then 2.2 and 2.3 (the figures, 2.1, come before them).
     tables.sort(key=lambda t: _section_key(t.section))
-    return Report(tables, figures, len(rows))
+    setups = [_setup(model, dataset, _group(rows, dataset=dataset, model=model))
+              for dataset, model in pairs]
+    return Report(tables, figures, len(rows), setups)
+
+
+# -- provenance --------------------------------------------------------------------------------
+
+
+def _setup(model: str, dataset: str, runs: list[RunRow]) -> Setup:
+    settings = {r.run_id: settings_of(r.config) for r in runs}
+    keys = list(next(iter(settings.values()), {}))
+    shared, differing = [], []
+    for key in keys:
+        values = {json.dumps(s[key]) for s in settings.values()}
+        if len(values) == 1:
+            shared.append((key, _setting_text(key, settings[runs[0].run_id][key])))
+            continue
+        by_value: dict[str, list[str]] = {}  # each value and the pruners that use it
+        for r in runs:
+            who = by_value.setdefault(_setting_text(key, settings[r.run_id][key]), [])
+            if PRUNERS.get(r.pruner, r.pruner) not in who:
+                who.append(PRUNERS.get(r.pruner, r.pruner))
+        differing.append(f"{key}: " + "; ".join(f"{v} ({', '.join(who)})"
+                                               for v, who in by_value.items()))
+    done = [r.result for r in runs if r.status == RunStatus.FINISHED and r.result]
+    data = Counter(f"{d['train']:,} train / {d['test']:,} test images (fingerprint "
+                   f"{d['digest']})" if (d := res.data) else "not recorded (stored before "
+                   "data fingerprints were kept)" for res in done)
+    devices = Counter(res.device + (f", {res.threads} torch thread{'s' * (res.threads > 1)}"
+                                    if res.threads and res.device == "cpu" else "")
+                      for res in done)
+    software = Counter(f"torch {res.torch or 'unknown'}, prunetui "
+                       f"{res.version or 'unknown (stored before versions were kept)'}"
+                       for res in done)
+    return Setup(model, dataset, shared, differing,
+                 [_counted(t, n, len(done)) for t, n in data.items()],
+                 sorted({r.seed for r in runs}),
+                 [_counted(t, n, len(done)) for t, n in devices.items()],
+                 [_counted(t, n, len(done)) for t, n in software.items()],
+                 commands(r.config for r in runs))
+
+
+def _setting_text(key: str, value: Any) -> str:
+    if key == "prune_iterations" and value is None:
+        return "the pruner's default (SynFlow 100, others 1)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) if value else "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _counted(text: str, n: int, total: int) -> str:
+    return text if n == total else f"{text}: {n} of {total} runs"
 
 
 def _decimals(t: Table, least: int, significant: int = 3) -> int:
@@ -341,14 +459,15 @@ def _section_key(section: str) -> tuple[int, ...]:
 
 def _first_done(runs: list[RunRow]) -> RunRow | None:
     runs, _ = _replicates(runs)
-    done = sorted((r for r in runs if r.status == "finished" and r.result), key=lambda r: r.seed)
+    done = sorted((r for r in runs if r.status == RunStatus.FINISHED and r.result),
+                  key=lambda r: r.seed)
     return done[0] if done else None
 
 
 def _dense_flops(runs: list[RunRow]) -> int | None:
     for r in runs:
         if r.result:
-            return int(r.result["flops"]["dense"])
+            return r.result.flops.dense
     return None
 
 
@@ -358,7 +477,7 @@ def _timing_devices(runs: list[RunRow]) -> dict[str, list[RunRow]]:
     timed: dict[str, list[RunRow]] = {}
     for r in runs:
         if r.result:
-            device = str(r.result["inference"]["device"])
+            device = r.result.inference.device
             # --device cuda is the current GPU, cuda:0 unless the run was told otherwise.
             timed.setdefault("cuda:0" if device == "cuda" else device, []).append(r)
     untimed = [r for r in runs if not r.result]
@@ -371,15 +490,16 @@ def _time_intro(runs: list[RunRow]) -> str:
     done = [r.result for r in runs if r.result]
     if not done:
         return ""
-    inf = done[0]["inference"]
-    intro = (f"Median of {inf['repeats']} timed passes over the {inf['images']:,} test images "
-             f"(batch {inf['batch_size']}, {inf['device']}), after a warm-up pass.")
+    inf = done[0].inference
+    intro = (f"Median of {inf.repeats} timed passes over the {inf.images:,} test images "
+             f"(batch {inf.batch_size}, {inf.device}), after a warm-up pass.")
     busy = []
     for r in done:
-        timing = r["inference"]
-        timed = [timing, *([timing["compacted"]] if timing.get("compacted") else [])]
-        spreads = [x for t in timed
-                   if (x := busy_spread(t["min"], t["max"], timing["repeats"]))]
+        timing = r.inference
+        spreads = [x for lo, hi in [(timing.min, timing.max), *(
+                       [(timing.compacted.min, timing.compacted.max)] if timing.compacted
+                       else [])]
+                   if (x := busy_spread(lo, hi, timing.repeats))]
         if spreads:
             busy.append(max(spreads))
     if busy:
@@ -393,28 +513,28 @@ def _layer_table(key: str, section: str, title: str, runs: list[RunRow], pruners
                  names: list[str], at: float, col: str, digits: int) -> Table:
     per: dict[str, list[RunRow]] = {
         p: [r for r in _replicates(_group(runs, pruner=p, compression=at))[0]
-            if r.status == "finished" and r.result] for p in pruners}
-    template: list[dict[str, Any]] = next(
-        (r.result["layers"] for rs in per.values() for r in rs if r.result), [])
+            if r.status == RunStatus.FINISHED and r.result] for p in pruners}
+    template: tuple[Layer, ...] = next(
+        (r.result.layers for rs in per.values() for r in rs if r.result), ())
     dense_col = "flops_dense" if col == "flops_pruned" else None
     intro = f"At compression {at:g}."
     # Batch-norm scales are not pruned unless a run asked for it (--prune-batchnorm): rows of
     # 1.0000 for them would only hide the pruned layers, which the reference lists alone.
     if not any(r.config.get("prune_batchnorm") for rs in per.values() for r in rs) and any(
-            layer.get("kind") == "batchnorm" for layer in template):
+            layer.kind == "batchnorm" for layer in template):
         intro += " Batch-norm layers (not pruned) are left out."
-        shown = [(i, la) for i, la in enumerate(template) if la.get("kind") != "batchnorm"]
+        shown = [(i, la) for i, la in enumerate(template) if la.kind != "batchnorm"]
     else:
         shown = list(enumerate(template))
     t = Table(key, section, title, ["Layers"], (["Unpruned"] if dense_col else []) + names, [],
               digits, intro=intro)
     for i, layer in shown:
-        cells = [Cell([float(layer[dense_col])])] if dense_col else []
+        cells = [Cell([float(getattr(layer, dense_col))])] if dense_col else []
         for p in pruners:
-            vals = [float(r.result["layers"][i][col]) for r in per[p] if r.result]
+            vals = [float(getattr(r.result.layers[i], col)) for r in per[p] if r.result]
             cells.append(Cell(vals, any(r.collapsed for r in per[p]),
                               "" if vals else f"no finished run at compression {at:g}"))
-        t.rows.append(([layer["name"]], cells))
+        t.rows.append(([layer.name], cells))
     if not template:
         t.notes.append(f"{DASH} no finished run at compression {at:g}")
     _note_missing(t, lambda lab, c: f"{c}")
@@ -430,6 +550,7 @@ def to_markdown(report: Report, title: str = "Pruning report") -> str:
     """The report as markdown, laid out like the reference (figures linked by file name)."""
     lines = [f"# {title}", "", f"{report.runs} stored run{'' if report.runs == 1 else 's'}.",
              ""]
+    lines += _setup_markdown(report.setups)
     figures_done = not report.figures
     for t in report.tables:
         if not figures_done and _section_key(t.section) > (2, 1):
@@ -447,10 +568,33 @@ def to_markdown(report: Report, title: str = "Pruning report") -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _setup_markdown(setups: list[Setup]) -> list[str]:
+    if not setups:
+        return []
+    lines = ["### Setup", ""]
+    for s in setups:
+        lines += [f"**{arch_name(s.model)} on {DATASET_NAMES.get(s.dataset, s.dataset)}**", ""]
+        lines += ["| Setting | Value |", "|---|---|",
+                  *(f"| {k} | {v} |" for k, v in s.shared), ""]
+        if s.differing:
+            lines += ["Settings that differ between cells:", "",
+                      *(f"- {d}" for d in s.differing), ""]
+        lines += [f"- Data: {s.dataset}, " + "; ".join(s.data) if s.data else
+                  f"- Data: {s.dataset} (no finished run)",
+                  f"- Seeds: {', '.join(map(str, s.seeds))}",
+                  f"- Devices: {'; '.join(s.devices) or '—'}",
+                  f"- Software: {'; '.join(s.software) or '—'}", "",
+                  "Reproduce (on this store, every finished cell reports as already stored):",
+                  "",
+                  "```", *s.commands, "```", ""]
+    return lines
+
+
 def _figures_markdown(figures: list[Figure]) -> list[str]:
     lines = ["#### 2.1 Weight histograms", "",
-             "x: weight value, y: layer, colour: fraction of the layer's weights in the bin "
-             "(kept weights only; normalized by the layer's total number of weights).", ""]
+             "Weights after training. x: weight value, y: layer, colour: fraction of the "
+             "layer's weights in the bin (kept weights only; normalized by the layer's total "
+             "number of weights).", ""]
     for f in figures:
         lines += [f"##### {f.title}", f"![{f.title}]({f.filename})", ""]
     return lines
@@ -474,7 +618,7 @@ def to_csv(report: Report) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["table", "section", "row", "column", "mean", "std", "n", "collapsed", "missing",
-                "left_out"])
+                "left_out", "epochs", "run_ids"])
     for t in report.tables:
         for labels, cells in t.rows:
             for col, c in zip(t.columns, cells, strict=True):
@@ -482,11 +626,12 @@ def to_csv(report: Report) -> str:
                 std = j.get("std")
                 w.writerow([t.key, t.section, " ".join(labels), col, j.get("mean", ""),
                             "" if std is None else std, j["n"], int(c.collapsed),
-                            j.get("missing", ""), c.left_out])
+                            j.get("missing", ""), c.left_out, c.budget, " ".join(c.run_ids)])
     return buf.getvalue()
 
 
 def to_json(report: Report) -> str:
     """The report as one JSON document."""
-    return json.dumps({"runs": report.runs, "tables": [t.to_json() for t in report.tables],
+    return json.dumps({"runs": report.runs, "setup": [s.to_json() for s in report.setups],
+                       "tables": [t.to_json() for t in report.tables],
                        "figures": [f.__dict__ for f in report.figures]}, indent=2)

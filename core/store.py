@@ -23,18 +23,21 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from prunetui.core.errors import ConfigError, PrunetuiError, StoreError
+from prunetui.core import faults
+from prunetui.core.errors import ConfigError, RunHeldElsewhere, StoreError
+from prunetui.core.run.result import Epoch, Layer, RunResult, Structure
+from prunetui.core.status import STORED, STORED_ORDER, RunStatus
 
 SCHEMA_VERSION = 1
 DB_NAME = "runs.sqlite"
 LOCK_NAME = ".lock"  # in each run's folder, held while the run executes
 # Statuses a run can be in. Only 'finished' counts as done; every other one is redone or
 # resumed by the next request for the same config.
-STATUSES = ("running", "finished", "failed", "cancelled", "interrupted", "diverged", "oom")
+STATUSES = tuple(str(s) for s in STORED_ORDER)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -89,7 +92,7 @@ class RunRow:
     compression: float
     seed: int
     config: dict[str, Any]
-    status: str
+    status: RunStatus
     error: str | None
     created: float
     updated: float
@@ -101,27 +104,31 @@ class RunRow:
     flop_ratio: float | None
     seconds: float | None
     collapsed: bool
-    result: dict[str, Any] | None
+    result: RunResult | None
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> RunRow:
         d = dict(row)
         d["config"] = json.loads(d["config"])
-        d["result"] = json.loads(d["result"]) if d["result"] else None
+        d["result"] = RunResult.from_dict(json.loads(d["result"])) if d["result"] else None
         d["collapsed"] = bool(d["collapsed"])
+        d["status"] = RunStatus(d["status"])
         return cls(**d)
 
 
-def failed_attempt_status(before: RunRow | None, after: RunRow | None, default: str) -> str:
+def failed_attempt_status(before: RunRow | None, after: RunRow | None,
+                          default: RunStatus) -> RunStatus:
     """The status a run attempt that raised ended with, from its stored row ``before`` and
     ``after`` the attempt. If the attempt wrote the row, its status (interrupted, diverged,
     oom, ...). If not, the engine refused the run before writing anything (a stored result or
     a checkpoint from other data, an unreadable checkpoint) and the row's status, perhaps
     "finished", is an earlier attempt's: ``default``. A stored divergence refused as such
     is still "diverged"."""
-    if after is None or after.status in ("running", "finished"):
+    if after is None or after.status in (RunStatus.RUNNING, RunStatus.FINISHED):
         return default
-    return after.status if wrote_row(before, after) or after.status == "diverged" else default
+    if wrote_row(before, after) or after.status == RunStatus.DIVERGED:
+        return after.status
+    return default
 
 
 def wrote_row(before: RunRow | None, after: RunRow | None) -> bool:
@@ -219,6 +226,7 @@ class Store:
             con.execute("BEGIN IMMEDIATE")
             yield con
             con.execute("COMMIT")
+            faults.point("commit")
         except sqlite3.OperationalError as e:
             with contextlib.suppress(sqlite3.Error):
                 con.execute("ROLLBACK")
@@ -341,10 +349,14 @@ class Store:
         return [(r[0], r[1]) for r in rows]
 
     @contextlib.contextmanager
-    def run_lock(self, run_id: str) -> Iterator[None]:
+    def run_lock(self, run_id: str,
+                 waiting: Callable[[], None] | None = None) -> Iterator[None]:
         """Hold an exclusive lock on a run while it executes, so two processes sharing a
         store never run the same config at once. The OS drops the lock when the holder dies,
-        which is how a 'running' row left by a killed process is told apart (``_alive``)."""
+        which is how a 'running' row left by a killed process is told apart (``_alive``).
+
+        Held by another process: ``RunHeldElsewhere`` at once, or with ``waiting`` given, wait
+        for it, calling ``waiting()`` a few times a second (it may raise to stop waiting)."""
         run_dir = self.run_dir(run_id)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -352,17 +364,20 @@ class Store:
         except OSError as e:
             raise StoreError(f"cannot write results under {run_dir}: {e.strerror or e}") from None
         try:
-            # A few tries: a reader testing the lock (``_alive``) holds it for a moment.
-            for attempt in range(5):
+            # A few quick tries first: a reader testing the lock (``_alive``) holds it for a
+            # moment.
+            tries = 0
+            while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if attempt == 4:
-                        raise PrunetuiError(f"run {run_id} is being run by another process "
-                                            "right now; wait for it or run something else"
-                                            ) from None
-                    time.sleep(0.02)
+                    tries += 1
+                    if tries >= 5:
+                        if waiting is None:
+                            raise RunHeldElsewhere(run_id) from None
+                        waiting()
+                    time.sleep(0.02 if tries < 5 else 0.2)
             yield
         finally:
             os.close(fd)
@@ -371,7 +386,7 @@ class Store:
         """``row``, or for a 'running' row whose process is gone (its lock file is there and
         nobody holds it: killed, or the machine went down), the same row as 'interrupted'.
         Not written back: reading a store never changes it."""
-        if row.status != "running":
+        if row.status != RunStatus.RUNNING:
             return row
         try:
             fd = os.open(self.run_dir(row.run_id) / LOCK_NAME, os.O_RDONLY)
@@ -387,7 +402,7 @@ class Store:
         finally:
             os.close(fd)  # also drops the shared lock, if taken
         return dataclasses.replace(
-            row, status="interrupted",
+            row, status=RunStatus.INTERRUPTED,
             error="its process ended without storing a status (killed, or the machine went "
                   "down); run it again to resume")
 
@@ -436,15 +451,15 @@ class Store:
             con.execute("UPDATE runs SET epoch=? WHERE run_id=?",
                         (after if phase == "train" else 0, run_id))
 
-    def epochs(self, run_id: str) -> list[dict[str, Any]]:
+    def epochs(self, run_id: str) -> list[Epoch]:
         """The run's epoch rows, pre-training first."""
         with self._read() as con:
             rows = con.execute(
                 "SELECT phase, epoch, train_loss, test_loss, top1, top5, lr, seconds FROM epochs"
                 " WHERE run_id=? ORDER BY phase='train', epoch", (run_id,)).fetchall()
-        return [dict(r) for r in rows]
+        return [Epoch.from_dict(dict(r)) for r in rows]
 
-    def layers(self, run_id: str) -> list[dict[str, Any]]:
+    def layers(self, run_id: str) -> list[Layer]:
         """The run's per-layer rows in module order."""
         with self._read() as con:
             rows = con.execute("SELECT * FROM layers WHERE run_id=? ORDER BY idx",
@@ -452,56 +467,55 @@ class Store:
         out = []
         for r in rows:
             d = dict(r)
-            d.pop("run_id")
             d["shape"] = json.loads(d["shape"])
-            out.append(d)
+            out.append(Layer.from_dict(d))
         return out
 
-    def record_pruned(self, run_id: str, structure: dict[str, Any]) -> None:
+    def record_pruned(self, run_id: str, structure: Structure) -> None:
         """Store what pruning left (per-layer rows, density, FLOP ratio, collapse) as soon as
         it is known, so that a run stopped while training still shows it."""
         with self._write() as con:
-            self._put_layers(con, run_id, structure["layers"])
+            self._put_layers(con, run_id, structure.layers)
             con.execute("UPDATE runs SET density=?, flop_ratio=?, collapsed=?, updated=? "
                         "WHERE run_id=?",
-                        (structure["density"], structure["flops"]["ratio"],
-                         int(structure["collapse"]["collapsed"]), time.time(), run_id))
+                        (structure.density, structure.flops.ratio,
+                         int(structure.collapse.collapsed), time.time(), run_id))
 
     @staticmethod
-    def _put_layers(con: sqlite3.Connection, run_id: str, layers: list[dict[str, Any]]) -> None:
+    def _put_layers(con: sqlite3.Connection, run_id: str, layers: tuple[Layer, ...]) -> None:
         con.execute("DELETE FROM layers WHERE run_id=?", (run_id,))
         con.executemany(
             "INSERT INTO layers VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [(run_id, i, r["name"], r["kind"], json.dumps(r["shape"]), r["params"],
-              r["remaining"], r["density"], r["flops_dense"], r["flops_pruned"])
+            [(run_id, i, r.name, r.kind, json.dumps(list(r.shape)), r.params, r.remaining,
+              r.density, r.flops_dense, r.flops_pruned)
              for i, r in enumerate(layers)],
         )
 
-    def finish_run(self, run_id: str, result: dict[str, Any]) -> None:
+    def finish_run(self, run_id: str, result: RunResult) -> None:
         """Store a finished run's result and per-layer rows atomically."""
         now = time.time()
         with self._write() as con:
-            self._put_layers(con, run_id, result["layers"])
+            self._put_layers(con, run_id, result.layers)
             con.execute(
                 """UPDATE runs SET status='finished', error=NULL, finished=?, updated=?,
                        top1=?, top5=?, density=?, flop_ratio=?, seconds=?, collapsed=?, result=?
                    WHERE run_id=?""",
-                (now, now, result["top1"], result["top5"], result["density"],
-                 result["flops"]["ratio"], result["seconds"],
-                 int(result["collapse"]["collapsed"]), json.dumps(result), run_id),
+                (now, now, result.top1, result.top5, result.density, result.flops.ratio,
+                 result.seconds, int(result.collapse.collapsed), json.dumps(result.to_dict()),
+                 run_id),
             )
 
-    def fail_run(self, run_id: str, status: str, error: str) -> None:
+    def fail_run(self, run_id: str, status: RunStatus, error: str) -> None:
         """Mark a run as ended without a result (failed, cancelled, interrupted, …)."""
-        assert status in STATUSES, status
+        assert status in STORED and status != RunStatus.FINISHED, status
         with self._write() as con:
             con.execute("UPDATE runs SET status=?, error=?, updated=? WHERE run_id=?",
-                        (status, error, time.time(), run_id))
+                        (str(status), error, time.time(), run_id))
 
     def remove(self, run_ids: list[str]) -> None:
         """Delete runs (rows and artifact folders); refuses (``StoreError``) if any of them is
         running, since its process would go on writing to a run that is gone."""
-        running = [r.run_id for r in self.query(run_ids=run_ids, status="running")]
+        running = [r.run_id for r in self.query(run_ids=run_ids, status=RunStatus.RUNNING)]
         if running:
             raise StoreError(f"run {', '.join(running)} is running right now; stop it first "
                              "(Ctrl-C where it runs, or c in the app), then remove it")
@@ -538,6 +552,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        faults.point("write")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import fakes
 import pytest
 from rich.style import Style
 from textual.pilot import Pilot
@@ -26,6 +27,7 @@ from textual.widgets import (
 
 from prunetui.core import events as ev
 from prunetui.core.config import RunConfig
+from prunetui.core.status import RunStatus
 from prunetui.core.store import RunRow, Store
 from prunetui.tui import worker as glue
 from prunetui.tui.app import PruneApp
@@ -134,9 +136,9 @@ async def test_keys_configure_and_run_updates_table_and_charts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    from prunetui.core import experiment
+    from prunetui.core.run import steps
 
-    real = experiment.train_epoch
+    real = steps.train_epoch
     checked = threading.Event()
 
     def held(*args: Any, **kwargs: Any) -> Any:
@@ -145,7 +147,7 @@ async def test_keys_configure_and_run_updates_table_and_charts(
         checked.wait(30)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(experiment, "train_epoch", held)
+    monkeypatch.setattr(steps, "train_epoch", held)
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await configure(pilot, app, epochs="1")
@@ -385,9 +387,9 @@ async def test_preview_per_layer_and_data_errors(tmp_path: Path) -> None:
 @pytest.mark.parametrize("cancel_with", ["key", "button"])
 async def test_cancel_mid_run_then_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          cancel_with: str) -> None:
-    from prunetui.core import experiment
+    from prunetui.core.run import steps
 
-    real = experiment.train_epoch
+    real = steps.train_epoch
     calls = {"n": 0}
 
     def gated(*args: Any, **kwargs: Any) -> Any:
@@ -401,7 +403,7 @@ async def test_cancel_mid_run_then_resume(tmp_path: Path, monkeypatch: pytest.Mo
                 time.sleep(0.01)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(experiment, "train_epoch", gated)
+    monkeypatch.setattr(steps, "train_epoch", gated)
     app = make_app(tmp_path)
     config = digits(post_epochs=3)
     async with app.run_test(size=SIZE) as pilot:
@@ -441,12 +443,12 @@ async def test_cancel_mid_run_then_resume(tmp_path: Path, monkeypatch: pytest.Mo
 
 async def test_failing_run_notifies_and_app_stays_alive(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from prunetui.core import experiment
+    from prunetui.core.run import engine
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom in the worker")
 
-    monkeypatch.setattr(experiment, "_execute", boom)
+    monkeypatch.setattr(engine, "_execute", boom)
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         app.query_one(ConfigForm).set_values(dataset="digits", pruners=["rand", "mag"],
@@ -469,8 +471,8 @@ async def test_failing_run_notifies_and_app_stays_alive(tmp_path: Path,
 
 
 async def test_quit_asks_while_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from prunetui.core import experiment
     from prunetui.core.errors import RunCancelled
+    from prunetui.core.run import engine
 
     def endless(config: RunConfig, *, emit: Any, cancel: ev.CancelToken, **kw: Any) -> Any:
         emit(ev.RunStarted(config.run_id, config.to_dict()))
@@ -479,7 +481,7 @@ async def test_quit_asks_while_running(tmp_path: Path, monkeypatch: pytest.Monke
         emit(ev.RunFailed(config.run_id, "cancelled", "cancelled by the user"))
         raise RunCancelled("cancelled")
 
-    monkeypatch.setattr(experiment, "run", endless)
+    monkeypatch.setattr(engine, "run", endless)
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         app.query_one(ConfigForm).set_values(dataset="digits", pruners=["rand"])
@@ -523,18 +525,10 @@ def put(store: Store, pruner: str, c: float, top1: float, *, seed: int = 1,
         store.fail_run(rid, status, "boom")
         return rid
     names = ["layers.0", "layers.2", "layers.4"]
-    layers = [{"name": n, "kind": "linear", "shape": [100, 64], "params": 6400,
-               "remaining": 640, "density": d, "flops_dense": 6400,
-               "flops_pruned": round(6400 * d)} for n, d in zip(names, (0.2, 0.1, 0.05),
-                                                                  strict=True)]
-    result: dict[str, Any] = {
-        "run_id": rid, "top1": top1, "top5": 99.0, "density": 10 ** -c, "seconds": 1.0,
-        "flops": {"dense": 19200, "pruned": round(19200 * 10 ** -c), "ratio": 10 ** -c},
-        "collapse": {"collapsed": False, "empty_layers": [], "disconnected": False},
-        "inference": {"median": 0.01, "min": 0.01, "max": 0.01, "repeats": 1,
-                      "batch_size": 256, "images": 360, "device": "cpu"},
-        "layers": layers, "epochs": store.epochs(rid)}
-    store.finish_run(rid, result)
+    layers = [fakes.layer(n, shape=(100, 64), remaining=640, density=d)
+              for n, d in zip(names, (0.2, 0.1, 0.05), strict=True)]
+    built = fakes.structure(layers, density=10 ** -c, dense=19200, ratio=10 ** -c)
+    store.finish_run(rid, fakes.result(cfg, top1, built=built, history=store.epochs(rid)))
     d = store.run_dir(rid)
     d.mkdir(parents=True, exist_ok=True)
     import json
@@ -896,13 +890,14 @@ async def test_run_progress_bars(tmp_path: Path) -> None:
         panel = app.query_one(RunPanel)
         configs = [digits(pruner=p) for p in ("rand", "mag", "snip")]
         panel.begin(configs)
-        for i, status in enumerate(["diverged", "error", "cancelled"]):
+        for i, status in enumerate([RunStatus.DIVERGED, RunStatus.REFUSED, RunStatus.CANCELLED]):
             panel.cell_started(i, 3, configs[i])
             panel.cell_done(i, 3, configs[i], status, None, "why")
         assert progress.counter("sweep") == "2/3"
-        panel.sweep_done(["diverged", "error", "cancelled"], cancelled=True)
+        panel.sweep_done([RunStatus.DIVERGED, RunStatus.REFUSED, RunStatus.CANCELLED],
+                         cancelled=True)
         assert str(panel.query_one("#run-status", Static).render()) == (
-            "■ 0/3 finished · 1 diverged · 1 error · cancelled: run it again to resume")
+            "■ 0/3 finished · 1 diverged · 1 refused · cancelled: run it again to resume")
         await pilot.press("q")
 
 
@@ -935,11 +930,8 @@ async def test_layers_view_shows_a_training_run_as_pruned(tmp_path: Path) -> Non
         store = panel.store
         assert store is not None
         configs = [digits(pruner=p) for p in ("rand", "mag", "snip")]
-        layers = [{"name": "layers.0", "kind": "linear", "shape": [100, 64], "params": 6400,
-                   "remaining": 640, "density": 0.1, "flops_dense": 6400,
-                   "flops_pruned": 640}]
-        pruned = {"layers": layers, "density": 0.1, "flops": {"ratio": 0.1},
-                  "collapse": {"collapsed": False}}
+        pruned = fakes.structure([fakes.layer("layers.0", shape=(100, 64), density=0.1)])
+        done = {c.run_id: fakes.result(c, 50.0, built=pruned) for c in configs}
         pick = panel.query_one("#pick-run", Select)
         panel.begin(configs)
 
@@ -953,12 +945,10 @@ async def test_layers_view_shows_a_training_run_as_pruned(tmp_path: Path) -> Non
         await trains(0)
         assert pick.value == configs[0].run_id
         assert panel.query_one(DensityChart).has_data()
-        panel.cell_done(0, 3, configs[0], "finished",
-                        {"top1": 50.0, "flops": {"ratio": 0.1}, "layers": layers})
+        panel.cell_done(0, 3, configs[0], RunStatus.FINISHED, done[configs[0].run_id])
         await trains(1)
         assert pick.value == configs[1].run_id  # followed to the next run
-        panel.cell_done(1, 3, configs[1], "finished",
-                        {"top1": 50.0, "flops": {"ratio": 0.1}, "layers": layers})
+        panel.cell_done(1, 3, configs[1], RunStatus.FINISHED, done[configs[1].run_id])
         # Picked in the sweep grid while shown already: still the user's pick, kept.
         panel.select_run(configs[1].run_id)
         await pilot.pause()
@@ -966,8 +956,7 @@ async def test_layers_view_shows_a_training_run_as_pruned(tmp_path: Path) -> Non
         assert pick.value == configs[1].run_id
         pick.value = configs[0].run_id  # another pick, in the Layers view's list
         await pilot.pause()
-        panel.cell_done(2, 3, configs[2], "finished",
-                        {"top1": 50.0, "flops": {"ratio": 0.1}, "layers": layers})
+        panel.cell_done(2, 3, configs[2], RunStatus.FINISHED, done[configs[2].run_id])
         await pilot.pause()
         assert pick.value == configs[0].run_id
         assert [r for _, r in pick._options if isinstance(r, str)] == [c.run_id for c in configs]
@@ -1003,17 +992,17 @@ def test_sweep_worker_freezes_the_gc_without_keeping_runs_alive(
     import gc
     import weakref
 
-    from prunetui.core import experiment
+    from prunetui.core.run import build as run_build
 
     built: list[weakref.ref[Any]] = []
-    real = experiment.build_model
+    real = run_build.build_model
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         model = real(*args, **kwargs)
         built.append(weakref.ref(model))
         return model
 
-    monkeypatch.setattr(experiment, "build_model", spy)
+    monkeypatch.setattr(run_build, "build_model", spy)
     before = gc.get_freeze_count()
     try:
         outcomes = glue.run_sweep(lambda _: None, [digits(post_epochs=1, pruner=p)
@@ -1034,8 +1023,8 @@ def test_a_run_refused_before_it_starts_is_an_error_not_its_stored_status(
     earlier attempt stored ("finished", "cancelled")."""
     from datafiles import write_mnist
 
-    from prunetui.core import experiment
     from prunetui.core.errors import RunCancelled
+    from prunetui.core.run import engine
 
     small = write_mnist(tmp_path / "small", train=40, test=20)
     other = write_mnist(tmp_path / "other", train=50, test=20)
@@ -1043,7 +1032,7 @@ def test_a_run_refused_before_it_starts_is_an_error_not_its_stored_status(
     done = RunConfig(model="fc", dataset="mnist", pruner="rand", post_epochs=1, batch_size=16,
                      device="cpu", **FAST)
     stopped = RunConfig(**{**done.to_dict(), "pruner": "mag", "post_epochs": 3})
-    experiment.run(done, store=store, data_dir=small, download=False)
+    engine.run(done, store=store, data_dir=small, download=False)
     token = ev.CancelToken()
 
     def cancel_after_first(e: ev.Event) -> None:
@@ -1051,12 +1040,12 @@ def test_a_run_refused_before_it_starts_is_an_error_not_its_stored_status(
             token.cancel()
 
     with pytest.raises(RunCancelled):
-        experiment.run(stopped, store=store, data_dir=small, download=False, cancel=token,
+        engine.run(stopped, store=store, data_dir=small, download=False, cancel=token,
                        emit=cancel_after_first)
     posted: list[Any] = []
     outcomes = glue.run_sweep(posted.append, [done, stopped], store, other, ev.CancelToken(),
                               download=False)
-    assert [o.status for o in outcomes] == ["error", "error"]
+    assert [o.status for o in outcomes] == ["refused", "refused"]
     assert "stored from other data than the data dir holds now" in outcomes[0].error
     assert "checkpoint was trained on other mnist data" in outcomes[1].error
     assert [store.get(c.run_id).status for c in (done, stopped)] == [  # type: ignore[union-attr]
@@ -1115,7 +1104,7 @@ async def test_layer_density_shows_every_layer_on_a_small_terminal(tmp_path: Pat
         panel = app.query_one(RunPanel)
         panel.show_view("tab-layers")
         chart = panel.query_one(DensityChart)
-        chart.set_layers([{"name": f"layers.{i}.conv", "density": 1 - i / 20}
+        chart.set_layers([fakes.layer(f"layers.{i}.conv", density=1 - i / 20)
                           for i in range(16)])
         await pilot.pause()
         assert [ln.split()[0] for ln in chart.text().splitlines()] == [

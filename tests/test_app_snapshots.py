@@ -8,13 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import fakes
 import pytest
 from test_app import prepared_store
 from textual.pilot import Pilot
 from textual.widgets import TabbedContent
 
+from prunetui.core.status import RunStatus
 from prunetui.core import events as ev
 from prunetui.core.config import RunConfig
+from prunetui.core.run.result import RunResult, Structure
 from prunetui.tui.app import PruneApp
 from prunetui.tui.widgets.config_form import ConfigForm
 from prunetui.tui.widgets.preview import PreviewPanel
@@ -26,28 +29,19 @@ LAYERS = [("layers.0", (100, 64), 0.1016), ("layers.2", (100, 100), 0.0981),
           ("layers.8", (100, 100), 0.1007), ("layers.10", (10, 100), 0.121)]
 
 
-def fake_info(config: RunConfig) -> dict[str, Any]:
-    layers = [{"name": n, "kind": "linear", "shape": list(shape), "params": p,
-               "remaining": round(p * d), "density": d, "flops_dense": p,
-               "flops_pruned": round(p * d)}
-              for n, shape, d in LAYERS for p in [shape[0] * shape[1]]]
-    dense = sum(r["params"] for r in layers)
-    pruned = sum(r["flops_pruned"] for r in layers)
-    return {"params": {"total": 48010, "prunable": dense,
-                       "remaining": sum(r["remaining"] for r in layers)},
-            "density": 0.1, "flops": {"dense": dense, "pruned": pruned, "ratio": pruned / dense},
-            "layers": layers,
-            "collapse": {"collapsed": False, "empty_layers": [], "disconnected": False},
-            "warning": None}
+def fake_info(config: RunConfig, ratio: float | None = None) -> Structure:
+    layers = [fakes.layer(n, shape=shape, density=d) for n, shape, d in LAYERS]
+    dense = sum(r.params for r in layers)
+    pruned = sum(r.flops_pruned for r in layers)
+    return fakes.structure(layers, density=0.1, dense=dense,
+                           ratio=pruned / dense if ratio is None else ratio, total=48010)
 
 
-def fake_result(config: RunConfig, top1: float, epochs: int) -> dict[str, Any]:
-    info = fake_info(config)
-    info["flops"]["ratio"] = 10 ** -config.compression * {"rand": 1.0, "mag": 0.8,
-                                                          "synflow": 0.6}[config.pruner]
-    return {**info, "run_id": config.run_id, "top1": top1, "top5": 99.0,
-            "epochs": [{"phase": "train", "epoch": e, "top1": top1 * (0.7 + 0.3 * e / epochs)}
-                       for e in range(1, epochs + 1)]}
+def fake_result(config: RunConfig, top1: float, epochs: int) -> RunResult:
+    ratio = 10 ** -config.compression * {"rand": 1.0, "mag": 0.8, "synflow": 0.6}[config.pruner]
+    return fakes.result(config, top1, built=fake_info(config, ratio),
+                        history=fakes.epochs([top1 * (0.7 + 0.3 * e / epochs)
+                                              for e in range(1, epochs + 1)]))
 
 
 def app_for(tmp_path: Path) -> PruneApp:
@@ -83,7 +77,7 @@ def feed_run(panel: RunPanel) -> None:
     panel.begin(configs)
     for i, (cfg, top1) in enumerate([(configs[0], 91.25), (configs[1], 84.5)]):
         panel.cell_started(i, 6, cfg)
-        panel.cell_done(i, 6, cfg, "finished", fake_result(cfg, top1, 5))
+        panel.cell_done(i, 6, cfg, RunStatus.FINISHED, fake_result(cfg, top1, 5))
     cfg = configs[2]
     rid = cfg.run_id
     panel.cell_started(2, 6, cfg)

@@ -10,6 +10,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import fakes
 import pytest
 from typer.testing import CliRunner
 
@@ -385,10 +386,10 @@ def test_run_says_it_resumes_only_once_the_engine_resumes(tmp_path: Path) -> Non
     the line names the epoch the checkpoint resumes after."""
     from datafiles import write_mnist
 
-    from prunetui.core import experiment
     from prunetui.core.config import RunConfig
     from prunetui.core.errors import RunCancelled
     from prunetui.core.events import CancelToken, EpochEnd, Event
+    from prunetui.core.run import engine
     from prunetui.core.store import Store
 
     small = write_mnist(tmp_path / "small", train=40, test=20)
@@ -404,7 +405,7 @@ def test_run_says_it_resumes_only_once_the_engine_resumes(tmp_path: Path) -> Non
             token.cancel()
 
     with pytest.raises(RunCancelled):
-        experiment.run(config, store=Store(results()), data_dir=small, download=False,
+        engine.run(config, store=Store(results()), data_dir=small, download=False,
                        cancel=token, emit=cancel_after_first)
     r = runner.invoke(app, ["run", *args, "--data-dir", str(other), "--no-download", "--json"])
     assert r.exit_code == 2 and "resuming" not in r.output
@@ -422,10 +423,10 @@ def test_a_sweep_cell_refused_for_other_data_is_failed_not_its_earlier_status(
         tmp_path: Path) -> None:
     from datafiles import write_mnist
 
-    from prunetui.core import experiment
     from prunetui.core.config import RunConfig
     from prunetui.core.errors import RunCancelled
     from prunetui.core.events import CancelToken, EpochEnd, Event
+    from prunetui.core.run import engine
     from prunetui.core.store import Store
     from prunetui.core.sweep import run_cell
 
@@ -441,10 +442,10 @@ def test_a_sweep_cell_refused_for_other_data_is_failed_not_its_earlier_status(
 
     store = Store(results())
     with pytest.raises(RunCancelled):
-        experiment.run(config, store=store, data_dir=small, download=False, cancel=token,
+        engine.run(config, store=store, data_dir=small, download=False, cancel=token,
                        emit=cancel_after_first)
     outcome = run_cell(config, store, other, False, lambda e: None, None)
-    assert outcome.status == "failed" and "other mnist data" in outcome.error
+    assert outcome.status == "refused" and "other mnist data" in outcome.error
     assert store.get(config.run_id).status == "cancelled"  # type: ignore[union-attr]
 
 @pytest.mark.parametrize(("stop", "said"), [
@@ -457,10 +458,10 @@ def test_run_names_the_point_it_resumes_after(tmp_path: Path, stop: tuple[str, i
     (epoch 0 of training, which is not "no checkpoint")."""
     from datafiles import write_mnist
 
-    from prunetui.core import experiment
     from prunetui.core.config import RunConfig
     from prunetui.core.errors import RunCancelled
     from prunetui.core.events import CancelToken, EpochEnd, Event
+    from prunetui.core.run import engine
     from prunetui.core.store import Store
 
     data = write_mnist(tmp_path / "data", train=40, test=20)
@@ -473,7 +474,7 @@ def test_run_names_the_point_it_resumes_after(tmp_path: Path, stop: tuple[str, i
             token.cancel()
 
     with pytest.raises(RunCancelled):
-        experiment.run(config, store=Store(results()), data_dir=data, download=False,
+        engine.run(config, store=Store(results()), data_dir=data, download=False,
                        cancel=token, emit=cancel_at)
     r = runner.invoke(app, ["run", "--model", "fc", "--dataset", "mnist", "--pruner", "mag",
                             "--pre-epochs", "2", "--post-epochs", "3", "--checkpoint-every", "2",
@@ -481,7 +482,7 @@ def test_run_names_the_point_it_resumes_after(tmp_path: Path, stop: tuple[str, i
                             "--data-dir", str(data), "--no-download"])
     assert r.exit_code == 0, r.output
     assert f"run {config.run_id} stopped (cancelled); {said}" in r.stderr
-    epochs = [(e["phase"], e["epoch"]) for e in Store(results()).epochs(config.run_id)]
+    epochs = [(e.phase, e.epoch) for e in Store(results()).epochs(config.run_id)]
     assert epochs == [("pretrain", 1), ("pretrain", 2), ("train", 1), ("train", 2), ("train", 3)]
 
 def test_a_sweep_into_a_results_dir_that_cannot_be_made_fails_once(tmp_path: Path) -> None:
@@ -507,7 +508,7 @@ def test_shows_curve_of_a_flat_run_keeps_its_axis_at_its_value() -> None:
 
     def ticks(top1: float) -> list[float]:
         console = Console(width=80, record=True)
-        console.print(_curve([{"phase": "train", "epoch": i, "top1": top1} for i in range(1, 6)]))
+        console.print(_curve(list(fakes.epochs([top1] * 5))))
         return [float(ln.split("┤")[0]) for ln in console.export_text().splitlines()
                 if "┤" in ln]
 
@@ -526,12 +527,12 @@ def test_an_unknown_command_lists_the_commands() -> None:
 
 def test_a_run_interrupted_before_it_started_says_nothing_was_stored(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from prunetui.core import experiment
+    from prunetui.core.run import engine
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # Ctrl-C while the data loads, say
 
-    monkeypatch.setattr(experiment, "run", interrupted)
+    monkeypatch.setattr(engine, "run", interrupted)
     r = runner.invoke(app, ["run", *FAST, "--pruner", "mag"])
     assert r.exit_code == 130
     assert r.stderr.startswith("interrupted before run ")
@@ -542,10 +543,10 @@ def test_ctrl_c_names_the_checkpoint_the_run_resumes_after(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Epochs past the last checkpoint are recomputed: the line names the checkpoint, and
     the stored progress follows it (it was left at the interrupted attempt's epoch)."""
-    from prunetui.core import experiment
+    from prunetui.core.run import steps
     from prunetui.core.store import Store
 
-    real = experiment.train_epoch
+    real = steps.train_epoch
     calls = {"n": 0, "stop_at": 8}
 
     def train_epoch(*args: Any, **kwargs: Any) -> Any:
@@ -554,7 +555,7 @@ def test_ctrl_c_names_the_checkpoint_the_run_resumes_after(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(experiment, "train_epoch", train_epoch)
+    monkeypatch.setattr(steps, "train_epoch", train_epoch)
     args = ["run", *FAST, "--pruner", "mag", "--post-epochs", "9", "--checkpoint-every", "5"]
     r = runner.invoke(app, args)  # stopped in epoch 8: epochs 1-7 stored, checkpoint at 5
     rid = Store(results()).query()[0].run_id
@@ -569,7 +570,7 @@ def test_ctrl_c_names_the_checkpoint_the_run_resumes_after(
     # A forced rerun stopped before its first checkpoint starts again; nothing old is kept.
     calls.update(n=0, stop_at=0)
     assert runner.invoke(app, args).exit_code == 0
-    monkeypatch.setattr(experiment, "prune_model", lambda *a, **k: (_ for _ in ()).throw(
+    monkeypatch.setattr(steps, "prune_model", lambda *a, **k: (_ for _ in ()).throw(
         KeyboardInterrupt))
     r = runner.invoke(app, [*args, "--force"])
     assert r.stderr.endswith(f"interrupted: run {rid} is stored as interrupted, before its "

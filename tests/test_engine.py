@@ -10,7 +10,6 @@ import pytest
 import torch
 from datafiles import write_mnist
 
-from prunetui.core import experiment
 from prunetui.core.config import RunConfig
 from prunetui.core.errors import RunCancelled, RunDiverged
 from prunetui.core.events import (
@@ -23,6 +22,8 @@ from prunetui.core.events import (
 )
 from prunetui.core.masks import attach_masks
 from prunetui.core.models import build_model
+from prunetui.core.run import build as run_build
+from prunetui.core.run import engine, steps
 from prunetui.core.store import Store
 from prunetui.core.train import make_optimizer, train_epoch
 
@@ -56,18 +57,18 @@ def test_masked_weights_stay_zero_with_momentum_and_weight_decay(optimizer: str)
 def test_run_stores_result(tmp_path: Path) -> None:
     store = Store(tmp_path)
     seen: list[Event] = []
-    result = experiment.run(cfg(pruner="snip", compression=0.5, post_epochs=3), store=store,
+    result = engine.run(cfg(pruner="snip", compression=0.5, post_epochs=3), store=store,
                             emit=seen.append)
-    assert result["status"] == "finished"
-    total, remaining = result["params"]["prunable"], result["params"]["remaining"]
+    assert result.status == "finished"
+    total, remaining = result.params.prunable, result.params.remaining
     assert remaining == round(total * 10**-0.5)
-    assert 0 < result["flops"]["ratio"] < 1
-    assert [e["epoch"] for e in result["epochs"]] == [1, 2, 3]
-    assert result["top1"] > 80  # digits is easy: far above chance (10%) after 3 epochs
+    assert 0 < result.flops.ratio < 1
+    assert [e.epoch for e in result.epochs] == [1, 2, 3]
+    assert result.top1 > 80  # digits is easy: far above chance (10%) after 3 epochs
     assert sum(isinstance(e, EpochEnd) for e in seen) == 3
-    row = store.get(result["run_id"])
-    assert row is not None and row.status == "finished" and row.top1 == result["top1"]
-    run_dir = store.run_dir(result["run_id"])
+    row = store.get(result.run_id)
+    assert row is not None and row.status == "finished" and row.top1 == result.top1
+    run_dir = store.run_dir(result.run_id)
     assert (run_dir / "final.pt").exists() and (run_dir / "histograms.json").exists()
     assert not (run_dir / "resume.pt").exists()
     state = torch.load(run_dir / "final.pt", weights_only=True)
@@ -78,24 +79,24 @@ def test_run_stores_result(tmp_path: Path) -> None:
 def test_second_request_reports_stored_run(tmp_path: Path) -> None:
     store = Store(tmp_path)
     c = cfg(pruner="rand", post_epochs=1)
-    first = experiment.run(c, store=store)
+    first = engine.run(c, store=store)
     seen: list[Event] = []
-    again = experiment.run(c, store=store, emit=seen.append)
+    again = engine.run(c, store=store, emit=seen.append)
     assert again == first
     assert isinstance(seen[-1], RunFinished) and seen[-1].cached
 
 
 def test_same_seed_same_masks_and_metrics(tmp_path: Path) -> None:
     c = cfg(pruner="rand", compression=1, post_epochs=2)
-    a = experiment.run(c, store=Store(tmp_path / "a"))
-    b = experiment.run(c, store=Store(tmp_path / "b"))
-    assert [e["top1"] for e in a["epochs"]] == [e["top1"] for e in b["epochs"]]
-    assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
-    ma = torch.load(tmp_path / "a" / a["run_id"] / "final.pt", weights_only=True)
-    mb = torch.load(tmp_path / "b" / b["run_id"] / "final.pt", weights_only=True)
+    a = engine.run(c, store=Store(tmp_path / "a"))
+    b = engine.run(c, store=Store(tmp_path / "b"))
+    assert [e.top1 for e in a.epochs] == [e.top1 for e in b.epochs]
+    assert [e.train_loss for e in a.epochs] == [e.train_loss for e in b.epochs]
+    ma = torch.load(tmp_path / "a" / a.run_id / "final.pt", weights_only=True)
+    mb = torch.load(tmp_path / "b" / b.run_id / "final.pt", weights_only=True)
     assert all(torch.equal(ma[k], mb[k]) for k in ma)
-    c2 = experiment.run(c.with_(seed=2), store=Store(tmp_path / "c"))
-    mc = torch.load(tmp_path / "c" / c2["run_id"] / "final.pt", weights_only=True)
+    c2 = engine.run(c.with_(seed=2), store=Store(tmp_path / "c"))
+    mc = torch.load(tmp_path / "c" / c2.run_id / "final.pt", weights_only=True)
     assert not torch.equal(ma["0.weight_mask"] if "0.weight_mask" in ma else
                            next(v for k, v in ma.items() if k.endswith("_mask")),
                            next(v for k, v in mc.items() if k.endswith("_mask")))
@@ -104,20 +105,21 @@ def test_same_seed_same_masks_and_metrics(tmp_path: Path) -> None:
 def test_collapse_single_shot_synflow_but_not_iterative() -> None:
     """The SynFlow paper's point: one-shot scoring collapses a layer at high compression,
     100 iterations avoid it (fc on MNIST-shaped input, c = 2)."""
-    one = experiment.inspect(RunConfig(model="fc", dataset="mnist", pruner="synflow",
+    one = run_build.inspect(RunConfig(model="fc", dataset="mnist", pruner="synflow",
                                        compression=2, prune_iterations=1, device="cpu"))
-    many = experiment.inspect(RunConfig(model="fc", dataset="mnist", pruner="synflow",
+    many = run_build.inspect(RunConfig(model="fc", dataset="mnist", pruner="synflow",
                                         compression=2, device="cpu"))
-    assert one["collapse"]["collapsed"]
-    assert not many["collapse"]["collapsed"]
-    assert one["params"]["remaining"] == many["params"]["remaining"] == round(119_400 / 100)
+    assert one.structure.collapse.collapsed
+    assert not many.structure.collapse.collapsed
+    assert (one.structure.params.remaining == many.structure.params.remaining
+            == round(119_400 / 100))
 
 
 def test_inspect_dense_and_data_free() -> None:
-    r = experiment.inspect(RunConfig(model="vgg16", dataset="cifar10", compression=0,
+    r = run_build.inspect(RunConfig(model="vgg16", dataset="cifar10", compression=0,
                                      device="cpu"))
-    assert r["flops"]["dense"] == 313_478_154 and r["flops"]["ratio"] == 1.0
-    assert r["params"]["remaining"] == r["params"]["prunable"]
+    assert r.structure.flops.dense == 313_478_154 and r.structure.flops.ratio == 1.0
+    assert r.structure.params.remaining == r.structure.params.prunable
 
 
 class _CancelAfter:
@@ -134,26 +136,26 @@ def test_cancel_then_resume_from_checkpoint(tmp_path: Path) -> None:
     c = cfg(pruner="mag", pre_epochs=1, post_epochs=4)
     token = CancelToken()
     with pytest.raises(RunCancelled):
-        experiment.run(c, store=store, cancel=token, emit=_CancelAfter(token, 2))
+        engine.run(c, store=store, cancel=token, emit=_CancelAfter(token, 2))
     row = store.get(c.run_id)
     assert row is not None and row.status == "cancelled" and row.epoch == 2
     # What pruning left is stored before training: a stopped run still shows it.
     assert row.density == pytest.approx(0.1, abs=1e-3) and row.flop_ratio is not None
-    assert store.layers(c.run_id)[0]["name"] == "layers.0"
+    assert store.layers(c.run_id)[0].name == "layers.0"
     assert (store.run_dir(c.run_id) / "resume.pt").exists()
     seen: list[Event] = []
-    resumed = experiment.run(c, store=store, emit=seen.append)
+    resumed = engine.run(c, store=store, emit=seen.append)
     trained = [e.epoch for e in seen if isinstance(e, EpochEnd)]
     assert trained == [3, 4]  # pre-training and pruning are not redone
-    assert [(e["phase"], e["epoch"]) for e in resumed["epochs"]] == [
+    assert [(e.phase, e.epoch) for e in resumed.epochs] == [
         ("pretrain", 1), ("train", 1), ("train", 2), ("train", 3), ("train", 4)]
-    straight = experiment.run(c, store=Store(tmp_path / "other"))
-    assert [e["top1"] for e in resumed["epochs"]] == [e["top1"] for e in straight["epochs"]]
-    assert [e["train_loss"] for e in resumed["epochs"]] == pytest.approx(
-        [e["train_loss"] for e in straight["epochs"]], rel=0, abs=0)
+    straight = engine.run(c, store=Store(tmp_path / "other"))
+    assert [e.top1 for e in resumed.epochs] == [e.top1 for e in straight.epochs]
+    assert [e.train_loss for e in resumed.epochs] == pytest.approx(
+        [e.train_loss for e in straight.epochs], rel=0, abs=0)
     # Its time covers both sessions: at least its pruning and every epoch it kept.
-    assert resumed["seconds"] >= resumed["prune_seconds"] + sum(
-        e["seconds"] for e in resumed["epochs"])
+    assert resumed.seconds >= resumed.prune_seconds + sum(
+        e.seconds or 0.0 for e in resumed.epochs)
 
 
 def test_keep_optimizer_carries_pre_trainings_state_into_post_training(
@@ -165,16 +167,16 @@ def test_keep_optimizer_carries_pre_trainings_state_into_post_training(
             "pre_epochs": 2, "post_epochs": 2}
 
     def lrs(result: dict[str, Any]) -> list[tuple[str, float]]:
-        return [(e["phase"], e["lr"]) for e in result["epochs"]]
+        return [(e.phase, e.lr) for e in result.epochs]
 
-    fresh = experiment.run(cfg(**base), store=Store(tmp_path / "fresh"))
+    fresh = engine.run(cfg(**base), store=Store(tmp_path / "fresh"))
     assert lrs(fresh) == [("pretrain", 0.1), ("pretrain", pytest.approx(0.01)),
                           ("train", 0.1), ("train", pytest.approx(0.01))]
     c = cfg(**base, keep_optimizer=True)
     assert c.run_id != cfg(**base).run_id
     assert cfg(**{**base, "pre_epochs": 0}, keep_optimizer=True).run_id == cfg(
         **{**base, "pre_epochs": 0}).run_id  # nothing to keep: the same run
-    straight = experiment.run(c, store=Store(tmp_path / "straight"))
+    straight = engine.run(c, store=Store(tmp_path / "straight"))
     assert lrs(straight)[2:] == [("train", pytest.approx(0.01))] * 2
     # Stopped in post-training's first epoch: resumed from the checkpoint after pruning.
     store = Store(tmp_path / "resumed")
@@ -185,12 +187,12 @@ def test_keep_optimizer_carries_pre_trainings_state_into_post_training(
             token.cancel()
 
     with pytest.raises(RunCancelled):
-        experiment.run(c, store=store, cancel=token, emit=cancel_at_train)
+        engine.run(c, store=store, cancel=token, emit=cancel_at_train)
     assert store.get(c.run_id).epoch == 0  # type: ignore[union-attr]
-    resumed = experiment.run(c, store=store)
+    resumed = engine.run(c, store=store)
     assert lrs(resumed) == lrs(straight)
-    assert [e["train_loss"] for e in resumed["epochs"]] == [
-        e["train_loss"] for e in straight["epochs"]]
+    assert [e.train_loss for e in resumed.epochs] == [
+        e.train_loss for e in straight.epochs]
 
 
 def test_a_busy_machines_timing_is_warned_about(tmp_path: Path,
@@ -203,7 +205,7 @@ def test_a_busy_machines_timing_is_warned_about(tmp_path: Path,
 
     monkeypatch.setattr(metrics, "time_inference", busy)
     seen: list[Event] = []
-    experiment.run(cfg(pruner="rand", post_epochs=1), store=Store(tmp_path), emit=seen.append)
+    engine.run(cfg(pruner="rand", post_epochs=1), store=Store(tmp_path), emit=seen.append)
     assert [e.message for e in seen if isinstance(e, RunWarning)] == [
         "inference passes took 0.004 to 0.02 s: the machine was busy, so the median time may "
         "be off; time on a quiet machine to compare pruners"]
@@ -218,7 +220,7 @@ def test_a_busy_machines_timing_is_warned_about(tmp_path: Path,
 
     monkeypatch.setattr(metrics, "time_inference", busy_second)
     seen.clear()
-    experiment.run(cfg(pruner="mag", post_epochs=1, sparse_inference=True),
+    engine.run(cfg(pruner="mag", post_epochs=1, sparse_inference=True),
                    store=Store(tmp_path), emit=seen.append)
     assert [e.message for e in seen if isinstance(e, RunWarning)] == [
         "compacted inference passes took 0.004 to 0.02 s: the machine was busy, so the median "
@@ -229,7 +231,7 @@ def test_divergence_is_stored(tmp_path: Path) -> None:
     store = Store(tmp_path)
     c = cfg(pruner="rand", compression=0, optimizer="sgd", lr=1e6, post_epochs=3)
     with pytest.raises(RunDiverged):
-        experiment.run(c, store=store)
+        engine.run(c, store=store)
     row = store.get(c.run_id)
     assert row is not None and row.status == "diverged" and "epoch 1" in (row.error or "")
 
@@ -241,9 +243,9 @@ def test_failure_is_stored_and_raised(tmp_path: Path, monkeypatch: pytest.Monkey
     def boom(*a: Any, **k: Any) -> None:
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(experiment, "evaluate", boom)
+    monkeypatch.setattr(steps, "evaluate", boom)
     with pytest.raises(RuntimeError, match="kaboom"):
-        experiment.run(c, store=store)
+        engine.run(c, store=store)
     row = store.get(c.run_id)
     assert row is not None and row.status == "failed" and "kaboom" in (row.error or "")
 
@@ -288,28 +290,28 @@ def test_a_stored_run_is_not_reused_for_other_data(tmp_path: Path) -> None:
     write_mnist(same_gz, train=40, test=20, gz=True)  # the same images, still gzipped
     store = Store(tmp_path / "r")
     c = cfg(dataset="mnist", pruner="rand", post_epochs=1, batch_size=16)
-    first = experiment.run(c, store=store, data_dir=small, download=False)
-    assert first["data"]["train"] == 40 and first["data"]["test"] == 20
-    assert experiment.run(c, store=store, data_dir=same_gz, download=False) == first
+    first = engine.run(c, store=store, data_dir=small, download=False)
+    assert first.data is not None and (first.data["train"], first.data["test"]) == (40, 20)
+    assert engine.run(c, store=store, data_dir=same_gz, download=False) == first
     with pytest.raises(DataError, match=(
             f"1 run was stored from other data than the data dir holds now: {c.run_id} "
             r"\(40 train / 20 test images; the data dir: 50 train / 20 test images\)")):
-        experiment.run(c, store=store, data_dir=other, download=False)
+        engine.run(c, store=store, data_dir=other, download=False)
     assert store.get(c.run_id).result == first  # type: ignore[union-attr]
     shuffled = tmp_path / "shuffled"
     write_mnist(shuffled, train=40, test=20, seed=7)  # as many images, other ones
     with pytest.raises(DataError, match="as many images, other ones: fingerprint"):
-        experiment.run(c, store=store, data_dir=shuffled, download=False)
-    rerun = experiment.run(c, store=store, data_dir=other, download=False, force=True)
-    assert rerun["data"]["train"] == 50
+        engine.run(c, store=store, data_dir=shuffled, download=False)
+    rerun = engine.run(c, store=store, data_dir=other, download=False, force=True)
+    assert rerun.data is not None and rerun.data["train"] == 50
     # An interrupted run's checkpoint is not resumed on other data.
     c2 = cfg(dataset="mnist", pruner="mag", post_epochs=3, batch_size=16)
     token = CancelToken()
     with pytest.raises(RunCancelled):
-        experiment.run(c2, store=store, data_dir=small, download=False, cancel=token,
+        engine.run(c2, store=store, data_dir=small, download=False, cancel=token,
                        emit=_CancelAfter(token, 1))
     with pytest.raises(CheckpointError, match="checkpoint was trained on other mnist data"):
-        experiment.run(c2, store=store, data_dir=other, download=False)
+        engine.run(c2, store=store, data_dir=other, download=False)
     # Refused before anything is written: the run stays as it was, resumable.
     assert store.get(c2.run_id).status == "cancelled"  # type: ignore[union-attr]
 
@@ -334,7 +336,7 @@ def test_progress_is_thinned_but_the_last_of_an_epoch_and_other_events_pass(
 
 def test_amp_on_a_cpu_says_it_trains_in_float32(tmp_path: Path) -> None:
     seen: list[Event] = []
-    experiment.run(cfg(pruner="rand", post_epochs=1, amp=True, device="cpu"),
+    engine.run(cfg(pruner="rand", post_epochs=1, amp=True, device="cpu"),
                    store=Store(tmp_path), emit=seen.append)
     assert "--amp has no effect on cpu; training in float32" in [
         e.message for e in seen if isinstance(e, RunWarning)]

@@ -22,7 +22,7 @@ from prunetui.core.config import RunConfig
 from prunetui.core.errors import ConfigError, RunDiverged
 from prunetui.core.events import EpochEnd, Event, RunFailed, RunFinished, RunStarted
 from prunetui.core.store import Store
-from prunetui.core.sweep import SweepRunner, SweepSpec
+from prunetui.core.sweep import InProcess, RayCluster, SweepRunner, SweepSpec, make_executor
 
 SETTINGS = {"post_epochs": 3, "device": "cpu", "timing_repeats": 1}
 EPOCH_KEYS = ("phase", "epoch", "train_loss", "test_loss", "top1", "top5", "lr")
@@ -94,7 +94,7 @@ def _log(path: Path, run_id: str) -> list[tuple[int, int]]:
 
 
 def _epochs(store: Store, run_id: str) -> list[tuple[Any, ...]]:
-    return [tuple(row[k] for k in EPOCH_KEYS) for row in store.epochs(run_id)]
+    return [tuple(getattr(row, k) for k in EPOCH_KEYS) for row in store.epochs(run_id)]
 
 
 def test_ray_matches_local_resumes_a_killed_task_and_stores_each_run_once(
@@ -116,8 +116,8 @@ def test_ray_matches_local_resumes_a_killed_task_and_stores_each_run_once(
     marker, log = tmp_path / "killed-once", tmp_path / "epochs.log"
     events: list[Event] = []
     ckpt = tmp_path / "shared-ckpt"
-    runner = SweepRunner(tmp_path / "ray", executor="ray", checkpoint_dir=ckpt,
-                         emit=events.append, task_hook=KillOnce(target, marker, log))
+    runner = SweepRunner(tmp_path / "ray", executor=RayCluster(
+        checkpoint_dir=ckpt, task_hook=KillOnce(target, marker, log)), emit=events.append)
     outcomes = runner.run(configs)
     assert sorted(o.config.run_id for o in outcomes) == sorted(c.run_id for c in configs)
     assert {o.status for o in outcomes} == {"finished"}, [(o.status, o.error) for o in outcomes]
@@ -141,8 +141,7 @@ def test_ray_matches_local_resumes_a_killed_task_and_stores_each_run_once(
         assert got is not None and want is not None and got.status == "finished"
         assert got.result is not None and want.result is not None
         assert (got.top1, got.density, got.epoch) == (want.top1, want.density, want.epoch)
-        assert [r["top1"] for r in got.result["epochs"]] == [r["top1"] for r in
-                                                             want.result["epochs"]]
+        assert [r.top1 for r in got.result.epochs] == [r.top1 for r in want.result.epochs]
         ray_dir, local_dir = ray_store.run_dir(rid), local_store.run_dir(rid)
         assert (json.loads((ray_dir / "histograms.json").read_text())
                 == json.loads((local_dir / "histograms.json").read_text()))
@@ -160,7 +159,7 @@ def test_ray_matches_local_resumes_a_killed_task_and_stores_each_run_once(
     assert all(isinstance(e, RunFinished) for e in events if isinstance(e, RunFinished | RunFailed))
 
     # Re-running the sweep submits nothing: every run is already stored.
-    again = SweepRunner(tmp_path / "ray", executor="ray", checkpoint_dir=ckpt).run(configs)
+    again = SweepRunner(tmp_path / "ray", executor=RayCluster(checkpoint_dir=ckpt)).run(configs)
     assert [o.status for o in again] == ["cached"] * 4
     assert len(ray_store.query()) == 4
 
@@ -170,8 +169,8 @@ def test_failures_are_stored_and_the_sweep_goes_on(ray_cluster: Any, tmp_path: P
     (empty,) = _configs([1], compressions=(6.0,), pruners=("rand",))  # keeps no weight
     log = tmp_path / "epochs.log"
     events: list[Event] = []
-    runner = SweepRunner(tmp_path / "ray", executor="ray", max_retries=1, emit=events.append,
-                         task_hook=Faults(dies.run_id, diverges.run_id, log))
+    runner = SweepRunner(tmp_path / "ray", executor=RayCluster(
+        max_retries=1, task_hook=Faults(dies.run_id, diverges.run_id, log)), emit=events.append)
     outcomes = {o.config.run_id: o for o in runner.run([dies, diverges, empty])}
     store = Store(tmp_path / "ray")
 
@@ -192,37 +191,38 @@ def test_failures_are_stored_and_the_sweep_goes_on(ray_cluster: Any, tmp_path: P
 
     # Bad input fails before anything is stored, as with the local executor.
     o = outcomes[empty.run_id]
-    assert o.status == "failed" and "keeps no weight" in o.error
+    assert o.status == "refused" and "keeps no weight" in o.error
     assert store.get(empty.run_id) is None
 
     ends = {e.run_id: e for e in events if isinstance(e, RunFinished | RunFailed)}
     assert {rid: e.status for rid, e in ends.items() if isinstance(e, RunFailed)} == {
-        dies.run_id: "failed", diverges.run_id: "diverged", empty.run_id: "failed"}
+        dies.run_id: "failed", diverges.run_id: "diverged", empty.run_id: "refused"}
 
 
 def test_without_ray_the_ray_executor_says_how_to_install_it(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(ConfigError) as info:
-        SweepRunner(tmp_path, executor="ray")
+        make_executor("ray")
     message = str(info.value)
     assert "pip install 'prunetui[ray]'" in message and "\n" not in message
-    assert SweepRunner(tmp_path).executor == "local"  # the default needs no Ray
+    assert isinstance(SweepRunner(tmp_path).executor, InProcess)  # the default needs no Ray
 
 
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
-        ({"executor": "dask"}, "unknown executor 'dask'"),
-        ({"executor": "ray", "jobs": 2}, "--jobs and --devices are for --executor local"),
-        ({"executor": "ray", "devices": ["cuda:0"]}, "--jobs and --devices"),
-        ({"executor": "ray", "gpus_per_run": -1.0}, "invalid --gpus-per-run"),
-        ({"executor": "ray", "cpus_per_run": 0.0}, "invalid --cpus-per-run"),
+        ({"name": "dask"}, "unknown executor 'dask'"),
+        ({"name": "ray", "jobs": 2}, "--jobs and --devices are for --executor local"),
+        ({"name": "ray", "devices": ["cuda:0"]}, "--jobs and --devices"),
+        ({"name": "ray", "gpus_per_run": -1.0}, "invalid --gpus-per-run"),
+        ({"name": "ray", "cpus_per_run": 0.0}, "invalid --cpus-per-run"),
+        ({"name": "local", "jobs": 0}, "invalid --jobs 0"),
     ],
 )
-def test_bad_executor_settings(kwargs: dict[str, Any], needle: str, tmp_path: Path) -> None:
+def test_bad_executor_settings(kwargs: dict[str, Any], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
-        SweepRunner(tmp_path, **kwargs)
+        make_executor(**kwargs)
 
 
 def test_sweep_module_does_not_import_ray() -> None:

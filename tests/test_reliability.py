@@ -23,9 +23,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from prunetui.core import experiment
 from prunetui.core.config import RunConfig
 from prunetui.core.errors import CheckpointError, PrunetuiError
+from prunetui.core.run import build as run_build
+from prunetui.core.run import engine, steps
 from prunetui.core.store import Store
 from prunetui.tui.cli import app
 
@@ -46,7 +47,7 @@ def finished_state(root: Path) -> dict[str, tuple[list[tuple[str, int, float, fl
     out = {}
     for r in s.query(sweep="k"):
         assert r.status == "finished", (r.run_id, r.status, r.error)
-        epochs = [(e["phase"], e["epoch"], e["top1"], e["train_loss"])
+        epochs = [(e.phase, e.epoch, e.top1, e.train_loss)
                   for e in s.epochs(r.run_id)]
         assert r.top1 is not None
         out[r.run_id] = (epochs, r.top1)
@@ -146,7 +147,7 @@ def test_signal_stores_interrupted_and_resumes(tmp_path: Path, sig: int) -> None
     # After the checkpoint of the last epoch stored, or of the one before when the signal
     # came between an epoch's record and its checkpoint ("pruning" before epoch 1's).
     assert re.search(r"stopped \(interrupted\); resuming after (pruning|epoch \d+)\n", err)
-    epochs = [e["epoch"] for e in Store(tmp_path).epochs(row.run_id)]
+    epochs = [e.epoch for e in Store(tmp_path).epochs(row.run_id)]
     assert epochs == list(range(1, len(epochs) + 1))  # no gap, no duplicate
 
 
@@ -159,7 +160,7 @@ def test_disk_full_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
     def full(path: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(experiment, "atomic_write_bytes", full)
+    monkeypatch.setattr(steps, "atomic_write_bytes", full)
     r = runner.invoke(app, [*args, "--seed", "2"])
     assert r.exit_code == 2
     assert r.stderr.strip().startswith("error: cannot write results under")
@@ -173,24 +174,24 @@ def test_out_of_memory_is_stored_as_oom(tmp_path: Path, monkeypatch: pytest.Monk
     def oom(*a: Any, **k: Any) -> None:
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(experiment, "train_epoch", oom)
+    monkeypatch.setattr(steps, "train_epoch", oom)
     store = Store(tmp_path)
     c = RunConfig(model="fc", dataset="digits", pruner="rand", post_epochs=1, batch_size=512,
                   device="cpu")
     with pytest.raises(PrunetuiError, match="out of memory on cpu with batch size 512"):
-        experiment.run(c, store=store)
+        engine.run(c, store=store)
     assert store.get(c.run_id).status == "oom"  # type: ignore[union-attr]
 
 
 def test_sweep_goes_on_after_failures(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = experiment.train_epoch
+    real = steps.train_epoch
 
     def flaky(model: Any, *a: Any, **k: Any) -> Any:
         if len(list(model.parameters())) and os.environ.get("FAIL_NEXT") == "1":
             raise torch.OutOfMemoryError("boom")
         return real(model, *a, **k)
 
-    monkeypatch.setattr(experiment, "train_epoch", flaky)
+    monkeypatch.setattr(steps, "train_epoch", flaky)
     monkeypatch.setenv("FAIL_NEXT", "1")
     r = runner.invoke(app, ["sweep", "--models", "fc", "--datasets", "digits", "--pruners",
                             "rand,mag", "--compressions", "1", "--set", "post_epochs=1",
@@ -206,14 +207,34 @@ def test_corrupt_checkpoint_and_mismatched_checkpoint(tmp_path: Path) -> None:
     run_dir.mkdir(parents=True)
     (run_dir / "resume.pt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="cannot be loaded safely"):
-        experiment.run(c, store=store)
+        engine.run(c, store=store)
     other = RunConfig(model="conv", dataset="digits", pruner="rand", post_epochs=1,
                       device="cpu")
-    model, _ = experiment.build(other, torch.device("cpu"))
-    torch.save({"run_id": c.run_id, "phase": "train", "epoch": 1,
-                "model": model.state_dict()}, run_dir / "resume.pt")
+    model, _ = run_build.build(other, torch.device("cpu"))
+    ckpt = {"run_id": c.run_id, "phase": "train", "epoch": 1, "model": model.state_dict(),
+            "optimizer": None, "scheduler": None, "torch_rng": torch.get_rng_state(),
+            "data_rng": torch.get_rng_state(), "prune_rng": torch.get_rng_state(),
+            "prune_seconds": 0.1}
+    torch.save(ckpt, run_dir / "resume.pt")
     with pytest.raises(CheckpointError, match="does not match the run's model"):
-        experiment.run(c, store=store)
+        engine.run(c, store=store)
+    # One that loads safely but lacks fields, or claims an epoch the run does not have, is
+    # refused in one line naming what is wrong, and the run is not stored as finished.
+    own, _ = run_build.build(c, torch.device("cpu"))
+    for change, why in (({"prune_rng": None}, "its prune_rng is not a generator state"),
+                        ({"epoch": 10**6}, "training epoch 1000000, but the run has 1"),
+                        ({"phase": "sideways"}, "phase 'sideways'"),
+                        ({"prune_seconds": float("nan")}, "prune_seconds nan")):
+        state = {**ckpt, "model": own.state_dict(), **change}
+        if change.get("prune_rng", 0) is None:
+            del state["prune_rng"]
+            why = "no prune_rng"
+        torch.save(state, run_dir / "resume.pt")
+        with pytest.raises(CheckpointError, match=re.escape(why)) as info:
+            engine.run(c, store=store)
+        assert "\n" not in str(info.value)
+        row = store.get(c.run_id)
+        assert row is None or row.status != "finished"
 
 
 class _Evil:
@@ -231,7 +252,7 @@ def test_checkpoint_needing_code_execution_is_refused(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # and nothing but the one line: no torch warning
         with pytest.raises(CheckpointError, match="cannot be loaded safely"):
-            experiment.run(c, store=store)
+            engine.run(c, store=store)
     assert not Path("/tmp/prunetui-pwned").exists()
     assert store.get(c.run_id) is None  # refused before anything was written
 
@@ -261,7 +282,7 @@ def test_files_follow_umask(tmp_path: Path) -> None:
         store = Store(tmp_path / "r")
         c = RunConfig(model="fc", dataset="digits", pruner="rand", post_epochs=1, device="cpu",
                       timing_repeats=1)
-        experiment.run(c, store=store)
+        engine.run(c, store=store)
     finally:
         os.umask(old)
     for p in (tmp_path / "r").rglob("*"):

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import fakes
+
 from prunetui.core.config import RunConfig
 from prunetui.core.report import build_report, markdown_table, to_csv, to_json, to_markdown
+from prunetui.core.run.result import Compacted
 from prunetui.core.store import Store
 
 LAYERS = [("layers.0.conv", 1769472), ("fc", 5120)]
@@ -24,21 +28,17 @@ def put(store: Store, pruner: str, c: float, seed: int, top1: float, *, t: float
     if status != "finished":
         store.fail_run(rid, status, "boom")
         return rid
-    layers = [{"name": n, "kind": "conv", "shape": [1], "params": 1, "remaining": 1,
-               "density": d, "flops_dense": f, "flops_pruned": round(f * d)}
+    layers = [fakes.layer(n, kind="conv", shape=[1], params=1, remaining=1, density=d,
+                          flops_dense=f, flops_pruned=round(f * d))
               for (n, f), d in zip(LAYERS, density, strict=True)]
     if batchnorm:  # as metrics.layer_stats lists it, after its conv
-        layers.insert(1, {"name": "layers.0.bn", "kind": "batchnorm", "shape": [64],
-                          "params": 64, "remaining": 64, "density": 1.0, "flops_dense": 65536,
-                          "flops_pruned": 65536})
-    result: dict[str, Any] = {
-        "run_id": rid, "top1": top1, "top5": 99.0, "density": 0.1, "seconds": 1.0,
-        "flops": {"dense": 313478154, "pruned": round(313478154 * ratio), "ratio": ratio},
-        "collapse": {"collapsed": collapsed, "empty_layers": [], "disconnected": collapsed},
-        "inference": {"median": t, "min": t, "max": t, "repeats": 5, "batch_size": 256,
-                      "images": 10000, "device": timed_on},
-        "layers": layers}
-    store.finish_run(rid, result)
+        layers.insert(1, fakes.layer("layers.0.bn", kind="batchnorm", shape=[64], density=1.0,
+                                     flops_dense=65536))
+    built = fakes.structure(layers, density=0.1, dense=313478154, ratio=ratio,
+                            collapsed=collapsed)
+    store.finish_run(rid, fakes.result(cfg, top1, built=built,
+                                       timing=fakes.inference(t, device=timed_on,
+                                                              images=10000)))
     d = store.run_dir(rid)
     d.mkdir(parents=True, exist_ok=True)
     (d / "histograms.json").write_text(json.dumps(
@@ -101,12 +101,18 @@ def test_report_renderers(tmp_path: Path) -> None:
     assert "#### 1.2.3 FLOP — VGG16 on Cifar10" in md
     assert "![Rand — VGG16 on Cifar10, compression 0.5](weight_hist_rand.png)" in md
     rows = to_csv(rep).splitlines()
-    assert rows[0] == "table,section,row,column,mean,std,n,collapsed,missing,left_out"
-    assert "accuracy_by_arch,1.1,Cifar10 VGG16,Mag,90.0,1.4142135623730951,2,0,," in rows
-    assert "accuracy_by_arch,1.1,Cifar10 VGG16,Rand,10.0,,1,1,," in rows  # one run: no std
+    assert rows[0] == ("table,section,row,column,mean,std,n,collapsed,missing,left_out,epochs,"
+                       "run_ids")
+    mag = [r for r in rows if r.startswith("accuracy_by_arch,1.1,Cifar10 VGG16,Mag,")]
+    assert len(mag) == 1 and mag[0].startswith(
+        "accuracy_by_arch,1.1,Cifar10 VGG16,Mag,90.0,1.4142135623730951,2,0,,,10,")
+    assert len(mag[0].rsplit(",", 1)[1].split()) == 2  # the two runs' ids
+    assert any(r.startswith("accuracy_by_arch,1.1,Cifar10 VGG16,Rand,10.0,,1,1,,,10,")
+               for r in rows)  # one run: no std
     doc = json.loads(to_json(rep))
     cell = doc["tables"][0]["rows"][0]["cells"][2]
-    assert cell == {"n": 0, "values": [], "collapsed": False, "missing": "failed"}
+    assert cell == {"n": 0, "values": [], "run_ids": [], "collapsed": False,
+                    "missing": "failed"}
     # The reference's order: 1.1, 1.2.*, 2.1 (figures), 2.2, 2.3.
     heads = [line for line in md.splitlines() if line.startswith("#### ")]
     assert [h.split()[1] for h in heads] == ["1.1", "1.2.1", "1.2.2", "1.2.3", "2.1", "2.2",
@@ -177,8 +183,7 @@ def test_a_run_that_diverged_after_pruning_still_has_its_flop_ratio(tmp_path: Pa
     s = Store(tmp_path)
     put(s, "rand", 1.0, 1, 88.0)
     rid = put(s, "mag", 1.0, 1, 0.0, status="diverged")
-    s.record_pruned(rid, {"layers": [], "density": 0.1, "flops": {"ratio": 0.2283},
-                          "collapse": {"collapsed": False}})
+    s.record_pruned(rid, fakes.structure(density=0.1, ratio=0.2283))
     by = {t.key: t for t in build_report(s.query(), at=1.0).tables}
     assert markdown_table(by["flop_ratio:vgg16:cifar10"])[2] == "| 1           | 0.5000 | 0.2283 |"
     assert "Runs that stopped after pruning (diverged) count too" in by[
@@ -219,16 +224,16 @@ def test_a_busy_machines_timings_are_flagged(tmp_path: Path) -> None:
     for rid, (lo, hi) in ((quiet, (0.49, 0.55)), (busy, (0.4, 2.0))):
         row = s.get(rid)
         assert row is not None and row.result is not None
-        row.result["inference"].update(min=lo, max=hi)
-        s.finish_run(rid, row.result)
+        s.finish_run(rid, replace(row.result, inference=replace(row.result.inference, min=lo,
+                                                                max=hi)))
     intro = {t.key: t for t in build_report(s.query()).tables}["time:vgg16:cifar10"].intro
     assert intro.endswith("In 1 of the runs the slowest pass took up to 5.0× the fastest: "
                           "the machine was busy then, and those medians are less reliable.")
     # The compacted model's passes (--sparse-inference) count too.
     row = s.get(quiet)
     assert row is not None and row.result is not None
-    row.result["inference"]["compacted"] = {"median": 0.1, "min": 0.1, "max": 0.6}
-    s.finish_run(quiet, row.result)
+    s.finish_run(quiet, replace(row.result, inference=replace(
+        row.result.inference, compacted=Compacted(median=0.1, min=0.1, max=0.6))))
     intro = {t.key: t for t in build_report(s.query()).tables}["time:vgg16:cifar10"].intro
     assert "In 2 of the runs the slowest pass took up to 6.0× the fastest" in intro
     # Millisecond passes vary twofold with the scheduler alone: not a busy machine.
@@ -250,3 +255,71 @@ def test_the_apps_export_picks_compressions_that_finished_runs_have(tmp_path: Pa
     assert nearest_compression(2.0, rows) == 2.0
     assert nearest_compression(1.6, rows) == 2.0
     assert nearest_compression(1.5, rows) == 1.0  # a tie goes to the lower
+
+
+def test_the_setup_says_how_the_numbers_were_made_and_how_to_make_them_again(
+        tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from prunetui.tui.cli import app
+
+    s = Store(tmp_path)
+    for p in ("rand", "mag", "grasp"):
+        for c in (0.5, 1.0):
+            for seed in (1, 2):
+                extra: dict[str, Any] = {"post_epochs": 300} if p == "grasp" else {}
+                if p == "mag":
+                    extra["pre_epochs"] = 20
+                put(s, p, c, seed, 80.0 + seed, post_epochs=extra.pop("post_epochs", 100),
+                    lr=0.01, lr_drops=(30, 60), **extra)
+    rep = build_report(s.query(), at=1.0)
+    (setup,) = rep.setups
+    shared = dict(setup.shared)
+    assert shared["lr"] == "0.01" and shared["lr_drops"] == "30, 60"
+    assert shared["optimizer"] == "adam" and "post_epochs" not in shared
+    assert "post_epochs: 100 (Rand, Mag); 300 (GraSP)" in setup.differing
+    assert "pre_epochs: 0 (Rand, GraSP); 20 (Mag)" in setup.differing
+    assert setup.seeds == [1, 2] and setup.software == ["torch test, prunetui test"]
+    (command,) = setup.commands
+    assert command.startswith("prunetui sweep --models vgg16 --datasets cifar10 --pruners "
+                              "rand,mag,grasp --compressions 0.5,1 --seeds 1,2 ")
+    assert "--set lr=0.01" in command and "--set grasp.post_epochs=300" in command
+    # The command names exactly the stored runs: all of them already finished.
+    r = CliRunner().invoke(app, [*command.split()[1:], "--dry-run", "--results-dir",
+                                 str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "12 runs, 12 already finished" in r.output
+    md = to_markdown(rep)
+    assert "### Setup" in md and command in md
+    # Cells trained for other budgets than their row's are marked and footnoted.
+    acc = {t.key: t for t in rep.tables}["accuracy:vgg16:cifar10"]
+    assert markdown_table(acc)[3].count("†") == 2  # Mag (20+100) and GraSP (300) at c=1
+    assert any(n.startswith("† GraSP trained 300 epochs where the rest of its row trained 100")
+               for n in acc.notes), acc.notes
+    # JSON cells carry the ids of the runs they pool.
+    doc = json.loads(to_json(rep))
+    cell = next(t for t in doc["tables"] if t["key"] == "accuracy:vgg16:cifar10")["rows"][0][
+        "cells"][0]
+    assert len(cell["run_ids"]) == 2 and cell["epochs"] == "100"
+    assert doc["setup"][0]["commands"] == [command]
+
+
+def test_runs_that_do_not_form_a_grid_get_a_command_each_part(tmp_path: Path) -> None:
+    from prunetui.core.sweep.reproduce import commands
+
+    s = Store(tmp_path)
+    put(s, "rand", 0.5, 1, 80.0)
+    put(s, "rand", 1.0, 2, 80.0)  # (0.5, 1) and (1, 2): not a product
+    put(s, "mag", 1.0, 1, 80.0, lr=0.01)
+    put(s, "mag", 1.0, 1, 80.0, lr=0.1)  # two settings of one pruner
+    got = commands(r.config for r in s.query())
+    assert len(got) == 4
+    from typer.testing import CliRunner
+
+    from prunetui.tui.cli import app
+
+    for command in got:
+        r = CliRunner().invoke(app, [*command.split()[1:], "--dry-run", "--results-dir",
+                                     str(tmp_path)])
+        assert "1 runs, 1 already finished" in r.output or "1 run, 1 already finished" in (
+            r.output), (command, r.output)

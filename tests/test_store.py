@@ -7,18 +7,17 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import fakes
 import pytest
 
 from prunetui.core.errors import ConfigError, PrunetuiError, StoreError
+from prunetui.core.run.result import RunResult
 from prunetui.core.store import SCHEMA_VERSION, Store, failed_attempt_status
 
 
-def fake_result(run_id: str, top1: float = 50.0) -> dict[str, Any]:
-    return {"run_id": run_id, "top1": top1, "top5": 90.0, "density": 0.1,
-            "flops": {"dense": 100, "pruned": 10, "ratio": 0.1}, "seconds": 1.0,
-            "collapse": {"collapsed": False, "empty_layers": [], "disconnected": False},
-            "layers": [{"name": "fc", "kind": "linear", "shape": [10, 4], "params": 40,
-                        "remaining": 4, "density": 0.1, "flops_dense": 40, "flops_pruned": 4}]}
+def fake_result(run_id: str, top1: float = 50.0) -> RunResult:
+    return fakes.result({**CFG, "run_id": run_id}, top1,
+                        built=fakes.structure([fakes.layer("fc", shape=(10, 4))]))
 
 
 CFG = {"model": "fc", "dataset": "digits", "pruner": "rand", "compression": 1.0, "seed": 1}
@@ -34,7 +33,7 @@ def test_run_lifecycle(tmp_path: Path) -> None:
     row = s.get("0123456789")
     assert row is not None and row.status == "finished" and row.epoch == 1
     assert row.top1 == 50.0 and row.flop_ratio == 0.1
-    assert s.layers("0123456789")[0]["shape"] == [10, 4]
+    assert s.layers("0123456789")[0].shape == (10, 4)
     assert s.query(sweep="sw")[0].run_id == "0123456789"
     assert s.integrity_check() == "ok"
 
@@ -47,7 +46,7 @@ def test_truncate_epochs_past_checkpoint(tmp_path: Path) -> None:
                                       "test_loss": 1.0, "top1": 1.0, "top5": 1.0, "lr": 0.1,
                                       "seconds": 0.1}, e)
     s.truncate_epochs("aaaaaaaaaa", "train", 2)
-    assert [e["epoch"] for e in s.epochs("aaaaaaaaaa")] == [1, 2]
+    assert [e.epoch for e in s.epochs("aaaaaaaaaa")] == [1, 2]
 
 
 def test_resolve_prefix(tmp_path: Path) -> None:

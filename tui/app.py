@@ -24,7 +24,9 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from prunetui.core.config import RunConfig
 from prunetui.core.errors import PrunetuiError
 from prunetui.core.events import CancelToken, RunWarning
+from prunetui.core.status import RunStatus
 from prunetui.core.store import Store, default_results_dir
+from prunetui.core.sweep import CellOutcome
 from prunetui.tui import worker as glue
 from prunetui.tui.screens.confirm import ConfirmScreen
 from prunetui.tui.screens.results import ResultsView
@@ -91,7 +93,7 @@ class PruneApp(App[None]):
         self._preview_serial = 0
         self._previewed: RunConfig | None = None
         self._preview_timer: Timer | None = None
-        self.outcomes: list[glue.CellOutcome] = []
+        self.outcomes: list[CellOutcome] = []
         self._quit_question: ConfirmScreen | None = None  # shown while a run is active
 
     # -- layout ----------------------------------------------------------------------------
@@ -372,18 +374,18 @@ class PruneApp(App[None]):
     def on_cell_done(self, message: glue.CellDone) -> None:
         o = message.outcome
         self.outcomes.append(o)
-        self.main(RunPanel).cell_done(o.index, message.total, o.config, o.status,
-                                           o.result, o.error)
+        self.main(RunPanel).cell_done(message.index, message.total, o.config, o.status,
+                                      o.result, o.error)
         label = f"{run_label(o.config)} ({o.config.run_id})"
-        if o.status == "cancelled":
+        if o.status == RunStatus.CANCELLED:
             self.notify(f"{label} stored as cancelled; run it again to resume",
                         severity="warning", title="Run cancelled")
-        elif o.status != "finished":
-            self.notify(f"{label}: {for_app(o.error)}", severity="error", title=f"Run {o.status}",
-                        timeout=12)
+        elif not o.status.ok:
+            self.notify(f"{label}: {for_app(o.error)}", severity="error",
+                        title=f"Run {o.status.label}", timeout=12)
         elif message.total == 1 and o.result is not None:
             stored = o.config.run_id in self.main(RunPanel).cached
-            self.notify(f"{label}: top-1 {o.result['top1']:.2f}"
+            self.notify(f"{label}: top-1 {o.result.top1:.2f}"
                         + (" (the stored result; nothing was retrained)" if stored else ""),
                         title="Already stored" if stored else "Run finished")
         self.main(ResultsView).reload()
@@ -393,7 +395,7 @@ class PruneApp(App[None]):
         self.main(RunPanel).sweep_done([o.status for o in message.outcomes],
                                             message.cancelled)
         if len(message.outcomes) > 1 or (message.cancelled and len(self.outcomes) > 1):
-            done = sum(o.status == "finished" for o in message.outcomes)
+            done = sum(o.status.ok for o in message.outcomes)
             self.notify(f"{done}/{len(self.main(RunPanel).configs)} runs finished",
                         title="Sweep cancelled" if message.cancelled else "Sweep done")
         self.refresh_bindings()
@@ -411,7 +413,7 @@ class PruneApp(App[None]):
                     title=f"{event.worker.name or 'worker'} failed", timeout=15)
         if event.worker.group == "sweep":
             self.sweep_active = False
-            self.main(RunPanel).sweep_done(["failed"], False)
+            self.main(RunPanel).sweep_done([RunStatus.FAILED], False)
             self.refresh_bindings()
 
     @on(TabbedContent.TabActivated, "#main-tabs")

@@ -21,6 +21,8 @@ from typer.core import TyperGroup
 from prunetui.core import catalog
 from prunetui.core.config import RunConfig
 from prunetui.core.errors import ConfigError, PrunetuiError
+from prunetui.core.run.result import Epoch, Structure
+from prunetui.core.status import RunStatus
 from prunetui.core.store import RunRow, Store, wrote_row
 
 # Piped output (a file, less, grep) gets room for whole tables instead of rich's 80 columns.
@@ -137,10 +139,10 @@ def _emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=None, default=str) + "\n")
 
 
-def _show_warnings(result: dict[str, Any]) -> None:
+def _show_warnings(structure: Structure) -> None:
     from prunetui.core.report import collapse_message
 
-    msg = collapse_message(result["collapse"])
+    msg = collapse_message(structure.collapse.to_dict())
     if msg:
         err.print(f"[bold yellow]warning:[/] {msg}")
 
@@ -257,28 +259,29 @@ def run_cmd(
         amp=amp, timing_repeats=timing_repeats, sparse_inference=sparse_inference,
         checkpoint_every=checkpoint_every)
     store = _store(results_dir)
-    from prunetui.core import experiment
-    from prunetui.core.events import Checkpointed, Event, RunStarted
+    from prunetui.core.events import Checkpointed, Event, RunFinished, RunStarted
+    from prunetui.core.run import engine
     from prunetui.tui.console import ConsoleSink, layer_table, summary_table
 
     _catch_sigterm()
     stored = store.get(config.run_id)
-    cached = stored is not None and stored.status == "finished" and not force
-    unfinished = stored is not None and stored.status not in ("finished", "diverged")
-
     # Where the run would resume from if it stopped now: the checkpoint it resumed from or
-    # the last one it wrote ("" for none).
+    # the last one it wrote ("" for none); and whether the engine reported a stored result
+    # (stored before, or by another process while this one waited for it).
     checkpoint = ""
+    cached = False
 
     def emit(event: Event) -> None:
-        nonlocal checkpoint
+        nonlocal checkpoint, cached
         if isinstance(event, Checkpointed):
             checkpoint = event.point
+        elif isinstance(event, RunFinished):
+            cached = event.cached
         elif isinstance(event, RunStarted):
             checkpoint = event.resumed_after
             # Said when the engine starts the run, not before: it may still refuse it (a
             # checkpoint from other data), and only then is it known whether one exists.
-            if unfinished and stored is not None:
+            if stored is not None and not stored.status.kept:
                 err.print(f"run {config.run_id} stopped ({stored.status}); "
                           + (f"resuming after {event.resumed_after}" if event.resumed_after
                              else "no checkpoint to resume from, starting it again"))
@@ -286,7 +289,7 @@ def run_cmd(
 
     try:
         with ConsoleSink(err) as sink:
-            result = experiment.run(config, store=store, data_dir=data_dir, download=download,
+            result = engine.run(config, store=store, data_dir=data_dir, download=download,
                                     emit=emit, force=force)
     except (PrunetuiError, KeyboardInterrupt) as e:
         row = store.get(config.run_id)
@@ -297,9 +300,9 @@ def run_cmd(
             # A script reading stdout still gets the run's status, why, and its epochs (the
             # error line goes to stderr as always); for an attempt refused on a stored run,
             # the refusal, not the earlier attempt's status. Other bad input: stderr only.
-            if wrote or row.status == "diverged":  # a divergence is kept, not rerun
+            if wrote or row.status == RunStatus.DIVERGED:  # a divergence is kept, not rerun
                 _emit_json({**{k: v for k, v in row.__dict__.items() if k != "result"},
-                            "epochs": store.epochs(row.run_id)})
+                            "epochs": [e.to_dict() for e in store.epochs(row.run_id)]})
             else:
                 _emit_json({"run_id": config.run_id,
                             "status": "interrupted" if interrupted else "error",
@@ -311,11 +314,11 @@ def run_cmd(
     if cached:  # said once the engine has accepted it (its data may not match)
         err.print(f"run {config.run_id} is already stored; showing it (--force reruns it)")
     if as_json:
-        _emit_json(result)
+        _emit_json(result.to_dict())
         return
     out.print(summary_table(result))
-    out.print(layer_table(result["layers"]))
-    _show_warnings(result)
+    out.print(layer_table(result.layers))
+    _show_warnings(result.structure)
 
 
 def _interrupted_line(run_id: str, row: RunRow | None, checkpoint: str) -> str:
@@ -323,7 +326,7 @@ def _interrupted_line(run_id: str, row: RunRow | None, checkpoint: str) -> str:
     ``checkpoint`` where it resumes ("" for none)."""
     if row is None:
         return f"interrupted before run {run_id} started; nothing was stored"
-    if row.status == "finished":
+    if row.status == RunStatus.FINISHED:
         return f"interrupted as run {run_id} finished; its result is stored"
     if checkpoint:
         return (f"interrupted: run {run_id} is stored as interrupted; the same command "
@@ -357,17 +360,17 @@ def inspect_cmd(
                      scope=scope, schedule=schedule, prune_iterations=prune_iterations,
                      prune_samples_per_class=prune_samples_per_class, prune_bias=prune_bias,
                      prune_batchnorm=prune_batchnorm, seed=seed, device=device)
-    from prunetui.core import experiment
+    from prunetui.core.run.build import inspect
     from prunetui.tui.console import ConsoleSink, layer_table, summary_table
 
     with ConsoleSink(err) as sink:
-        result = experiment.inspect(config, data_dir=data_dir, download=download, emit=sink)
+        seen = inspect(config, data_dir=data_dir, download=download, emit=sink)
     if as_json:
-        _emit_json(result)
+        _emit_json(seen.to_dict())
         return
-    out.print(summary_table(result))
-    out.print(layer_table(result["layers"]))
-    _show_warnings(result)
+    out.print(summary_table(seen))
+    out.print(layer_table(seen.structure.layers))
+    _show_warnings(seen.structure)
 
 
 def _csv(value: str | None, kind: type, what: str) -> list[Any]:
@@ -447,15 +450,16 @@ def sweep_cmd(
     for d in device_list:
         RunConfig(device=d).validate()
     configs = spec.configs()
-    from prunetui.core.experiment import check_keeps_weights
+    from prunetui.core.run.build import check_keeps_weights
 
     check_keeps_weights(configs)
     store = _store(results_dir)  # creates nothing until the first write
     stored = {r.run_id: r for r in store.query(run_ids=[c.run_id for c in configs])}
     # Diverged runs are results too: seeded, they would diverge again (`rm` them to retry).
-    final = {rid for rid, r in stored.items() if r.status in ("finished", "diverged")}
+    final = {rid for rid, r in stored.items() if r.status.kept}
     pending = [c for c in configs if c.run_id not in final]
-    done = sum(stored[c.run_id].status == "finished" for c in configs if c.run_id in final)
+    done = sum(stored[c.run_id].status == RunStatus.FINISHED for c in configs
+               if c.run_id in final)
     diverged = len(configs) - len(pending) - done
     if dry_run:
         from rich.table import Table
@@ -471,12 +475,13 @@ def sweep_cmd(
         out.print(t)
         return
     if executor == "local":  # Ray's nodes have their own devices and data
-        from prunetui.core.experiment import check_stored_data
+        from prunetui.core.run.engine import check_stored_data
 
-        check_stored_data([r for r in stored.values() if r.status == "finished"], data_dir)
+        check_stored_data([r for r in stored.values() if r.status == RunStatus.FINISHED],
+                          data_dir)
         if pending:
             _preflight(pending, device_list, data_dir, download, store)
-    from prunetui.core.sweep import CellOutcome, SweepRunner
+    from prunetui.core.sweep import CellOutcome, SweepRunner, make_executor
     from prunetui.tui.console import ConsoleSink
 
     _catch_sigterm()
@@ -487,15 +492,16 @@ def sweep_cmd(
     def on_cell(o: CellOutcome) -> None:
         outcomes.append(o)
         sink.progress.update(overall, advance=1, info=f"{o.config.run_id} {o.status}")
-        if o.status not in ("finished", "cached"):
+        if not o.status.ok:
             err.print(f"[red]{o.status}[/] {o.config.run_id} {o.config.pruner} "
                       f"c={o.config.compression:g}: {o.error}")
 
     # Built before the live display starts, so its input errors print on their own.
-    runner = SweepRunner(store.root, data_dir, download, jobs, device_list, sink,
-                         on_cell=on_cell, executor=executor, ray_address=ray_address,
-                         gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
-                         checkpoint_dir=checkpoint_dir)
+    runner = SweepRunner(store.root, data_dir, download,
+                         make_executor(executor, jobs, device_list, ray_address=ray_address,
+                                       gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
+                                       checkpoint_dir=checkpoint_dir),
+                         emit=sink, on_cell=on_cell)
     err.print(f"sweep {spec.label()}: {_count(len(configs), 'run')}, {done} already finished"
               + (f", {diverged} diverged (kept; `prunetui rm` them to retry)" if diverged
                  else "")
@@ -508,17 +514,17 @@ def sweep_cmd(
         # Told from the store, not from where the interrupt landed: one that lands as the
         # last run finishes leaves nothing to resume.
         rows = store.query(run_ids=[c.run_id for c in configs])
-        finished = sum(r.status == "finished" for r in rows)
+        finished = sum(r.status == RunStatus.FINISHED for r in rows)
         raise _Interrupted(
             f"interrupted: {finished} of {_count(len(configs), 'run')} finished; "
             + ("the same command resumes the rest" if finished < len(configs)
                else "nothing is left to run")) from None
-    bad = [o for o in outcomes if o.status not in ("finished", "cached")]
-    kept = sum(o.status == "diverged" and o.config.run_id in stored
-               and stored[o.config.run_id].status == "diverged" for o in outcomes)
+    bad = [o for o in outcomes if not o.status.ok]
+    kept = sum(o.status == RunStatus.DIVERGED and o.config.run_id in stored
+               and stored[o.config.run_id].status == RunStatus.DIVERGED for o in outcomes)
     out.print(f"sweep {spec.label()}: {len(outcomes) - len(bad)} of "
               f"{_count(len(configs), 'run')} finished "
-              f"({sum(o.status == 'cached' for o in outcomes)} already stored"
+              f"({sum(o.status == RunStatus.CACHED for o in outcomes)} already stored"
               + (f", {kept} stored as diverged and kept" if kept else "") + ")")
     if bad:
         for o in bad:
@@ -623,14 +629,15 @@ def show_cmd(
     row = store.resolve(run)
     epochs = store.epochs(row.run_id)
     if as_json:
-        _emit_json(row.result or {"run_id": row.run_id, "config": row.config,
-                                  "status": row.status, "error": row.error, "epochs": epochs})
+        _emit_json(row.result.to_dict() if row.result else {
+            "run_id": row.run_id, "config": row.config, "status": row.status,
+            "error": row.error, "epochs": [e.to_dict() for e in epochs]})
         return
     from rich.table import Table
 
     from prunetui.tui.console import layer_table, summary_table
 
-    reached = f" at epoch {row.epoch}" if row.status != "finished" else ""
+    reached = f" at epoch {row.epoch}" if row.status != RunStatus.FINISHED else ""
     cfg = Table(show_header=False, box=None, title=f"run {row.run_id}: {row.status}{reached}",
                 title_justify="left")
     for k, v in row.config.items():
@@ -642,9 +649,9 @@ def show_cmd(
         out.print(_curve(epochs))
     if row.result:
         out.print(summary_table(row.result))
-        out.print(layer_table(row.result["layers"]))
+        out.print(layer_table(row.result.layers))
         out.print(_histogram_rows(store.run_dir(row.run_id)))
-        _show_warnings(row.result)
+        _show_warnings(row.result.structure)
     elif layers := store.layers(row.run_id):  # pruned, then stopped (or still training)
         out.print(layer_table(layers, title="Per-layer, as pruned (the run has no result yet)"))
 
@@ -661,7 +668,7 @@ def _check_sweep(store: Store, sweep: str | None) -> None:
                           else f"unknown sweep {sweep!r}; the store holds no sweep")
 
 
-def _curve(epochs: list[dict[str, Any]]) -> Any:
+def _curve(epochs: list[Epoch]) -> Any:
     import plotext as plt
     from rich.text import Text
 
@@ -674,11 +681,11 @@ def _curve(epochs: list[dict[str, Any]]) -> Any:
     names = {"pretrain": "test top-1 % (pre-training, before pruning)",
              "train": "test top-1 % (after pruning)"}
     for phase in ("pretrain", "train"):
-        rows = [e for e in epochs if e["phase"] == phase]
+        rows = [e for e in epochs if e.phase == phase]
         if rows:
-            plt.plot([e["epoch"] for e in rows], [e["top1"] for e in rows],
+            plt.plot([e.epoch for e in rows], [e.top1 for e in rows],
                      label=names[phase], marker="braille")
-    top1 = [float(e["top1"]) for e in epochs]
+    top1 = [float(e.top1 or 0.0) for e in epochs]
     if top1 and max(top1) == min(top1):
         # Room above for the legend, which plotext draws over the top rows.
         lo, hi = flat_range(top1[0])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.progress import (
@@ -18,6 +18,7 @@ from rich.table import Table
 
 from prunetui.core import events as ev
 from prunetui.core.catalog import PRUNERS
+from prunetui.core.run.result import Inspection, Layer, RunResult
 
 
 class ConsoleSink:
@@ -99,7 +100,7 @@ def fmt_int(n: int) -> str:
     return f"{n:,}"
 
 
-def layer_table(layers: list[dict[str, Any]], title: str = "Per-layer") -> Table:
+def layer_table(layers: Sequence[Layer], title: str = "Per-layer") -> Table:
     """The per-layer table every face shows."""
     # The totals add bias and batch-norm terms; without this, the columns seem not to sum.
     t = Table(title=title, title_justify="left", caption_justify="left",
@@ -109,46 +110,45 @@ def layer_table(layers: list[dict[str, Any]], title: str = "Per-layer") -> Table
                 "FLOPs pruned"):
         t.add_column(col, justify="left" if col in ("layer", "shape") else "right")
     for r in layers:
-        t.add_row(r["name"], "×".join(str(s) for s in r["shape"]), fmt_int(r["params"]),
-                  fmt_int(r["remaining"]), f"{r['density']:.4f}", fmt_int(r["flops_dense"]),
-                  fmt_int(r["flops_pruned"]))
+        t.add_row(r.name, "×".join(str(s) for s in r.shape), fmt_int(r.params),
+                  fmt_int(r.remaining), f"{r.density:.4f}", fmt_int(r.flops_dense),
+                  fmt_int(r.flops_pruned))
     return t
 
 
-def summary_table(result: dict[str, Any]) -> Table:
-    """Key numbers of a run (or an inspected model when it has no accuracy)."""
-    cfg = result["config"]
+def summary_table(what: RunResult | Inspection) -> Table:
+    """Key numbers of a run, or of an inspected model (which has no accuracy)."""
+    result = what if isinstance(what, RunResult) else None
+    cfg = what.config if isinstance(what, RunResult) else what.config.to_dict()
+    s = what.structure
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column()
-    t.add_row("run", f"{result.get('run_id', '—')}  {cfg['model']} / {cfg['dataset']} / "
+    t.add_row("run", f"{result.run_id if result else '—'}  {cfg['model']} / {cfg['dataset']} / "
                      f"{PRUNERS[cfg['pruner']]} / c={cfg['compression']:g} / seed {cfg['seed']}")
-    if "data" in result:  # runs stored before fingerprints were kept have none
-        d = result["data"]
+    if result and result.data:  # runs stored before fingerprints were kept have none
+        d = result.data
         t.add_row("data", f"{d['train']:,} train / {d['test']:,} test images "
                           f"(fingerprint {d['digest']})")
-    if "top1" in result:
-        t.add_row("top-1 / top-5", f"{result['top1']:.2f}% / {result['top5']:.2f}%")
-    p = result["params"]
-    t.add_row("weights", f"{fmt_int(p['remaining'])} of {fmt_int(p['prunable'])} prunable kept "
-                         f"(density {result['density']:.4g}); {fmt_int(p['total'])} parameters")
-    f = result["flops"]
-    t.add_row("FLOPs", f"{fmt_int(f['pruned'])} of {fmt_int(f['dense'])} "
-                       f"(ratio {f['ratio']:.4f})")
-    if "inference" in result:
-        i = result["inference"]
-        t.add_row("inference", f"{i['median']:.4f} s median (min {i['min']:.4f}, max "
-                               f"{i['max']:.4f}; {i['repeats']} passes over {i['images']:,} "
-                               f"images, batch {i['batch_size']}, {i['device']})")
-        if "compacted" in i:
-            c = i["compacted"]
-            how = ("dead units removed, sparse kernels" if c["structural"]
-                   else f"sparse kernels only: {c['fallback']}")
-            t.add_row("compacted", f"{c['median']:.4f} s median (min {c['min']:.4f}, max "
-                                   f"{c['max']:.4f}; {i['median'] / c['median']:.2f}x faster; "
-                                   f"{how})")
-    if "seconds" in result:
-        where = f"; {result['threads']} torch threads" if "threads" in result else ""
-        t.add_row("time", f"{result['seconds']:.1f} s (pruning {result['prune_seconds']:.2f} s"
+    if result:
+        t.add_row("top-1 / top-5", f"{result.top1:.2f}% / {result.top5:.2f}%")
+    p = s.params
+    t.add_row("weights", f"{fmt_int(p.remaining)} of {fmt_int(p.prunable)} prunable kept "
+                         f"(density {s.density:.4g}); {fmt_int(p.total)} parameters")
+    f = s.flops
+    t.add_row("FLOPs", f"{fmt_int(f.pruned)} of {fmt_int(f.dense)} (ratio {f.ratio:.4f})")
+    if result:
+        i = result.inference
+        t.add_row("inference", f"{i.median:.4f} s median (min {i.min:.4f}, max {i.max:.4f}; "
+                               f"{i.repeats} passes over {i.images:,} images, batch "
+                               f"{i.batch_size}, {i.device})")
+        if i.compacted is not None:
+            c = i.compacted
+            how = ("dead units removed, sparse kernels" if c.structural
+                   else f"sparse kernels only: {c.fallback}")
+            t.add_row("compacted", f"{c.median:.4f} s median (min {c.min:.4f}, max "
+                                   f"{c.max:.4f}; {i.median / c.median:.2f}x faster; {how})")
+        where = f"; {result.threads} torch threads" if result.threads is not None else ""
+        t.add_row("time", f"{result.seconds:.1f} s (pruning {result.prune_seconds:.2f} s"
                           f"{where})")
     return t

@@ -6,12 +6,8 @@ thread-safe), throttling the very frequent batch and prune-step events so a fast
 flood the message queue. Torch is imported lazily, inside the worker thread, so the app paints
 its first frame without paying for it.
 
-Torch's global RNG is shared by every thread of the process, and both ``experiment.run`` and
-``experiment.inspect`` seed it before building the model (the only step that draws from it:
-data order and pruning use their own generators). ``ENGINE_LOCK`` keeps a preview from
-reseeding it between a run's seeding and its build, so a run started from the app gives the
-same numbers as one started from the CLI. A run holds the lock until it reports
-``RunStarted`` (or ends), so previews still work while it trains.
+A sweep runs through the same ``SweepRunner`` as ``prunetui sweep`` (its in-process executor,
+in this worker thread), so the app and the CLI run, skip, resume and report cells alike.
 """
 
 from __future__ import annotations
@@ -21,7 +17,6 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +24,12 @@ from textual.message import Message
 
 from prunetui.core import events as ev
 from prunetui.core.config import RunConfig
-from prunetui.core.errors import PrunetuiError, RunCancelled
-from prunetui.core.report import collapse_message
-from prunetui.core.store import RunRow, Store, failed_attempt_status
+from prunetui.core.errors import PrunetuiError
+from prunetui.core.run.result import Structure
+from prunetui.core.status import RunStatus
+from prunetui.core.store import Store
+from prunetui.core.sweep import CellOutcome, InProcess, SweepRunner
 
-ENGINE_LOCK = threading.Lock()
 _THREADS_LOCK = threading.Lock()
 _saved_threads: int | None = None
 # Minimum seconds between two posted batch (or prune-step) events of one run; the last one of
@@ -61,23 +57,14 @@ class CellStarted(Message):
         self.config = config
 
 
-@dataclass(frozen=True)
-class CellOutcome:
-    """How one cell of a sweep ended."""
-
-    index: int
-    config: RunConfig
-    status: str  # finished | cached | cancelled | failed | diverged | oom | error
-    result: dict[str, Any] | None = None
-    error: str = ""
-
-
 class CellDone(Message):
-    """One cell of the sweep ended (finished, cached, cancelled or failed)."""
+    """The sweep's ``index``-th cell (0-based) of ``total`` ended (finished, cached, cancelled
+    or failed)."""
 
-    def __init__(self, outcome: CellOutcome, total: int) -> None:
+    def __init__(self, outcome: CellOutcome, index: int, total: int) -> None:
         super().__init__()
         self.outcome = outcome
+        self.index = index
         self.total = total
 
 
@@ -91,9 +78,9 @@ class SweepDone(Message):
 
 
 class PreviewReady(Message):
-    """``experiment.inspect`` finished for preview number ``serial``: ``info`` or ``error``."""
+    """``inspect`` finished for preview number ``serial``: ``info`` or ``error``."""
 
-    def __init__(self, serial: int, config: RunConfig, info: dict[str, Any] | None,
+    def __init__(self, serial: int, config: RunConfig, info: Structure | None,
                  error: str = "") -> None:
         super().__init__()
         self.serial = serial
@@ -139,14 +126,13 @@ def unfreeze_gc() -> None:
     gc.unfreeze()
 
 
-def load_engine(threads: int | None) -> Any:
+def load_engine(threads: int | None) -> None:
     """Import the engine (torch) in the calling worker thread, set torch's threads, and take
-    the imported objects out of the UI's garbage-collection pauses. Returns the module."""
-    from prunetui.core import experiment
+    the imported objects out of the UI's garbage-collection pauses."""
+    import prunetui.core.run.engine  # noqa: F401  (the import is the point)
 
     limit_torch_threads(threads)
     freeze_gc()
-    return experiment
 
 
 def limit_torch_threads(threads: int | None) -> None:
@@ -172,34 +158,6 @@ def restore_torch_threads() -> None:
         _saved_threads = None
 
 
-class _HeldUntilStarted:
-    """Holds ``ENGINE_LOCK`` from creation until the run says it started (or ended)."""
-
-    def __init__(self) -> None:
-        ENGINE_LOCK.acquire()
-        self._held = True
-
-    def release(self) -> None:
-        if self._held:
-            self._held = False
-            ENGINE_LOCK.release()
-
-    def wrap(self, emit: ev.Emit) -> ev.Emit:
-        def inner(event: ev.Event) -> None:
-            if isinstance(event, ev.RunStarted | ev.RunFinished | ev.RunFailed):
-                self.release()
-            emit(event)
-
-        return inner
-
-
-def _row(store: Store, run_id: str) -> RunRow | None:
-    try:
-        return store.get(run_id)
-    except PrunetuiError:
-        return None
-
-
 def run_sweep(post: Post, configs: list[RunConfig], store: Store, data_dir: Path | None,
               cancel: ev.CancelToken, *, download: bool = True, threads: int | None = None,
               is_cancelled: Callable[[], bool] = lambda: False) -> list[CellOutcome]:
@@ -207,16 +165,16 @@ def run_sweep(post: Post, configs: list[RunConfig], store: Store, data_dir: Path
 
     Never raises: every failure becomes a ``CellDone`` with an error. A cancelled cell stops
     the sweep; a failed one moves on to the next cell."""
-    outcomes: list[CellOutcome] = []
     total = len(configs)
-    cancelled = False
+    index = {c.run_id: i for i, c in enumerate(configs)}
+    outcomes: list[CellOutcome] = []
     try:
-        experiment = load_engine(threads)
+        load_engine(threads)
     except Exception as e:  # a broken install must not take the app down
         msg = f"cannot load the engine: {type(e).__name__}: {e}"
-        outcomes = [CellOutcome(i, c, "error", error=msg) for i, c in enumerate(configs)]
+        outcomes = [CellOutcome(c, RunStatus.FAILED, msg) for c in configs]
         for o in outcomes:
-            post(CellDone(o, total))
+            post(CellDone(o, index[o.config.run_id], total))
         post(SweepDone(outcomes, False))
         return outcomes
     throttled = Throttled(post)
@@ -228,35 +186,26 @@ def run_sweep(post: Post, configs: list[RunConfig], store: Store, data_dir: Path
             freeze_gc()
         throttled(event)
 
-    for index, config in enumerate(configs):
-        if cancel.cancelled or is_cancelled():
-            cancelled = True
-            break
-        post(CellStarted(index, total, config))
-        before = _row(store, config.run_id)
-        lock = _HeldUntilStarted()
-        try:
-            result = experiment.run(config, store=store, data_dir=data_dir,
-                                    download=download, emit=lock.wrap(emit),
-                                    cancel=cancel)
-        except RunCancelled:
-            outcome = CellOutcome(index, config, "cancelled", error="cancelled by the user")
-            cancelled = True
-        except PrunetuiError as e:
-            status = failed_attempt_status(before, _row(store, config.run_id), "error")
-            outcome = CellOutcome(index, config, status, error=str(e))
-        except Exception as e:
-            status = failed_attempt_status(before, _row(store, config.run_id), "failed")
-            outcome = CellOutcome(index, config, status, error=f"{type(e).__name__}: {e}")
-        else:
-            outcome = CellOutcome(index, config, "finished", result=result)
-        finally:
-            lock.release()
-        outcomes.append(outcome)
-        post(CellDone(outcome, total))
-        if cancelled:
-            break
-    post(SweepDone(outcomes, cancelled))
+    def done(o: CellOutcome) -> None:
+        outcomes.append(o)
+        post(CellDone(o, index[o.config.run_id], total))
+        if o.status == RunStatus.CANCELLED:
+            cancel.cancel()  # a cancelled cell stops the sweep
+
+    def stop_if_asked(config: RunConfig) -> None:
+        if is_cancelled():
+            cancel.cancel()
+        post(CellStarted(index[config.run_id], total, config))
+
+    runner = SweepRunner(store.root, data_dir, download, InProcess(), emit=emit, cancel=cancel,
+                         on_cell=done, on_start=stop_if_asked)
+    try:
+        runner.run(configs)
+    except Exception as e:  # a bug: the cells not run are reported, the app stays up
+        msg = f"{type(e).__name__}: {e}"
+        for c in configs[len(outcomes):]:
+            done(CellOutcome(c, RunStatus.FAILED, msg))
+    post(SweepDone(outcomes, cancel.cancelled))
     return outcomes
 
 
@@ -268,13 +217,11 @@ def run_preview(post: Post, serial: int, config: RunConfig, data_dir: Path | Non
                 is_cancelled: Callable[[], bool] = lambda: False,
                 threads: int | None = None) -> None:
     """Build and prune ``config`` at init (no training, no download) and post the result."""
-    while not ENGINE_LOCK.acquire(timeout=0.2):
-        if is_cancelled():
-            return
+    if is_cancelled():
+        return
     try:
-        if is_cancelled():
-            return
-        experiment = load_engine(threads)
+        load_engine(threads)
+        from prunetui.core.run.build import inspect
 
         def stop_if_superseded(_: ev.Event) -> None:
             # inspect() has no cancel token; its pruning steps report here, so a preview
@@ -282,9 +229,7 @@ def run_preview(post: Post, serial: int, config: RunConfig, data_dir: Path | Non
             if is_cancelled():
                 raise _PreviewCancelled
 
-        info = experiment.inspect(config, data_dir=data_dir, download=False,
-                                  emit=stop_if_superseded)
-        info["warning"] = collapse_message(info["collapse"])
+        seen = inspect(config, data_dir=data_dir, download=False, emit=stop_if_superseded)
     except _PreviewCancelled:
         return
     except PrunetuiError as e:
@@ -292,6 +237,4 @@ def run_preview(post: Post, serial: int, config: RunConfig, data_dir: Path | Non
     except Exception as e:
         post(PreviewReady(serial, config, None, f"{type(e).__name__}: {e}"))
     else:
-        post(PreviewReady(serial, config, info))
-    finally:
-        ENGINE_LOCK.release()
+        post(PreviewReady(serial, config, seen.structure))

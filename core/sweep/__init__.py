@@ -2,7 +2,15 @@
 (``cell``) by whichever executor runs them (``runner``: in-process, worker processes, Ray)."""
 
 from prunetui.core.sweep.cell import CellOutcome, run_cell
-from prunetui.core.sweep.runner import EXECUTORS, SweepRunner
+from prunetui.core.sweep.ray import RayCluster
+from prunetui.core.sweep.runner import (
+    EXECUTORS,
+    Executor,
+    InProcess,
+    ProcessPool,
+    SweepRunner,
+    make_executor,
+)
 from prunetui.core.sweep.spec import (
     GRID_KEYS,
     SETTING_NAMES,
@@ -12,5 +20,6 @@ from prunetui.core.sweep.spec import (
     parse_sets,
 )
 
-__all__ = ["EXECUTORS", "GRID_KEYS", "SETTING_NAMES", "CellOutcome", "SweepRunner", "SweepSpec",
-           "coerce", "load_toml", "parse_sets", "run_cell"]
+__all__ = ["EXECUTORS", "GRID_KEYS", "SETTING_NAMES", "CellOutcome", "Executor", "InProcess",
+           "ProcessPool", "RayCluster", "SweepRunner", "SweepSpec", "coerce", "load_toml",
+           "make_executor", "parse_sets", "run_cell"]

@@ -4,40 +4,57 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prunetui.core.config import RunConfig
-from prunetui.core.errors import PrunetuiError
-from prunetui.core.events import CancelToken, Emit
+from prunetui.core.errors import PrunetuiError, RunCancelled, RunHeldElsewhere
+from prunetui.core.events import CancelToken, Emit, Event, RunFinished
+from prunetui.core.status import RunStatus
+
+if TYPE_CHECKING:
+    from prunetui.core.run.result import RunResult
+    from prunetui.core.store import Store
 
 
-@dataclass
+@dataclass(frozen=True)
 class CellOutcome:
-    """How one cell of a sweep ended."""
+    """How one cell of a sweep ended: its status, why (for any but finished/cached), and the
+    result when there is one."""
 
     config: RunConfig
-    status: str  # finished | cached | failed | cancelled | diverged | oom | interrupted
+    status: RunStatus
     error: str = ""
+    result: RunResult | None = None
 
 
-def run_cell(config: RunConfig, store: Any, data_dir: Path | None, download: bool,
-             emit: Emit, cancel: CancelToken | None) -> CellOutcome:
+def run_cell(config: RunConfig, store: Store, data_dir: Path | None, download: bool,
+             emit: Emit, cancel: CancelToken | None, *, wait: bool = True) -> CellOutcome:
     """Run one cell, turning its failure into an outcome (the sweep goes on); Ctrl-C and
-    cancellation propagate."""
-    from prunetui.core import experiment
-    from prunetui.core.errors import RunCancelled
+    cancellation propagate. Held by another process: ``ELSEWHERE`` at once, or with ``wait``
+    wait for it and report what it stored."""
+    from prunetui.core.run.engine import run
     from prunetui.core.store import failed_attempt_status
 
     already = store.get(config.run_id)
+    cached = False
+
+    def watch(event: Event) -> None:
+        nonlocal cached  # the stored result was reported: stored earlier or meanwhile
+        cached = cached or (isinstance(event, RunFinished) and event.cached)
+        emit(event)
+
     try:
-        experiment.run(config, store=store, data_dir=data_dir, download=download, emit=emit,
-                       cancel=cancel)
+        result = run(config, store=store, data_dir=data_dir, download=download, emit=watch,
+                     cancel=cancel, wait=wait)
     except RunCancelled:
         raise
+    except RunHeldElsewhere as e:
+        return CellOutcome(config, RunStatus.ELSEWHERE, str(e))
     except PrunetuiError as e:
-        status = failed_attempt_status(already, store.get(config.run_id), "failed")
+        status = failed_attempt_status(already, store.get(config.run_id), RunStatus.REFUSED)
         return CellOutcome(config, status, str(e))
     except Exception as e:
-        return CellOutcome(config, "failed", f"{type(e).__name__}: {e}")
-    cached = already is not None and already.status == "finished"
-    return CellOutcome(config, "cached" if cached else "finished")
+        status = failed_attempt_status(already, store.get(config.run_id), RunStatus.FAILED)
+        return CellOutcome(config, status, f"{type(e).__name__}: {e}")
+    return CellOutcome(config, RunStatus.CACHED if cached else RunStatus.FINISHED,
+                       result=result)

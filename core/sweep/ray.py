@@ -1,6 +1,6 @@
 """Sweeps on a Ray cluster: every cell is a Ray task; the driver is the only writer of the store.
 
-``SweepRunner(..., executor="ray").run(configs)`` lands here. Ray is an optional extra
+``SweepRunner(..., executor=RayCluster(...)).run(configs)`` lands here. Ray is an optional extra
 (``pip install 'prunetui[ray]'``) and is imported only when this executor runs.
 
 How a cell runs:
@@ -39,26 +39,27 @@ import signal
 import socket
 import tempfile
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prunetui.core.config import RunConfig
 from prunetui.core.errors import ConfigError
 from prunetui.core.events import Event, ProgressThrottle, RunFailed, RunFinished
+from prunetui.core.run.result import RunResult, Structure
+from prunetui.core.status import RunStatus
 from prunetui.core.store import Store, atomic_write_bytes, atomic_write_text
 from prunetui.core.sweep.cell import CellOutcome, run_cell
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from prunetui.core.config import RunConfig
     from prunetui.core.sweep.runner import SweepRunner
 
 INSTALL_HINT = "pip install 'prunetui[ray]'"
 EPOCHS = "epochs.json"  # in a task's checkpoint dir: epochs stored so far
 RESULT = "result.json"  # in a task's checkpoint dir: the finished run's record
-# Engine artifact names (as in core/experiment.py, not imported: it pulls in torch).
+# Engine artifact names (as in core/run/steps.py, not imported: it pulls in torch).
 RESUME, FINAL, HISTOGRAMS = "resume.pt", "final.pt", "histograms.json"
-FAILED = ("failed", "cancelled", "interrupted", "diverged", "oom")  # statuses a task reports
 POLL_SECONDS = 0.2
 PROGRESS_EVENT_SECONDS = 1.0  # at most one batch (or pruning step) event a second per task
 HUB_TIMEOUT_SECONDS = 60.0
@@ -74,16 +75,46 @@ def require_ray() -> Any:
     return ray
 
 
-def run_sweep(runner: SweepRunner, configs: list[RunConfig]) -> list[CellOutcome]:
-    """Run ``configs`` as Ray tasks (the runner's Ray settings); outcomes in completion order."""
-    ray = require_ray()
-    owned = _connect(ray, runner.ray_address)
-    try:
-        _check_fits(ray, runner)
-        return _Driver(ray, runner).run(configs)
-    finally:
-        if owned:
-            ray.shutdown()
+@dataclass
+class RayCluster:
+    """The executor ``--executor ray``: every cell a task on a Ray cluster's nodes."""
+
+    # "auto", "HOST:PORT" (the head's GCS port, 6379 by default), or None: attach to the
+    # cluster `ray start` made on this machine, else start a local one for this sweep.
+    address: str | None = None
+    gpus_per_run: float = 0.0
+    cpus_per_run: float = 1.0
+    # Where tasks keep each run's checkpoint (a path every node can read and write);
+    # None: the results dir.
+    checkpoint_dir: Path | None = None
+    # Retries of a task whose worker or node died; application errors are never retried.
+    max_retries: int = 3
+    # Called inside each Ray task with every engine event (runs on the worker, so it must be
+    # picklable): instrumentation and fault-injection tests.
+    task_hook: Callable[[Event], None] | None = None
+
+    def check(self) -> None:
+        """Refuse impossible settings with one line, including a missing Ray install."""
+        if not self.gpus_per_run >= 0:
+            raise ConfigError(f"invalid --gpus-per-run {self.gpus_per_run!r}; it must be >= 0")
+        if not self.cpus_per_run > 0:
+            raise ConfigError(f"invalid --cpus-per-run {self.cpus_per_run!r}; it must be > 0")
+        if self.max_retries < 0:
+            raise ConfigError(f"invalid max retries {self.max_retries!r}; it must be >= 0")
+        require_ray()
+
+    def run(self, sweep: SweepRunner, configs: list[RunConfig],
+            wait: bool) -> list[CellOutcome]:
+        """Run ``configs`` as Ray tasks; outcomes in completion order. The driver is the only
+        writer of the store, so no cell is held elsewhere (``wait`` changes nothing)."""
+        ray = require_ray()
+        owned = _connect(ray, self.address)
+        try:
+            _check_fits(ray, self)
+            return _Driver(ray, sweep, self).run(configs)
+        finally:
+            if owned:
+                ray.shutdown()
 
 
 def _connect(ray: Any, address: str | None) -> bool:
@@ -127,7 +158,7 @@ def _unreachable(what: str, address: str | None, why: str) -> ConfigError:
                        "`ray start --head` or check --ray-address")
 
 
-def _check_fits(ray: Any, runner: SweepRunner) -> None:
+def _check_fits(ray: Any, runner: RayCluster) -> None:
     """Refuse per-run resources no node has: such tasks would wait forever."""
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     if any(r.get("CPU", 0) >= runner.cpus_per_run and r.get("GPU", 0) >= runner.gpus_per_run
@@ -159,11 +190,12 @@ class _Hub:
 class _Driver:
     """Submits the cells, applies the tasks' messages to the store, collects the outcomes."""
 
-    def __init__(self, ray: Any, runner: SweepRunner) -> None:
+    def __init__(self, ray: Any, sweep: SweepRunner, cluster: RayCluster) -> None:
         self.ray = ray
-        self.runner = runner
-        self.store = Store(runner.store_root)
-        self.ckpt = Path(runner.checkpoint_dir or runner.store_root).absolute()
+        self.runner = sweep
+        self.cluster = cluster
+        self.store = Store(sweep.store_root)
+        self.ckpt = Path(cluster.checkpoint_dir or sweep.store_root).absolute()
         self.cells: dict[str, RunConfig] = {}
         self.rows: set[str] = set()  # run ids known to have a row in the store
         self.held: dict[str, Event] = {}  # a run's last event, until its task's reply is in
@@ -172,44 +204,49 @@ class _Driver:
         outcomes: list[CellOutcome] = []
         todo: list[RunConfig] = []
         for cfg in configs:
-            if self.runner._stop():
+            if self.runner.stopped:
                 break
             row = self.store.get(cfg.run_id)
-            if row is not None and row.status == "finished":
-                outcomes.append(self.runner._done(self._cached(cfg, row.result or {})))
+            if row is not None and row.status == RunStatus.FINISHED and row.result is not None:
+                outcomes.append(self.runner.report(self._cached(cfg, row.result)))
             else:
                 todo.append(cfg)
-        if not todo or self.runner._stop():
+        if not todo or self.runner.stopped:
             return outcomes
         hub = self._start_hub()
         pending: dict[Any, RunConfig] = {}
         try:
             task = self.ray.remote(_cell_task)
             # System failures (a worker or node lost) are retried; a raised exception is not.
-            opts = {"num_cpus": self.runner.cpus_per_run, "num_gpus": self.runner.gpus_per_run,
-                    "max_retries": self.runner.max_retries, "retry_exceptions": False}
+            opts = {"num_cpus": self.cluster.cpus_per_run,
+                    "num_gpus": self.cluster.gpus_per_run,
+                    "max_retries": self.cluster.max_retries, "retry_exceptions": False}
             data_dir = str(Path(self.runner.data_dir).absolute()) if self.runner.data_dir else None
-            threads = max(1, int(self.runner.cpus_per_run))
+            threads = max(1, int(self.cluster.cpus_per_run))
             for cfg in todo:
                 self.cells[cfg.run_id] = cfg
                 # Epochs a local run stored before its checkpoint, for a task resuming from it.
-                stored = self.store.epochs(cfg.run_id) if self.store.get(cfg.run_id) else []
+                stored = ([e.to_dict() for e in self.store.epochs(cfg.run_id)]
+                          if self.store.get(cfg.run_id) else [])
                 ref = task.options(name=f"prunetui-{cfg.run_id}", **opts).remote(
                     cfg, str(self.ckpt), data_dir, self.runner.download, hub, threads,
-                    self.runner.task_hook, stored)
+                    self.cluster.task_hook, stored)
+                self.runner.started(cfg)
                 pending[ref] = cfg
             while pending:
-                if self.runner._stop():
-                    outcomes += self._abandon(pending, hub, "cancelled", "cancelled by the user")
+                if self.runner.stopped:
+                    outcomes += self._abandon(pending, hub, RunStatus.CANCELLED,
+                                              "cancelled by the user")
                     break
                 done, _ = self.ray.wait(list(pending), num_returns=len(pending),
                                         timeout=POLL_SECONDS)
                 self._drain(hub)  # a finished task's messages are all in the hub by now
                 for ref in done:
-                    outcomes.append(self.runner._done(self._collect(ref, pending.pop(ref))))
+                    outcomes.append(self.runner.report(self._collect(ref, pending.pop(ref))))
         except BaseException:  # Ctrl-C, SIGTERM, a store that cannot be written
             with contextlib.suppress(Exception):
-                self._abandon(pending, hub, "interrupted", "interrupted (Ctrl-C or SIGTERM)")
+                self._abandon(pending, hub, RunStatus.INTERRUPTED,
+                              "interrupted (Ctrl-C or SIGTERM)")
             raise
         finally:
             with contextlib.suppress(Exception):
@@ -224,12 +261,11 @@ class _Driver:
             num_cpus=0, max_concurrency=1,
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
 
-    def _cached(self, cfg: RunConfig, result: dict[str, Any]) -> CellOutcome:
-
+    def _cached(self, cfg: RunConfig, result: RunResult) -> CellOutcome:
         if cfg.sweep:
             self.store.add_to_sweep(cfg.sweep, [cfg.run_id])
         self.runner.emit(RunFinished(cfg.run_id, result, cached=True))
-        return CellOutcome(cfg, "cached")
+        return CellOutcome(cfg, RunStatus.CACHED, result=result)
 
     def _drain(self, hub: Any) -> None:
         for msg in self.ray.get(hub.drain.remote()):
@@ -275,7 +311,6 @@ class _Driver:
         self.rows.add(run_id)
 
     def _collect(self, ref: Any, cfg: RunConfig) -> CellOutcome:
-
         run_id = cfg.run_id
         try:
             reply = self.ray.get(ref)
@@ -285,35 +320,36 @@ class _Driver:
                 msg = f"{type(cause).__name__}: {cause}"  # raised in the task: not retried
             else:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                tries = self.runner.max_retries + 1
+                tries = self.cluster.max_retries + 1
                 msg = (f"task failed {tries} time{'s' if tries > 1 else ''} (worker or node "
                        f"lost): {first}")
             self._ensure_row(run_id)
-            self.store.fail_run(run_id, "failed", msg)
-            self._release(run_id, RunFailed(run_id, "failed", msg), replace=True)
-            return CellOutcome(cfg, "failed", msg)
-        status, error = reply["status"], reply["error"]
-        if status == "finished":
-            self._store_finished(cfg, reply)
-            self._release(run_id, RunFinished(run_id, reply["result"]))
-        else:
-            # The relayed 'fail' already stored it, unless it failed before the run started
-            # (bad input): then, as with a local run, nothing is stored.
-            if run_id in self.rows:
-                self.store.fail_run(run_id, status, error)
-            self._release(run_id, RunFailed(run_id, status, error))
+            self.store.fail_run(run_id, RunStatus.FAILED, msg)
+            self._release(run_id, RunFailed(run_id, RunStatus.FAILED, msg), replace=True)
+            return CellOutcome(cfg, RunStatus.FAILED, msg)
+        status, error = RunStatus(reply["status"]), reply["error"]
+        if status == RunStatus.FINISHED:
+            result = RunResult.from_dict(reply["result"])
+            self._store_finished(cfg, result, reply)
+            self._release(run_id, RunFinished(run_id, result))
+            return CellOutcome(cfg, status, result=result)
+        # The relayed 'fail' already stored it, unless it failed before the run started
+        # (bad input): then, as with a local run, nothing is stored.
+        if run_id in self.rows and status.stored:
+            self.store.fail_run(run_id, status, error)
+        self._release(run_id, RunFailed(run_id, status, error))
         return CellOutcome(cfg, status, error)
 
-    def _store_finished(self, cfg: RunConfig, reply: dict[str, Any]) -> None:
+    def _store_finished(self, cfg: RunConfig, result: RunResult,
+                        reply: dict[str, Any]) -> None:
         run_id = cfg.run_id
-        result = reply["result"]
         self._ensure_row(run_id)
-        epochs = result["epochs"]
-        if self.store.epochs(run_id) != epochs:  # e.g. rows past a checkpoint from a lost try
+        # e.g. rows past a checkpoint from a lost try
+        if self.store.epochs(run_id) != list(result.epochs):
             self.store.truncate_epochs(run_id, "pretrain", 0)
-            for row in epochs:
-                self.store.record_epoch(run_id, row,
-                                        row["epoch"] if row["phase"] == "train" else 0)
+            for row in result.epochs:
+                self.store.record_epoch(run_id, row.to_dict(),
+                                        row.epoch if row.phase == "train" else 0)
         run_dir = self.store.run_dir(run_id)
         atomic_write_text(run_dir / HISTOGRAMS, reply["histograms"])
         atomic_write_bytes(run_dir / FINAL, reply["final"])
@@ -335,10 +371,9 @@ class _Driver:
         event = self.held.pop(run_id, None)
         self.runner.emit(fallback if replace or event is None else event)
 
-    def _abandon(self, pending: dict[Any, RunConfig], hub: Any, status: str,
+    def _abandon(self, pending: dict[Any, RunConfig], hub: Any, status: RunStatus,
                  error: str) -> list[CellOutcome]:
         """Cancel the tasks still out; store the runs they started as ``status``."""
-
         refs = list(pending)
         for ref in refs:
             with contextlib.suppress(Exception):
@@ -352,7 +387,7 @@ class _Driver:
             if cfg.run_id in self.rows:
                 self.store.fail_run(cfg.run_id, status, error)
                 self._release(cfg.run_id, RunFailed(cfg.run_id, status, error), replace=True)
-            outcomes.append(self.runner._done(CellOutcome(cfg, status, error)))
+            outcomes.append(self.runner.report(CellOutcome(cfg, status, error)))
         pending.clear()
         return outcomes
 
@@ -425,8 +460,8 @@ class _TaskStore(Store):
                                  row["epoch"] if row["phase"] == "train" else 0)
 
     def _save_epochs(self, run_id: str) -> None:
-        atomic_write_text(self._dir / EPOCHS,
-                          json.dumps({"run_id": run_id, "epochs": self.epochs(run_id)}))
+        atomic_write_text(self._dir / EPOCHS, json.dumps(
+            {"run_id": run_id, "epochs": [e.to_dict() for e in self.epochs(run_id)]}))
 
     def start_run(self, config: dict[str, Any], run_id: str, sweep: str = "") -> None:
         super().start_run(config, run_id, sweep)
@@ -444,31 +479,31 @@ class _TaskStore(Store):
         self._save_epochs(run_id)
         self._relay.op("truncate", run_id, phase, after)
 
-    def record_pruned(self, run_id: str, structure: dict[str, Any]) -> None:
+    def record_pruned(self, run_id: str, structure: Structure) -> None:
         super().record_pruned(run_id, structure)
         self._relay.op("pruned", run_id, structure)
 
-    def fail_run(self, run_id: str, status: str, error: str) -> None:
+    def fail_run(self, run_id: str, status: RunStatus, error: str) -> None:
         super().fail_run(run_id, status, error)
         self._relay.op("fail", run_id, status, error)
 
-    def finish_run(self, run_id: str, result: dict[str, Any]) -> None:
+    def finish_run(self, run_id: str, result: RunResult) -> None:
         # The artifacts are written by now; a reply lost after this point costs no rerun.
-        atomic_write_text(self._dir / RESULT, json.dumps({"run_id": run_id, "result": result}))
+        atomic_write_text(self._dir / RESULT,
+                          json.dumps({"run_id": run_id, "result": result.to_dict()}))
         super().finish_run(run_id, result)
 
 
-def _finished(task_dir: Path, run_id: str) -> dict[str, Any] | None:
-    """The record of a run an earlier try finished but the driver did not store."""
+def _finished(task_dir: Path, run_id: str) -> RunResult | None:
+    """The result of a run an earlier try finished but the driver did not store."""
     try:
         saved = json.loads((task_dir / RESULT).read_text())
-    except (OSError, ValueError):
+        if (not isinstance(saved, dict) or saved.get("run_id") != run_id
+                or not (task_dir / FINAL).exists() or not (task_dir / HISTOGRAMS).exists()):
+            return None
+        return RunResult.from_dict(saved["result"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    if (not isinstance(saved, dict) or saved.get("run_id") != run_id
-            or not (task_dir / FINAL).exists() or not (task_dir / HISTOGRAMS).exists()):
-        return None
-    result: dict[str, Any] = saved["result"]
-    return result
 
 
 def _cell_task(config: RunConfig, checkpoint_dir: str, data_dir: str | None, download: bool,
@@ -477,15 +512,15 @@ def _cell_task(config: RunConfig, checkpoint_dir: str, data_dir: str | None, dow
     """One cell, run on a worker; application errors come back as a status, not raised."""
     import torch
 
-
     torch.set_num_threads(threads)
     run_id = config.run_id
     task_dir = Path(checkpoint_dir) / run_id
     relay = _Relay(hub, hook)
     try:
-        result = _finished(task_dir, run_id)
-        if result is not None:
-            relay.emit(RunFinished(run_id, result))
+        earlier = _finished(task_dir, run_id)
+        if earlier is not None:
+            relay.emit(RunFinished(run_id, earlier))
+            result = earlier.to_dict()
         else:
             with tempfile.TemporaryDirectory(prefix=f"prunetui-{run_id}-") as tmp:
                 store = _TaskStore(Path(tmp), task_dir, relay)
@@ -493,11 +528,11 @@ def _cell_task(config: RunConfig, checkpoint_dir: str, data_dir: str | None, dow
                 outcome = run_cell(config, store, Path(data_dir) if data_dir else None,
                                    download, relay.emit, None)
                 row = store.get(run_id)
-            if outcome.status not in ("finished", "cached") or row is None or not row.result:
-                # e.g. 'running' when another process holds the run's lock: a failure here.
-                status = outcome.status if outcome.status in FAILED else "failed"
-                return {"status": status, "error": outcome.error or "the run did not finish"}
-            result = row.result
+            if not outcome.status.ok or row is None or row.result is None:
+                status = outcome.status if not outcome.status.ok else RunStatus.FAILED
+                return {"status": str(status),
+                        "error": outcome.error or "the run did not finish"}
+            result = row.result.to_dict()
         return {"status": "finished", "error": "", "result": result,
                 "final": (task_dir / FINAL).read_bytes(),
                 "histograms": (task_dir / HISTOGRAMS).read_text()}

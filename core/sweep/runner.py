@@ -17,102 +17,84 @@ import os
 import queue
 import signal
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prunetui.core.config import RunConfig
-from prunetui.core.errors import ConfigError, choices_message
-from prunetui.core.events import CancelToken, Emit, Event, ProgressThrottle, ignore
+from prunetui.core.errors import ConfigError, RunCancelled, choices_message
+from prunetui.core.events import CancelToken, Emit, Event, ProgressThrottle, RunWarning, ignore
+from prunetui.core.status import RunStatus
 from prunetui.core.sweep.cell import CellOutcome, run_cell
+from prunetui.core.sweep.ray import RayCluster
 
 EXECUTORS = ("local", "ray")
 
 
-@dataclass
-class SweepRunner:
-    """Runs a sweep's cells: in this process (jobs=1), in worker processes (jobs>1), or as
-    tasks on a Ray cluster (executor="ray").
-
-    The Ray fields (``ray_address`` … ``task_hook``) are used only with ``executor="ray"``;
-    see ``core/sweep/ray.py``. Bad executor settings raise ``ConfigError`` on construction,
-    including a missing Ray install."""
-
-    store_root: Path
-    data_dir: Path | None = None
-    download: bool = True
-    jobs: int = 1
-    devices: list[str] = field(default_factory=list)
-    emit: Emit = ignore
-    cancel: CancelToken | None = None
-    on_cell: Callable[[CellOutcome], None] | None = None
-    executor: str = "local"
-    # "auto", "HOST:PORT" (the head's GCS port, 6379 by default), or None: attach to the
-    # cluster `ray start` made on this machine, else start a local one for this sweep.
-    ray_address: str | None = None
-    gpus_per_run: float = 0.0
-    cpus_per_run: float = 1.0
-    # Where tasks keep each run's checkpoint (a path every node can read and write);
-    # None: the results dir.
-    checkpoint_dir: Path | None = None
-    # Retries of a task whose worker or node died; application errors are never retried.
-    max_retries: int = 3
-    # Called inside each Ray task with every engine event (runs on the worker, so it must be
-    # picklable): instrumentation and fault-injection tests.
-    task_hook: Callable[[Event], None] | None = None
-
-    def __post_init__(self) -> None:
-        self.check()
+class Executor(Protocol):
+    """Runs a list of cells for a ``SweepRunner``: reports each outcome through
+    ``sweep.report`` as it ends and starts no new cell once ``sweep.stopped``."""
 
     def check(self) -> None:
-        """Refuse impossible executor settings with one line (a ``ConfigError``)."""
-        if self.executor not in EXECUTORS:
-            raise ConfigError(choices_message("executor", self.executor, list(EXECUTORS)))
-        if self.executor != "ray":
-            return
-        if self.jobs != 1 or self.devices:
-            raise ConfigError("--jobs and --devices are for --executor local; with --executor "
-                              "ray the cluster's free resources decide how many runs run at "
-                              "once (see --gpus-per-run and --cpus-per-run)")
-        if not self.gpus_per_run >= 0:
-            raise ConfigError(f"invalid --gpus-per-run {self.gpus_per_run!r}; it must be >= 0")
-        if not self.cpus_per_run > 0:
-            raise ConfigError(f"invalid --cpus-per-run {self.cpus_per_run!r}; it must be > 0")
-        if self.max_retries < 0:
-            raise ConfigError(f"invalid max retries {self.max_retries!r}; it must be >= 0")
-        from prunetui.core.sweep.ray import require_ray
+        """Refuse impossible settings with one line (a ``ConfigError``) before anything runs."""
 
-        require_ray()
+    def run(self, sweep: SweepRunner, configs: list[RunConfig],
+            wait: bool) -> list[CellOutcome]:
+        """Run ``configs``; with ``wait``, a cell another process holds is waited for, else
+        it ends as ``ELSEWHERE`` (the runner comes back to it)."""
+        ...
 
-    def run(self, configs: list[RunConfig]) -> list[CellOutcome]:
-        """Run every cell; a failing cell is recorded and the sweep goes on."""
-        if self.executor == "ray":
-            from prunetui.core.sweep.ray import run_sweep
 
-            return run_sweep(self, configs)
-        if self.jobs <= 1:
-            return [self._done(self._one(c, self.devices[0] if self.devices else None))
-                    for c in configs if not self._stop()]
-        return self._parallel(configs)
+@dataclass
+class InProcess:
+    """Cells one after another in the calling thread (the CLI's ``--jobs 1``, the app's
+    worker thread)."""
 
-    def _stop(self) -> bool:
-        return self.cancel is not None and self.cancel.cancelled
+    device: str | None = None  # overrides each cell's device
 
-    def _done(self, outcome: CellOutcome) -> CellOutcome:
-        if self.on_cell is not None:
-            self.on_cell(outcome)
-        return outcome
+    def check(self) -> None:
+        """Nothing can be wrong."""
 
-    def _one(self, config: RunConfig, device: str | None) -> CellOutcome:
+    def run(self, sweep: SweepRunner, configs: list[RunConfig],
+            wait: bool) -> list[CellOutcome]:
         from prunetui.core.store import Store
 
-        if device:
-            config = config.with_(device=device)
-        return run_cell(config, Store(self.store_root), self.data_dir, self.download,
-                        self.emit, self.cancel)
+        store = Store(sweep.store_root)
+        outcomes = []
+        for config in configs:
+            if sweep.stopped:
+                break
+            if self.device:
+                config = config.with_(device=self.device)
+            sweep.started(config)
+            try:
+                outcome = run_cell(config, store, sweep.data_dir, sweep.download, sweep.emit,
+                                   sweep.cancel, wait=wait)
+            except RunCancelled:
+                # Stored as cancelled by the engine; the token now stops the sweep.
+                outcome = CellOutcome(config, RunStatus.CANCELLED, "cancelled by the user")
+            outcomes.append(sweep.report(outcome))
+        return outcomes
 
-    def _parallel(self, configs: list[RunConfig]) -> list[CellOutcome]:
+
+@dataclass
+class ProcessPool:
+    """Cells in ``jobs`` spawned worker processes (``--jobs N``), each on the next of
+    ``devices`` in turn; workers write to the store themselves and send their events back
+    through a queue."""
+
+    jobs: int
+    devices: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        """``jobs`` must be a positive count."""
+        if self.jobs < 1:
+            raise ConfigError(f"invalid --jobs {self.jobs}; it must be >= 1")
+
+    def run(self, sweep: SweepRunner, configs: list[RunConfig],
+            wait: bool) -> list[CellOutcome]:
         ctx = mp.get_context("spawn")
         # Plain queues and an event, not a Manager's: a Manager is one more process, which
         # a terminal's Ctrl-C would kill while the workers still report through it.
@@ -130,22 +112,24 @@ class SweepRunner:
             pending: dict[Future[CellOutcome], RunConfig] = {}
             todo = list(configs)
             while todo or pending:
-                while todo and len(pending) < self.jobs and not self._stop():
+                while todo and len(pending) < self.jobs and not sweep.stopped:
                     cfg = todo.pop(0)
-                    pending[pool.submit(_worker_run, cfg, str(self.store_root), self.data_dir,
-                                        self.download)] = cfg
+                    sweep.started(cfg)
+                    pending[pool.submit(_worker_run, cfg, str(sweep.store_root),
+                                        sweep.data_dir, sweep.download, wait)] = cfg
                 if not pending:
                     break
-                done, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-                self._drain(events)
+                done, _ = wait_for(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                _drain(events, sweep.emit)
                 for fut in done:
                     cfg = pending.pop(fut)
                     try:
                         outcome = fut.result()
                     except Exception as e:  # a worker died (killed, out of memory)
-                        outcome = CellOutcome(cfg, "failed", f"worker process died: {e}")
-                    outcomes.append(self._done(outcome))
-            self._drain(events)
+                        outcome = CellOutcome(cfg, RunStatus.FAILED,
+                                              f"worker process died: {e}")
+                    outcomes.append(sweep.report(outcome))
+            _drain(events, sweep.emit)
         except BaseException:
             # Ctrl-C in a terminal reaches the workers too, but `kill -INT`, `timeout` or a
             # scheduler may signal this process only: pass it on, so that each worker stores
@@ -159,16 +143,92 @@ class SweepRunner:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            self._drain(events)
+            _drain(events, sweep.emit)
         return outcomes
 
-    def _drain(self, events: Any) -> None:
-        while True:
-            try:
-                event = events.get_nowait()
-            except queue.Empty:
-                return
-            self.emit(event)
+
+def make_executor(name: str = "local", jobs: int = 1, devices: list[str] | None = None, *,
+                  ray_address: str | None = None, gpus_per_run: float = 0.0,
+                  cpus_per_run: float = 1.0, checkpoint_dir: Path | None = None) -> Executor:
+    """The executor ``sweep --executor NAME`` means: ``local`` runs in this process for one job
+    and in a pool of worker processes for more; ``ray`` on a Ray cluster. Checked (one
+    ``ConfigError`` line) before anything runs."""
+    devices = devices or []
+    if name not in EXECUTORS:
+        raise ConfigError(choices_message("executor", name, list(EXECUTORS)))
+    executor: Executor
+    if name == "ray":
+        if jobs != 1 or devices:
+            raise ConfigError("--jobs and --devices are for --executor local; with --executor "
+                              "ray the cluster's free resources decide how many runs run at "
+                              "once (see --gpus-per-run and --cpus-per-run)")
+        executor = RayCluster(ray_address, gpus_per_run, cpus_per_run, checkpoint_dir)
+    elif jobs == 1:
+        executor = InProcess(devices[0] if devices else None)
+    else:
+        executor = ProcessPool(jobs, devices)
+    executor.check()
+    return executor
+
+
+@dataclass
+class SweepRunner:
+    """Runs a sweep's cells with an executor (in-process, worker processes, a Ray cluster),
+    reporting each outcome (``on_cell``) and the engine's events (``emit``).
+
+    A cell that another process holds right now (a second sweep over the same store, the app
+    and a CLI sweep) is not failed: the runner goes on with the rest and comes back to it at
+    the end, waiting for it then, so two identical sweeps share the cells instead of each
+    training every one."""
+
+    store_root: Path
+    data_dir: Path | None = None
+    download: bool = True
+    executor: Executor = field(default_factory=InProcess)
+    emit: Emit = ignore
+    cancel: CancelToken | None = None
+    on_cell: Callable[[CellOutcome], None] | None = None
+    on_start: Callable[[RunConfig], None] | None = None  # a cell is about to run
+
+    def __post_init__(self) -> None:
+        self.executor.check()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the sweep was cancelled: no new cell starts."""
+        return self.cancel is not None and self.cancel.cancelled
+
+    def started(self, config: RunConfig) -> None:
+        """Called by executors as a cell starts."""
+        if self.on_start is not None:
+            self.on_start(config)
+
+    def report(self, outcome: CellOutcome) -> CellOutcome:
+        """Called by executors as a cell ends; a held cell is put off, not reported."""
+        if outcome.status == RunStatus.ELSEWHERE:
+            self.emit(RunWarning(outcome.config.run_id, f"run {outcome.config.run_id} is being "
+                                 "run by another process; coming back to it after the rest"))
+        elif self.on_cell is not None:
+            self.on_cell(outcome)
+        return outcome
+
+    def run(self, configs: list[RunConfig]) -> list[CellOutcome]:
+        """Run every cell; a failing cell is recorded and the sweep goes on."""
+        first = self.executor.run(self, configs, wait=False)
+        held = [o.config for o in first if o.status == RunStatus.ELSEWHERE]
+        done = [o for o in first if o.status != RunStatus.ELSEWHERE]
+        if held and not self.stopped:
+            done += self.executor.run(self, held, wait=True)
+        return done
+
+
+def _drain(events: Any, emit: Emit) -> None:
+    while True:
+        try:
+            event = events.get_nowait()
+        except queue.Empty:
+            return
+        emit(event)
 
 
 _worker_events: Any = None
@@ -212,7 +272,7 @@ def _forward(event: Event) -> None:
 
 
 def _worker_run(config: RunConfig, store_root: str, data_dir: Path | None,
-                download: bool) -> CellOutcome:
+                download: bool, wait: bool) -> CellOutcome:
     global _worker_busy
     from prunetui.core.store import Store
 
@@ -221,7 +281,8 @@ def _worker_run(config: RunConfig, store_root: str, data_dir: Path | None,
     _worker_busy = True
     try:
         if _worker_stop.is_set():  # the sweep was interrupted before this run started
-            return CellOutcome(config, "cancelled", "the sweep was interrupted")
-        return run_cell(config, Store(Path(store_root)), data_dir, download, _forward, None)
+            return CellOutcome(config, RunStatus.CANCELLED, "the sweep was interrupted")
+        return run_cell(config, Store(Path(store_root)), data_dir, download, _forward, None,
+                        wait=wait)
     finally:
         _worker_busy = False

@@ -47,5 +47,6 @@ class CompareScreen(Screen[None]):
                 epochs = []
             label = f"{run_label(r.config)} s{r.seed}"
             chart.set_run(r.run_id, label,
-                          {e["epoch"]: e["top1"] for e in epochs if e["phase"] == "train"})
+                          {e.epoch: e.top1 for e in epochs
+                           if e.phase == "train" and e.top1 is not None})
             table.add_row(r.run_id[:8], label, r.status, pct(r.top1), ratio(r.flop_ratio))

@@ -22,6 +22,7 @@ from textual.widgets import Button, Checkbox, DataTable, Input, Label, Select, S
 
 from prunetui.core.catalog import PRUNERS
 from prunetui.core.errors import PrunetuiError
+from prunetui.core.status import RunStatus
 from prunetui.core.store import RunRow, Store
 from prunetui.tui.screens.compare import CompareScreen
 from prunetui.tui.screens.run_detail import RunDetailScreen
@@ -303,7 +304,7 @@ class ResultsView(Vertical):
         rows = table.marked_rows() or ([r] if (r := table.current_row()) else [])
         if not rows:
             return
-        live = [r.run_id for r in rows if r.status == "running"]
+        live = [r.run_id for r in rows if r.status == RunStatus.RUNNING]
         if live:
             self.notify(f"{', '.join(live)} is running; cancel it first", severity="error",
                         title="Delete")

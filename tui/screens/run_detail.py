@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from prunetui.core.figures import load_histograms
 from prunetui.core.report import collapse_message
+from prunetui.core.status import RunStatus
 from prunetui.core.store import RunRow, Store
 from prunetui.tui.widgets.accuracy_chart import AccuracyChart
 from prunetui.tui.widgets.density_chart import DensityChart
@@ -27,17 +28,17 @@ from prunetui.tui.widgets.table import FitTable
 def summary(row: RunRow) -> str:
     """Two lines about a stored run."""
     first = f"{run_label(row.config)} · seed {row.seed} · {row.run_id} · {row.status}"
-    if row.status == "finished":
+    if row.status == RunStatus.FINISHED:
         second = (f"top-1 {pct(row.top1)} · top-5 {pct(row.top5)} · density "
                   f"{row.density:.4f} · FLOP ratio {ratio(row.flop_ratio)}"
                   if row.density is not None else f"top-1 {pct(row.top1)}")
-    elif row.status == "running":
+    elif row.status == RunStatus.RUNNING:
         second = f"at epoch {row.epoch}"
     else:
         error = (row.error or "").removesuffix("; run it again to resume")  # said below
         second = f"stopped after epoch {row.epoch}" + (f": {error}" if error else "")
-        second += {"failed": "; r runs it again",
-                   "diverged": "; seeded, it would diverge again: change the lr or seed in "
+        second += {RunStatus.FAILED: "; r runs it again",
+                   RunStatus.DIVERGED: "; seeded, it would diverge again: change the lr or seed in "
                                "Configure, or delete it in Results (del)"
                    }.get(row.status, "; r resumes it")
     return f"{first}\n{second}"
@@ -77,7 +78,7 @@ class RunDetailScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "resume":
-            if self.row.status in ("finished", "running", "diverged"):
+            if self.row.status in (RunStatus.FINISHED, RunStatus.RUNNING, RunStatus.DIVERGED):
                 return False  # hidden: nothing to resume (a diverged run would diverge again)
             return None if getattr(self.app, "sweep_active", False) else True
         return True
@@ -100,7 +101,7 @@ class RunDetailScreen(Screen[None]):
         # Left/right switch Curve | Layers | Config straight away.
         self.query_one("#detail-tabs").query_one("ContentTabs").focus()
         row = self.row
-        warning = collapse_message(row.result["collapse"]) if row.result else None
+        warning = collapse_message(row.result.collapse.to_dict()) if row.result else None
         w = self.query_one("#detail-warning", Static)
         w.update(f"⚠ {warning}" if warning else "")
         w.display = bool(warning)
@@ -110,8 +111,8 @@ class RunDetailScreen(Screen[None]):
         except Exception:
             epochs, layers = [], []
         if not layers and row.result:
-            layers = row.result.get("layers", [])
-        train = {r["epoch"]: r["top1"] for r in epochs if r["phase"] == "train"}
+            layers = list(row.result.layers)
+        train = {r.epoch: r.top1 for r in epochs if r.phase == "train" and r.top1 is not None}
         self.query_one(AccuracyChart).set_run(row.run_id, cell_label(row.config), train)
         epoch_table = self.query_one(EpochTable)
         epoch_table.add_stored(epochs, {"train": int(row.config.get("post_epochs", 0)),
@@ -119,9 +120,9 @@ class RunDetailScreen(Screen[None]):
         epoch_table.move_cursor(row=0)  # a finished run reads from its first epoch
         table = self.query_one("#layer-table", FitTable)
         for layer in layers:
-            table.put_row(layer["name"], (
-                layer["name"], f"{layer['density']:.4f}",
-                f"{count(layer['flops_pruned'])}/{count(layer['flops_dense'])}"))
+            table.put_row(layer.name, (
+                layer.name, f"{layer.density:.4f}",
+                f"{count(layer.flops_pruned)}/{count(layer.flops_dense)}"))
         self.query_one(DensityChart).set_layers(layers)
         try:
             self.hists = load_histograms(self.store.run_dir(row.run_id))

@@ -53,5 +53,5 @@ class AccuracyChart(Chart):
             plt.plot(xs, [points[x] for x in xs], label=label if labelled else None,
                      marker="braille")
         ticks = integer_ticks(sorted(epochs))
-        plt.xticks(ticks, [str(t) for t in ticks])
+        plt.xticks([float(t) for t in ticks], [str(t) for t in ticks])
         plt.xlabel("epoch")

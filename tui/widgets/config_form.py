@@ -351,7 +351,7 @@ def _check_with_engine(configs: list[RunConfig]) -> None:
     itself says so."""
     if "torch" not in sys.modules:
         return
-    from prunetui.core.experiment import check_keeps_weights
+    from prunetui.core.run.build import check_keeps_weights
     from prunetui.core.train import resolve_device
 
     for device in {c.device for c in configs}:

@@ -7,7 +7,7 @@ Here every layer has its row, with its name and value, and the list scrolls when
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from rich.console import Group
 from rich.text import Text
@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from prunetui.core.run.result import Layer
 from prunetui.tui.widgets.fmt import short_layer
 
 
@@ -40,9 +41,9 @@ class DensityChart(VerticalScroll):
     def has_data(self) -> bool:
         return bool(self._layers)
 
-    def set_layers(self, layers: list[dict[str, Any]]) -> None:
+    def set_layers(self, layers: Sequence[Layer]) -> None:
         """Show these layers (``name`` and ``density`` of each), in order."""
-        self._layers = [(short_layer(r["name"]), float(r["density"])) for r in layers]
+        self._layers = [(short_layer(r.name), r.density) for r in layers]
         self._draw()
 
     def text(self) -> str:

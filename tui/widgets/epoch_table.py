@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
+from prunetui.core.run.result import Epoch
 from prunetui.tui.widgets.table import FitTable
 
 COLUMNS = (("Epoch", "epoch"), ("Train loss", "train_loss"), ("Test loss", "test_loss"),
@@ -23,8 +24,9 @@ class EpochTable(FitTable):
                                           f"{top1:.2f}", f"{top5:.2f}", f"{lr:.3g}"))
         self.move_cursor(row=self.row_count - 1)
 
-    def add_stored(self, rows: list[dict[str, Any]], epochs: dict[str, int]) -> None:
+    def add_stored(self, rows: Sequence[Epoch], epochs: dict[str, int]) -> None:
         """Rows from the store (a resumed run's earlier epochs)."""
         for r in rows:
-            self.add_epoch(r["phase"], r["epoch"], epochs.get(r["phase"], r["epoch"]),
-                           r["train_loss"], r["test_loss"], r["top1"], r["top5"], r["lr"])
+            self.add_epoch(r.phase, r.epoch, epochs.get(r.phase, r.epoch),
+                           r.train_loss or 0.0, r.test_loss or 0.0, r.top1 or 0.0,
+                           r.top5 or 0.0, r.lr or 0.0)

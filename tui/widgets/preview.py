@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
 from prunetui.core.config import RunConfig
 from prunetui.core.report import collapse_message
+from prunetui.core.run.result import Structure
 from prunetui.tui.widgets.fmt import count, for_app, run_label
 from prunetui.tui.widgets.table import FitTable
 
@@ -47,22 +46,22 @@ class PreviewPanel(Vertical):
         self._set(_title(config) if config else "Preview", f"✗ {for_app(message)}",
                   error=True)
 
-    def show_info(self, config: RunConfig, info: dict[str, Any]) -> None:
-        params, flops = info["params"], info["flops"]
-        summary = (f"weights {count(params['remaining'])}/{count(params['prunable'])} "
-                   f"· density {info['density']:.4f}\n"
-                   f"FLOPs {count(flops['pruned'])}/{count(flops['dense'])} "
-                   f"· ratio {flops['ratio']:.4f}")
-        warning = info.get("warning") or collapse_message(info["collapse"]) or ""
+    def show_info(self, config: RunConfig, info: Structure) -> None:
+        params, flops = info.params, info.flops
+        summary = (f"weights {count(params.remaining)}/{count(params.prunable)} "
+                   f"· density {info.density:.4f}\n"
+                   f"FLOPs {count(flops.pruned)}/{count(flops.dense)} "
+                   f"· ratio {flops.ratio:.4f}")
+        warning = collapse_message(info.collapse.to_dict()) or ""
         self._set(_title(config), summary, f"⚠ {warning}" if warning else "")
         table = self.query_one(FitTable)
         table.clear()
-        for layer in info["layers"]:
-            table.put_row(layer["name"], (
-                layer["name"], f"{layer['density']:.4f}",
-                f"{count(layer['remaining'])}/{count(layer['params'])}",
-                f"{count(layer['flops_pruned'])}/{count(layer['flops_dense'])}",
-                "×".join(str(d) for d in layer.get("shape", []))))
+        for layer in info.layers:
+            table.put_row(layer.name, (
+                layer.name, f"{layer.density:.4f}",
+                f"{count(layer.remaining)}/{count(layer.params)}",
+                f"{count(layer.flops_pruned)}/{count(layer.flops_dense)}",
+                "×".join(str(d) for d in layer.shape)))
 
 
 def _title(config: RunConfig) -> str:

@@ -18,6 +18,8 @@ from textual.widgets import Button, DataTable, Select, Static, TabbedContent, Ta
 from prunetui.core import events as ev
 from prunetui.core.config import RunConfig
 from prunetui.core.figures import load_histograms
+from prunetui.core.run.result import Layer, RunResult
+from prunetui.core.status import RunStatus
 from prunetui.core.store import Store
 from prunetui.tui.widgets.accuracy_chart import AccuracyChart
 from prunetui.tui.widgets.density_chart import DensityChart
@@ -41,10 +43,10 @@ class RunPanel(Vertical):
         super().__init__(id=id)
         self.store: Store | None = None
         self.configs: list[RunConfig] = []
-        self.results: dict[str, dict[str, Any]] = {}
+        self.results: dict[str, RunResult] = {}
         # Per-layer rows of runs that are pruned but not finished (stored when pruning ends):
         # the Layers view shows them while the run trains.
-        self.pruned: dict[str, list[dict[str, Any]]] = {}
+        self.pruned: dict[str, list[Layer]] = {}
         # The Layers view follows the sweep (each run as pruned, then finished) until the
         # user picks a run there; a new sweep follows again.
         self._user_picked = False
@@ -137,7 +139,7 @@ class RunPanel(Vertical):
         progress.set("epoch", 0, config.post_epochs)
         progress.set("prune", 0, config.iterations)
         self.query_one(EpochTable).clear()
-        self.query_one(SweepGrid).set_cell(config, "▶", "running")
+        self.query_one(SweepGrid).set_cell(config, "▶", RunStatus.RUNNING)
         self._status_for("loading data")
 
     def engine_event(self, event: ev.Event) -> None:
@@ -178,7 +180,7 @@ class RunPanel(Vertical):
                 self.query_one(AccuracyChart).add_point(event.run_id, cell_label(config),
                                                         event.epoch, event.top1)
                 self.query_one(SweepGrid).set_cell(
-                    config, f"▶ {event.epoch}/{event.epochs}", "running")
+                    config, f"▶ {event.epoch}/{event.epochs}", RunStatus.RUNNING)
             self._status_for(f"{event.phase} epoch {event.epoch}/{event.epochs} · top-1 "
                              f"{event.top1:.2f}")
         elif isinstance(event, ev.RunFinished) and event.cached:
@@ -188,21 +190,21 @@ class RunPanel(Vertical):
             self.warnings.append(f"{who}: {event.message}")
             self._show_warnings()
 
-    def cell_done(self, index: int, total: int, config: RunConfig, status: str,
-                  result: dict[str, Any] | None, error: str = "") -> None:
+    def cell_done(self, index: int, total: int, config: RunConfig, status: RunStatus,
+                  result: RunResult | None, error: str = "") -> None:
         progress = self.query_one(RunProgress)
         # A cancelled cell is not done: it resumes when the sweep is run again.
-        progress.set("sweep", index + (status != "cancelled"), total)
+        progress.set("sweep", index + (status != RunStatus.CANCELLED), total)
         grid = self.query_one(SweepGrid)
-        if status == "finished" and result is not None:
+        if status.ok and result is not None:
             self.results[config.run_id] = result
-            collapsed = result.get("collapse", {}).get("collapsed", False)
-            grid.set_cell(config, f"{result['top1']:.2f}" + (" ‡" if collapsed else ""),
-                          "finished")
+            collapsed = result.collapse.collapsed
+            grid.set_cell(config, f"{result.top1:.2f}" + (" ‡" if collapsed else ""),
+                          RunStatus.FINISHED)
             self.query_one(FlopRatioChart).add_point(config.pruner, config.compression,
-                                                     result["flops"]["ratio"])
-            epochs = {r["epoch"]: r["top1"] for r in result.get("epochs", [])
-                      if r.get("phase") == "train"}
+                                                     result.flops.ratio)
+            epochs = {r.epoch: r.top1 for r in result.epochs
+                      if r.phase == "train" and r.top1 is not None}
             if epochs:
                 self.query_one(AccuracyChart).set_run(config.run_id, cell_label(config),
                                                       epochs)
@@ -210,16 +212,16 @@ class RunPanel(Vertical):
         else:
             grid.set_cell(config, MARKS.get(status, status), status)
 
-    def sweep_done(self, statuses: list[str], cancelled: bool) -> None:
+    def sweep_done(self, statuses: list[RunStatus], cancelled: bool) -> None:
         self.current = None
         self.query_one("#cancel", Button).disabled = True
-        done = statuses.count("finished")
+        done = sum(s.ok for s in statuses)
         parts = [f"{done}/{len(self.configs)} finished"]
         if self.cached:
             parts.append(f"{len(self.cached)} of them already stored")
-        # Each other way a run ended, by name ("1 diverged", "2 error"), in the order met.
-        ended = Counter(s for s in statuses if s not in ("finished", "cancelled"))
-        parts += [f"{n} {status}" for status, n in ended.items()]
+        # Each other way a run ended, by name ("1 diverged", "2 refused"), in the order met.
+        ended = Counter(s for s in statuses if not s.ok and s != RunStatus.CANCELLED)
+        parts += [f"{n} {status.label}" for status, n in ended.items()]
         if cancelled:
             parts.append("cancelled: run it again to resume")
         self._status("■ " + " · ".join(parts))
@@ -240,12 +242,13 @@ class RunPanel(Vertical):
                                                      "pretrain": self.current.pre_epochs})
         chart = self.query_one(AccuracyChart)
         chart.set_run(run_id, cell_label(self.current),
-                      {r["epoch"]: r["top1"] for r in rows if r["phase"] == "train"})
+                      {r.epoch: r.top1 for r in rows
+                       if r.phase == "train" and r.top1 is not None})
         progress = self.query_one(RunProgress)
         progress.set("prune", self.current.iterations if pruned else 0, self.current.iterations)
         phase = "train" if pruned else "pretrain"
         total = self.current.post_epochs if pruned else self.current.pre_epochs
-        progress.set("epoch", sum(r["phase"] == phase for r in rows), total)
+        progress.set("epoch", sum(r.phase == phase for r in rows), total)
 
     def _show_stored(self, run_id: str) -> None:
         """A config that was already stored: nothing is retrained, its stored epochs are
@@ -276,7 +279,7 @@ class RunPanel(Vertical):
         w.update("\n".join(f"⚠ {m}" for m in self.warnings[-2:]))
         w.display = bool(self.warnings)
 
-    def _add_run_choice(self, config: RunConfig, result: dict[str, Any]) -> None:
+    def _add_run_choice(self, config: RunConfig, result: RunResult) -> None:
         self.pruned.pop(config.run_id, None)
         self._set_run_choices(config.run_id, updated=config.run_id)
 
@@ -342,7 +345,7 @@ class RunPanel(Vertical):
             layer_pick.set_options([])
             self.query_one(HistogramChart).set_histogram(None)
             return
-        density.set_layers(result["layers"])
+        density.set_layers(result.layers)
         names = [h["layer"] for h in self._histograms(str(run_id))]
         layer_pick.set_options([(n, n) for n in names])
         if names:

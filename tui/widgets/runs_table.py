@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.message import Message
 
+from prunetui.core.status import RunStatus
 from prunetui.core.store import RunRow
 from prunetui.tui.widgets.fmt import epochs, pct, pruner_name, ratio
 from prunetui.tui.widgets.table import Table
@@ -16,7 +17,8 @@ COLUMNS = (("✓", "mark"), ("Run", "run"), ("Model", "model"), ("Data", "datase
            ("Pruner", "pruner"), ("c", "compression"), ("Seed", "seed"), ("Ep", "epochs"),
            ("Status", "status"),
            ("Top-1", "top1"), ("FLOPs", "flop_ratio"))
-STATUS_COLORS = {"finished": "success", "running": "accent", "cancelled": "warning"}
+STATUS_COLORS = {RunStatus.FINISHED: "success", RunStatus.RUNNING: "accent",
+                 RunStatus.CANCELLED: "warning"}
 
 
 class RunsTable(Table[Text]):

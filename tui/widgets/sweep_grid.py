@@ -6,15 +6,18 @@ from rich.text import Text
 
 from prunetui.core.catalog import PRUNERS
 from prunetui.core.config import RunConfig
+from prunetui.core.status import RunStatus
 from prunetui.tui.widgets.table import Table
 
 PENDING = "·"
-MARKS = {"cancelled": "cancelled", "failed": "failed", "error": "error",
-         "diverged": "diverged", "oom": "oom", "interrupted": "stopped"}
+MARKS = {RunStatus.CANCELLED: "cancelled", RunStatus.FAILED: "failed",
+         RunStatus.REFUSED: "refused", RunStatus.DIVERGED: "diverged", RunStatus.OOM: "oom",
+         RunStatus.INTERRUPTED: "stopped", RunStatus.ELSEWHERE: "elsewhere"}
 # (theme colour variable, bold) per status.
-STYLES = {"running": ("accent", True), "finished": (None, True), "cancelled": ("warning", False),
-          "failed": ("error", False), "error": ("error", False), "diverged": ("error", False),
-          "oom": ("error", False)}
+STYLES = {RunStatus.RUNNING: ("accent", True), RunStatus.FINISHED: (None, True),
+          RunStatus.CANCELLED: ("warning", False), RunStatus.FAILED: ("error", False),
+          RunStatus.REFUSED: ("error", False), RunStatus.DIVERGED: ("error", False),
+          RunStatus.OOM: ("error", False), RunStatus.ELSEWHERE: ("accent", False)}
 
 
 class SweepGrid(Table[Text]):
@@ -40,7 +43,7 @@ class SweepGrid(Table[Text]):
                      for p in self._pruners]
             self.add_row(Text(f"{c:g}"), *cells, key=f"{c:g}")
 
-    def set_cell(self, config: RunConfig, text: str, status: str) -> None:
+    def set_cell(self, config: RunConfig, text: str, status: RunStatus) -> None:
         if config.pruner not in self._pruners or config.compression not in self._comps:
             return
         color, bold = STYLES.get(status, (None, False))

@@ -1,0 +1,161 @@
+"""Building and pruning a run's model: seeding, the model with its masks, the pruning batch,
+pruning itself, and the structure it leaves. ``inspect`` is these steps alone (no training)."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from prunetui.core import catalog, metrics
+from prunetui.core.config import RunConfig, check_leaves_weights
+from prunetui.core.data import Splits, load_dataset, prune_batch
+from prunetui.core.errors import ConfigError
+from prunetui.core.events import CancelToken, Emit, PhaseStarted, PruneStep, ignore
+from prunetui.core.masks import (
+    Prunable,
+    apply_masks,
+    attach_masks,
+    counts,
+    find_prunable,
+    reinit_kept,
+    shuffle_masks,
+)
+from prunetui.core.models import build_meta, build_model
+from prunetui.core.pruners.schedule import prune
+from prunetui.core.run.result import Collapse, Flops, Inspection, Layer, Params, Structure
+from prunetui.core.train import resolve_device
+
+
+@dataclass(frozen=True)
+class Generators:
+    """The run's independent CPU random streams: data order and augmentation, and pruning."""
+
+    data: torch.Generator
+    prune: torch.Generator
+
+
+# Torch's global RNG is shared by every thread of a process, and the initial weights come from
+# it: seeding and building hold this lock together, so a run and a preview started from the
+# app's threads build exactly what the CLI builds. (Nothing after the build draws from it.)
+BUILD_LOCK = threading.Lock()
+
+
+def seed(config: RunConfig) -> Generators:
+    """Seed torch's global RNG (the initial weights come from it) and make the run's streams.
+    Call it with ``BUILD_LOCK`` held, and build before releasing it."""
+    torch.manual_seed(config.seed)
+    return Generators(torch.Generator().manual_seed(config.seed),
+                      torch.Generator().manual_seed(config.seed + 7919))
+
+
+def seeded_build(config: RunConfig,
+                 device: torch.device) -> tuple[Generators, nn.Module, list[Prunable]]:
+    """The run's random streams and its model, built from its seed (``seed`` then ``build``
+    under ``BUILD_LOCK``)."""
+    with BUILD_LOCK:
+        gens = seed(config)
+        model, prunables = build(config, device)
+    return gens, model, prunables
+
+
+def build(config: RunConfig, device: torch.device) -> tuple[nn.Module, list[Prunable]]:
+    """The config's model on ``device`` with masks attached; refuses a compression that would
+    keep no weight."""
+    info = catalog.DATASETS[config.dataset]
+    model = build_model(config.model, info.shape, info.num_classes).to(device)
+    prunables = attach_masks(model, config.prune_bias, config.prune_batchnorm)
+    total, _ = counts(prunables)
+    check_leaves_weights(total, config.compression)
+    return model, prunables
+
+
+@functools.lru_cache(maxsize=64)
+def prunable_total(model: str, dataset: str, bias: bool = False, batchnorm: bool = False) -> int:
+    """How many entries pruning acts on in ``model`` for ``dataset``'s inputs (counted on the
+    meta device: no memory, no random numbers)."""
+    info = catalog.DATASETS[dataset]
+    net = build_meta(model, info.shape, info.num_classes)
+    return sum(p.param.numel() for p in find_prunable(net, bias, batchnorm))
+
+
+def check_keeps_weights(configs: list[RunConfig]) -> None:
+    """Refuse, before anything runs or is stored, a config whose compression keeps no weight
+    of its model, as ``build`` does for one run: a sweep would otherwise run the rest and
+    record that cell as failed."""
+    for c in configs:
+        try:
+            check_leaves_weights(prunable_total(c.model, c.dataset, c.prune_bias,
+                                                c.prune_batchnorm), c.compression)
+        except ConfigError as e:
+            raise ConfigError(f"{c.model} on {c.dataset}: {e}") from None
+
+
+def pruning_batch(config: RunConfig, splits: Splits | None, device: torch.device,
+                  gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch the pruner scores with: sampled images for data pruners, else a ones input of
+    the data's shape (data-free pruners need only the shape)."""
+    info = catalog.DATASETS[config.dataset]
+    if config.pruner in catalog.DATA_PRUNERS:
+        assert splits is not None
+        x, y = prune_batch(splits, config.prune_samples_per_class, gen)
+        return x.to(device), y.to(device)
+    return (torch.ones((1, *info.shape), device=device),
+            torch.zeros(1, dtype=torch.long, device=device))
+
+
+def prune_model(model: nn.Module, prunables: list[Prunable], config: RunConfig,
+                batch: tuple[torch.Tensor, torch.Tensor], gen: torch.Generator,
+                emit: Emit, cancel: CancelToken | None, run_id: str) -> float:
+    """Prune at the config's compression (plus --shuffle-masks / --reinit); seconds taken."""
+    start = time.perf_counter()
+    emit(PhaseStarted(run_id, "prune", config.iterations))
+    prune(model, prunables, config.pruner, config.compression, scope=config.scope,
+          schedule=config.schedule, iterations=config.iterations, batch=batch,
+          generator=gen,
+          on_step=lambda i, n, d: emit(PruneStep(run_id, i, n, d)), cancel=cancel)
+    if config.shuffle_masks:
+        shuffle_masks(prunables, gen)
+    if config.reinit:
+        reinit_kept(model, prunables)
+    apply_masks(prunables)
+    return time.perf_counter() - start
+
+
+def structure(model: nn.Module, prunables: list[Prunable],
+              shape: tuple[int, int, int]) -> Structure:
+    """Counts, FLOPs, per-layer rows and collapse record of a (pruned) model."""
+    stats = metrics.layer_stats(model, shape)
+    dense, pruned = metrics.flops(stats)
+    total, remaining = counts(prunables)
+    c = metrics.detect_collapse(model, shape)
+    return Structure(
+        params=Params(sum(p.numel() for p in model.parameters()), total, remaining),
+        density=remaining / total if total else 1.0,
+        flops=Flops(dense, pruned, pruned / dense if dense else 1.0),
+        layers=tuple(Layer.from_dict(s.to_dict()) for s in stats),
+        collapse=Collapse(tuple(c.empty_layers), c.disconnected, c.collapsed))
+
+
+def inspect(config: RunConfig, *, data_dir: Path | None = None, download: bool = True,
+            emit: Emit = ignore) -> Inspection:
+    """Build the model and (if a compression is given) prune it at init; no training.
+
+    Data is loaded only for the pruners that score with data (snip, grasp)."""
+    config.validate()
+    device = resolve_device(config.device)
+    gens, model, prunables = seeded_build(config, device)
+    info = catalog.DATASETS[config.dataset]
+    seconds = 0.0
+    if config.compression > 0:
+        splits = (load_dataset(config.dataset, data_dir, download)
+                  if config.pruner in catalog.DATA_PRUNERS else None)
+        batch = pruning_batch(config, splits, device, gens.prune)
+        seconds = prune_model(model, prunables, config, batch, gens.prune, emit, None,
+                              config.run_id)
+    return Inspection(config, structure(model, prunables, info.shape), seconds, str(device))

@@ -1,0 +1,116 @@
+"""The ``prunetui sweep`` commands that name exactly a set of stored runs: a report's way to say
+how its numbers were made. Run on the same store, they report every cell as already stored;
+on an empty one, they train the same runs (same run ids). No torch."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Iterable
+from dataclasses import fields
+from typing import Any
+
+from prunetui.core.config import EXECUTION_FIELDS, RunConfig
+
+# Set per cell by the grid's axes, or not part of a run's identity.
+_GRID = ("model", "dataset", "pruner", "compression", "seed")
+_DEFAULTS = RunConfig().to_dict()
+SETTINGS = tuple(f.name for f in fields(RunConfig)
+                 if f.name not in (*_GRID, "sweep", *EXECUTION_FIELDS))
+
+
+def settings_of(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored config's settings (grid axes and execution fields left out), every one of
+    them: one missing from an older stored config has its default."""
+    return {k: _plain(config.get(k, _DEFAULTS[k])) for k in SETTINGS}
+
+
+def commands(configs: Iterable[dict[str, Any]]) -> list[str]:
+    """Sweep commands whose cells are exactly ``configs`` (stored configs), as few as the grid
+    allows: one when the runs form a grid (with per-pruner settings as ``--set PRUNER.KEY``),
+    else one per pruner and setting, else one per compression."""
+    cells: dict[tuple[str, str, str, str], set[tuple[float, int]]] = {}
+    for c in configs:
+        key = (str(c["model"]), str(c["dataset"]), str(c["pruner"]),
+               json.dumps(settings_of(c), sort_keys=True))
+        cells.setdefault(key, set()).add((float(c["compression"]) + 0.0, int(c["seed"])))
+    out: list[str] = []
+    for model, dataset in sorted({(k[0], k[1]) for k in cells}):
+        groups = {k[2:]: v for k, v in cells.items() if k[:2] == (model, dataset)}
+        out += _pair_commands(model, dataset, groups)
+    return out
+
+
+def _pair_commands(model: str, dataset: str,
+                   groups: dict[tuple[str, str], set[tuple[float, int]]]) -> list[str]:
+    pruners = [p for p, _ in groups]
+    settings = {p: json.loads(s) for p, s in groups}
+    grids = list(groups.values())
+    one_each = len(set(pruners)) == len(pruners)
+    if one_each and all(g == grids[0] for g in grids) and _is_product(grids[0]):
+        base = _common(list(settings.values()))
+        return [_command(model, dataset, pruners, grids[0], base,
+                         {p: _diff(s, base) for p, s in settings.items()})]
+    out = []
+    for (pruner, _), grid in groups.items():
+        own = json.loads(_)
+        parts = [grid] if _is_product(grid) else [
+            {(c, s) for c, s in grid if c == comp} for comp in sorted({c for c, _ in grid})]
+        out += [_command(model, dataset, [pruner], part, own, {}) for part in parts]
+    return out
+
+
+def _is_product(grid: set[tuple[float, int]]) -> bool:
+    comps, seeds = {c for c, _ in grid}, {s for _, s in grid}
+    return len(grid) == len(comps) * len(seeds)
+
+
+def _common(all_settings: list[dict[str, Any]]) -> dict[str, Any]:
+    first = all_settings[0]
+    return {k: v for k, v in first.items() if all(s[k] == v for s in all_settings)}
+
+
+def _diff(settings: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in base}
+
+
+def _command(model: str, dataset: str, pruners: list[str], grid: set[tuple[float, int]],
+             shared: dict[str, Any], per: dict[str, dict[str, Any]]) -> str:
+    comps = sorted({c for c, _ in grid})
+    seeds = sorted({s for _, s in grid})
+    args = ["prunetui", "sweep", "--models", model, "--datasets", dataset,
+            "--pruners", ",".join(pruners), "--compressions", ",".join(map(_number, comps)),
+            "--seeds", ",".join(map(str, seeds))]
+    for key, value in shared.items():
+        if value != _plain(_DEFAULTS[key]):  # a default is what the sweep uses anyway
+            args += ["--set", f"{key}={_value(value)}"]
+    for pruner, own in per.items():
+        for key, value in own.items():
+            args += ["--set", f"{pruner}.{key}={_value(_iterations(key, value, pruner))}"]
+    return shlex.join(args)
+
+
+def _iterations(key: str, value: Any, pruner: str) -> Any:
+    # None means the pruner's default iterations; --set needs the number.
+    if key == "prune_iterations" and value is None:
+        return RunConfig(pruner=pruner).iterations
+    return value
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _number(x: float) -> str:
+    text = repr(float(x))  # the shortest text that reads back as the same float
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)

@@ -14,10 +14,10 @@ from test_app import prepared_store
 from textual.pilot import Pilot
 from textual.widgets import TabbedContent
 
-from prunetui.core.status import RunStatus
 from prunetui.core import events as ev
 from prunetui.core.config import RunConfig
 from prunetui.core.run.result import RunResult, Structure
+from prunetui.core.status import RunStatus
 from prunetui.tui.app import PruneApp
 from prunetui.tui.widgets.config_form import ConfigForm
 from prunetui.tui.widgets.preview import PreviewPanel

@@ -19,7 +19,7 @@ class DatasetInfo:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    augment: bool  # CIFAR-style random crop (4-pixel padding) and horizontal flip
+    augment: bool  # random crop of the padded image (4 pixels) and horizontal flip
     train_size: int
     test_size: int
     description: str
@@ -38,6 +38,10 @@ DATASETS: dict[str, DatasetInfo] = {
                     (0.2673, 0.2564, 0.2762), True, 50000, 10000, "CIFAR-100 (torchvision)"),
         DatasetInfo("digits", (1, 8, 8), 10, (0.3333,), (0.3833,), False, 1437, 360,
                     "scikit-learn's bundled 8x8 digits: real data, no download"),
+        # Mean/std are the reference code's (Utils/load.py); test = the labelled val split.
+        DatasetInfo("tiny-imagenet", (3, 64, 64), 200, (0.480, 0.448, 0.397),
+                    (0.276, 0.269, 0.282), True, 100000, 10000,
+                    "Tiny ImageNet, 200 classes (unzip tiny-imagenet-200.zip into the data dir)"),
     )
 }
 

@@ -46,7 +46,7 @@ COLLAPSE_MARK = "‡"
 BUDGET_MARK = "†"
 
 DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "Cifar10",
-                 "cifar100": "Cifar100", "digits": "Digits"}
+                 "cifar100": "Cifar100", "digits": "Digits", "tiny-imagenet": "Tiny-ImageNet"}
 
 
 def collapse_message(collapse: dict[str, Any]) -> str | None:

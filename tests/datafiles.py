@@ -191,3 +191,65 @@ def _value(v: object) -> bytes:
             + b"tb"
         )
     raise TypeError(f"py2_pickle cannot write {type(v).__name__}")
+
+
+TINY_FOLDER = "tiny-imagenet-200"
+# Not in sorted order, like the published wnids.txt: labels follow the sorted wnids.
+TINY_WNIDS = ("n09999999", "n01443537", "n04067472", "n02124075", "n03444034")
+
+
+def tiny_dir(root: Path) -> Path:
+    """Tiny ImageNet's folder under a data root (``<root>/tiny-imagenet-200``)."""
+    return Path(root) / TINY_FOLDER
+
+
+def write_jpeg(path: Path, image: np.ndarray, quality: int = 95) -> Path:
+    """Write a C×H×W uint8 array (C = 1 or 3) as a JPEG file with PIL."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+    Image.fromarray(np.ascontiguousarray(pixels)).save(path, "JPEG", quality=quality)
+    return path
+
+
+def write_tiny_imagenet(
+    root: Path, classes: int = 3, per_class: int = 4, val: int = 6, seed: int = 0
+) -> Path:
+    """Write a small Tiny ImageNet in its published layout under ``root``; return ``root``.
+
+    ``wnids.txt`` lists the first ``classes`` of ``TINY_WNIDS`` (unsorted), ``train/<wnid>/``
+    holds ``images/<wnid>_<i>.JPEG`` and ``<wnid>_boxes.txt``, ``val/images/val_<i>.JPEG`` are
+    labelled by ``val/val_annotations.txt`` (round-robin over the wnids), and ``test/images``
+    and ``words.txt`` are there as in the zip. Images are 64×64 JPEGs of each class's pattern
+    plus noise; the first train image of the first class and val_1 are grayscale, as some of the
+    published ones are.
+    """
+    folder = tiny_dir(root)
+    wnids = list(TINY_WNIDS[:classes])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "wnids.txt").write_text("".join(f"{w}\n" for w in wnids))
+    (folder / "words.txt").write_text("".join(f"{w}\tthing {w}\n" for w in TINY_WNIDS))
+    order = sorted(wnids)
+    for k, wnid in enumerate(wnids):
+        label = order.index(wnid)
+        images = class_images(np.full(per_class, label), (3, 64, 64), 200, seed + 10 * k)
+        boxes = []
+        for i, image in enumerate(images):
+            gray = k == 0 and i == 0
+            write_jpeg(folder / "train" / wnid / "images" / f"{wnid}_{i}.JPEG",
+                       image[:1] if gray else image)
+            boxes.append(f"{wnid}_{i}.JPEG\t0\t0\t63\t63\n")
+        (folder / "train" / wnid / f"{wnid}_boxes.txt").write_text("".join(boxes))
+    val_wnids = [wnids[i % classes] for i in range(val)]
+    val_labels = np.array([order.index(w) for w in val_wnids])
+    lines = []
+    for i, (wnid, image) in enumerate(
+        zip(val_wnids, class_images(val_labels, (3, 64, 64), 200, seed + 1), strict=True)
+    ):
+        write_jpeg(folder / "val" / "images" / f"val_{i}.JPEG", image[:1] if i == 1 else image)
+        lines.append(f"val_{i}.JPEG\t{wnid}\t0\t0\t63\t63\n")
+    (folder / "val" / "val_annotations.txt").write_text("".join(lines))
+    write_jpeg(folder / "test" / "images" / "test_0.JPEG", class_images(
+        np.zeros(1, np.int64), (3, 64, 64), 200, seed + 2)[0])
+    return Path(root)

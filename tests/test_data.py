@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import pickle
+import shutil
 import socket
+import struct
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
@@ -16,12 +21,16 @@ import torch
 import torchvision
 from datafiles import (
     MNIST_FILES,
+    TINY_WNIDS,
     cifar_dir,
     class_images,
     mnist_raw_dir,
+    tiny_dir,
     write_cifar,
     write_idx,
+    write_jpeg,
     write_mnist,
+    write_tiny_imagenet,
 )
 
 from prunetui.core import catalog, data
@@ -29,7 +38,10 @@ from prunetui.core.data import (
     DeviceLoader,
     Splits,
     crop_flip,
+    current_fingerprint,
     default_data_dir,
+    find_files,
+    fingerprint,
     load_dataset,
     make_loaders,
     normalize,
@@ -278,6 +290,172 @@ def test_bad_gzip_is_corrupt(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Malformed files of every kind: one line naming the file, in bounded memory
+
+
+def bounded_error(root: Path, name: str, limit_mb: int = 16) -> str:
+    """Load ``name``: it must fail with one DataError line while Python and numpy allocate at
+    most ``limit_mb`` MB at once (tracemalloc sees both), whatever the file claims to hold."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as e:
+            load_dataset(name, root, download=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < limit_mb << 20, f"{peak / 2**20:.0f} MB allocated before the error"
+    return one_line(e)
+
+
+class _Reduce:
+    """Pickles as ``func(*args)``, with ``func`` by its importable name."""
+
+    def __init__(self, func: Any, *args: Any) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.func, self.args)
+
+
+def _shared(depth: int, width: int, leaf: Any, kind: type = list) -> Any:
+    """A ``kind`` of ``width`` references to one ``kind`` of ... (``depth`` levels): a few
+    bytes pickled, ``width ** depth`` leaves unpickled."""
+    node = leaf
+    for _ in range(depth):
+        node = kind([node] * width)
+    return node
+
+
+_TEST_BATCH = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}
+
+_CIFAR_BOMBS = {
+    # The issue's file: a 2 KB pickle whose labels are nested shared lists (8 million labels).
+    "shared nested labels": (
+        {b"data": np.zeros((2, 3072), np.uint8), b"labels": _shared(3, 200, 0)},
+        "refers to one list from several places"),
+    # numpy's _reconstruct allocates (and for dtype object fills) whatever shape it is given.
+    "object array from _reconstruct": (
+        {b"data": _Reduce(np.zeros(0).__reduce__()[0], np.ndarray, (10**7,), b"O"),
+         b"labels": [0]}, "_reconstruct with other arguments"),
+    "ndarray called directly": (
+        {b"data": _Reduce(np.ndarray, (10**7,), "O"), b"labels": [0]}, "cannot unpickle"),
+    "dtype other than uint8": (
+        {b"data": np.zeros((2, 384), np.float64), b"labels": [0, 1]}, "dtype"),
+    # A key that takes a million hash steps (10^12 with a few more bytes); the rest is valid.
+    "shared tuple as a dict key": ({**_TEST_BATCH, _shared(3, 100, 0, tuple): 0}, "tuple"),
+    # Int keys can be made to collide (quadratic inserts); a CIFAR batch's keys are strings.
+    "int dict key": ({**_TEST_BATCH, 7: 0}, "dict key that is a int"),
+    "set": ({**_TEST_BATCH, b"x": {1, 2}}, "EMPTY_SET"),
+}
+
+
+@pytest.mark.parametrize("case", list(_CIFAR_BOMBS))
+def test_cifar_pickle_bombs_are_refused_in_bounded_memory(tmp_path: Path, case: str) -> None:
+    payload, why = _CIFAR_BOMBS[case]
+    write_cifar(tmp_path)
+    target = cifar_dir(tmp_path) / "data_batch_1"
+    target.write_bytes(pickle.dumps(payload, protocol=4))
+    assert target.stat().st_size < 8192  # 6 KB of it the valid 2-image 'data'
+    msg = bounded_error(tmp_path, "cifar10")
+    assert str(target) in msg and why in msg
+
+
+@pytest.mark.parametrize(
+    ("labels", "why"),
+    [
+        ([[0], [1]], "'labels' holds a list, not only integers"),
+        ([True, False], "'labels' holds a bool, not only integers"),
+        (b"\x00\x01", "'labels' is a bytes, not a list of integers"),
+        ((0, 1), "'labels' is a tuple, not a list of integers"),
+        ([0, -1], "label -1 outside 0..9"),
+    ],
+)
+def test_cifar_labels_must_be_a_flat_list_of_ints(tmp_path: Path, labels: Any, why: str) -> None:
+    write_cifar(tmp_path)
+    target = cifar_dir(tmp_path) / "test_batch"
+    target.write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": labels},
+                                    protocol=4))
+    msg = bounded_error(tmp_path, "cifar10")
+    assert str(target) in msg and why in msg
+
+
+def test_fortran_ordered_array_loads(tmp_path: Path) -> None:
+    # numpy pickles an F-contiguous array in F order; our stand-in reads it back the same.
+    write_cifar(tmp_path, name="cifar100", train=20, test=10)
+    folder = cifar_dir(tmp_path, "cifar100")
+    ref = pickle.loads((folder / "test").read_bytes(), encoding="latin1")
+    f_order = dict(ref, data=np.asfortranarray(ref["data"]))
+    (folder / "test").write_bytes(pickle.dumps(f_order, protocol=4))
+    s = load_dataset("cifar100", tmp_path, download=False)
+    assert torch.equal(s.test_x.reshape(10, -1), torch.from_numpy(ref["data"]))
+
+
+def test_oversized_cifar_file_is_refused_unread(tmp_path: Path) -> None:
+    write_cifar(tmp_path)
+    target = cifar_dir(tmp_path) / "test_batch"
+    with open(target, "r+b") as f:  # sparse: no disk space, 100 MB to a reader
+        f.truncate(100 << 20)
+    msg = bounded_error(tmp_path, "cifar10")
+    assert str(target) in msg and "more than a CIFAR batch of this split can hold" in msg
+
+
+def _idx(dims: tuple[int, ...], body: bytes = b"", magic: bytes = b"\x00\x00\x08") -> bytes:
+    return magic + bytes([len(dims)]) + struct.pack(f">{len(dims)}I", *dims) + body
+
+
+def _gzip_bomb(head: bytes, mb: int) -> bytes:
+    # gzip members concatenate: one member of 1 MB of zeros (1 KB compressed), repeated.
+    return gzip.compress(head) + gzip.compress(bytes(1 << 20)) * mb
+
+
+_IMAGES = "train-images-idx3-ubyte"
+_IDX_CASES: dict[str, tuple[str, bytes, str]] = {
+    "gzip bomb after good data": (
+        _IMAGES + ".gz", _gzip_bomb(_idx((60, 28, 28), bytes(60 * 784)), 64),
+        "header says 47056 bytes, the data has more"),
+    "gzip bomb declaring 4 billion images": (
+        _IMAGES + ".gz", _gzip_bomb(_idx((2**32 - 1, 28, 28)), 64),
+        "declares 4,294,967,295 images, more than the 60,000 of this split"),
+    "huge declared count": (
+        _IMAGES, _idx((2**32 - 1, 28, 28), bytes(784)), "declares 4,294,967,295 images"),
+    "huge declared image size": (_IMAGES, _idx((1, 60000, 60000)), "60000x60000, not 28x28"),
+    "wrong number of dims": (_IMAGES, _idx((60, 784), bytes(60 * 784)), "magic number"),
+    "wrong element type": (_IMAGES, _idx((60, 28, 28), bytes(60 * 784), b"\x00\x00\x0d"),
+                           "magic number 0x00000d03"),
+    "empty file": (_IMAGES, b"", "0 bytes, shorter than its header"),
+    "truncated gzip": (_IMAGES + ".gz", gzip.compress(_idx((60, 28, 28), bytes(60 * 784)))[:-30],
+                       "bad gzip data"),
+    "not gzip": (_IMAGES + ".gz", _idx((60, 28, 28), bytes(60 * 784)), "bad gzip data"),
+    "gzip with fewer images than its header": (
+        _IMAGES + ".gz", gzip.compress(_idx((60, 28, 28), bytes(10 * 784))),
+        "header says 47056 bytes, the data has 7856"),
+    "labels declare a huge count": (
+        "train-labels-idx1-ubyte", _idx((2**32 - 1,), bytes(60)), "4294967295 labels for 60"),
+}
+
+
+@pytest.mark.parametrize("case", list(_IDX_CASES))
+def test_malformed_idx_is_one_bounded_line(tmp_path: Path, case: str) -> None:
+    name, blob, why = _IDX_CASES[case]
+    write_mnist(tmp_path)
+    raw = mnist_raw_dir(tmp_path)
+    target = raw / name
+    (raw / name.removesuffix(".gz")).unlink()
+    target.write_bytes(blob)
+    msg = bounded_error(tmp_path, "mnist")
+    assert str(target) in msg and "corrupt" in msg and why in msg
+
+
+def test_oversized_raw_idx_is_refused_unread(tmp_path: Path) -> None:
+    write_mnist(tmp_path)
+    target = mnist_raw_dir(tmp_path) / _IMAGES
+    with open(target, "r+b") as f:  # a good header for 60 images, then 200 MB (sparse)
+        f.truncate(200 << 20)
+    msg = bounded_error(tmp_path, "mnist")
+    assert str(target) in msg and f"the file has {200 << 20}" in msg
+
+
+# ---------------------------------------------------------------------------------------------
 # Missing files and downloads
 
 
@@ -388,6 +566,285 @@ def test_present_files_are_not_downloaded(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(torchvision.datasets, "CIFAR100", boom)
     write_cifar(tmp_path, name="cifar100", train=10, test=5)
     assert load_dataset("cifar100", tmp_path, download=True).train_x.shape[0] == 10
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny ImageNet
+
+
+def _decoded(path: Path) -> torch.Tensor:
+    """A JPEG as PIL decodes it, RGB, C×H×W (what ImageFolder's loader gives, before ToTensor)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return torch.from_numpy(np.asarray(im.convert("RGB")).transpose(2, 0, 1).copy())
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()} | {
+        str(p.relative_to(folder)) + "/": (b"", p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*")) if p.is_dir()}
+
+
+def test_tiny_imagenet_loads_the_published_layout(tmp_path: Path) -> None:
+    write_tiny_imagenet(tmp_path, classes=3, per_class=4, val=6)
+    folder = tiny_dir(tmp_path)
+    s = load_dataset("tiny-imagenet", tmp_path, download=False)
+    assert s.info is catalog.DATASETS["tiny-imagenet"] and s.info.shape == (3, 64, 64)
+    assert s.train_x.shape == (12, 3, 64, 64) and s.test_x.shape == (6, 3, 64, 64)
+    assert s.train_x.dtype == torch.uint8 and s.train_y.dtype == torch.int64
+    # wnids.txt lists n09999999, n01443537, n04067472: labels are their sorted order (as
+    # ImageFolder numbers the class folders), train in class then file name order.
+    wnids = sorted(TINY_WNIDS[:3])
+    assert s.train_y.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    train_files = [folder / "train" / w / "images" / f"{w}_{i}.JPEG" for w in wnids
+                   for i in range(4)]
+    assert torch.equal(s.train_x, torch.stack([_decoded(p) for p in train_files]))
+    # val: labels from val_annotations.txt (val_i is wnids.txt's class i % 3), ordered by class.
+    listed = list(TINY_WNIDS[:3])
+    val = sorted(range(6), key=lambda i: (wnids.index(listed[i % 3]), f"val_{i}.JPEG"))
+    assert s.test_y.tolist() == [wnids.index(listed[i % 3]) for i in val] == [0, 0, 1, 1, 2, 2]
+    assert torch.equal(s.test_x, torch.stack(
+        [_decoded(folder / "val" / "images" / f"val_{i}.JPEG") for i in val]))
+    # The grayscale JPEGs (train n09999999_0, val_1) are RGB with three equal channels.
+    gray = s.train_x[train_files.index(folder / "train" / "n09999999" / "images" /
+                                       "n09999999_0.JPEG")]
+    assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])
+    assert find_files("tiny-imagenet", tmp_path) == f"found in {folder}"
+
+
+def test_tiny_imagenet_through_the_device_loader(tmp_path: Path) -> None:
+    s = load_dataset("tiny-imagenet", write_tiny_imagenet(tmp_path), download=False)
+    train, test = make_loaders(s, 5, 4, "cpu", torch.Generator().manual_seed(0))
+    assert train.augment and not test.augment
+    xb, yb = next(iter(train))
+    assert xb.shape == (5, 3, 64, 64) and xb.dtype == torch.float32 and yb.dtype == torch.int64
+    xs, ys = _epoch(test)
+    assert torch.equal(ys, s.test_y)
+    assert torch.allclose(xs, normalize(s.test_x, (0.480, 0.448, 0.397), (0.276, 0.269, 0.282)))
+
+
+def test_tiny_imagenet_leaves_its_folder_untouched(tmp_path: Path) -> None:
+    write_tiny_imagenet(tmp_path)
+    folder = tiny_dir(tmp_path)
+    before = _snapshot(folder)
+    load_dataset("tiny-imagenet", tmp_path, download=False)
+    load_dataset("tiny-imagenet", tmp_path, download=False)
+    assert _snapshot(folder) == before
+    # Only the cache is added, next to the folder; no temporary file is left.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [folder.name, data.tiny_imagenet_cache(tmp_path).name])
+
+
+def test_tiny_imagenet_decodes_once_then_reads_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_tiny_imagenet(tmp_path)
+    first = load_dataset("tiny-imagenet", tmp_path, download=False)
+    assert data.tiny_imagenet_cache(tmp_path).is_file()
+    decode = data._decode_jpegs
+    calls: list[int] = []
+
+    def counting(items: Any, *args: Any) -> Any:
+        calls.append(len(items))
+        return decode(items, *args)
+
+    monkeypatch.setattr(data, "_decode_jpegs", counting)
+    again = load_dataset("tiny-imagenet", tmp_path, download=False)
+    assert calls == []  # served from the cache
+    for t in ("train_x", "train_y", "test_x", "test_y"):
+        assert torch.equal(getattr(first, t), getattr(again, t))
+    assert fingerprint(again) == fingerprint(first)
+
+
+def test_tiny_imagenet_cache_follows_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_tiny_imagenet(tmp_path)
+    folder = tiny_dir(tmp_path)
+    first = load_dataset("tiny-imagenet", tmp_path, download=False)
+    # A train image rewritten (another picture): decoded again, and the fingerprint moves.
+    target = folder / "train" / "n01443537" / "images" / "n01443537_2.JPEG"
+    write_jpeg(target, np.full((3, 64, 64), 200, np.uint8))
+    os.utime(target, ns=(1, 1))  # a distinct mtime, whatever the file system's resolution
+    s = load_dataset("tiny-imagenet", tmp_path, download=False)
+    assert torch.equal(s.train_x[2], _decoded(target))
+    assert not torch.equal(s.train_x[2], first.train_x[2])
+    assert torch.equal(s.train_x[3:], first.train_x[3:])
+    assert fingerprint(s)["digest"] != fingerprint(first)["digest"]
+    # A val image relabelled in val_annotations.txt: the labels follow.
+    annotations = folder / "val" / "val_annotations.txt"
+    annotations.write_text(annotations.read_text().replace("val_0.JPEG\tn09999999",
+                                                           "val_0.JPEG\tn01443537"))
+    relabelled = load_dataset("tiny-imagenet", tmp_path, download=False)
+    assert sorted(relabelled.test_y.tolist()) == [0, 0, 0, 1, 1, 2]
+    # A damaged cache (cut short, or not ours at all) is decoded again, not an error.
+    cache = data.tiny_imagenet_cache(tmp_path)
+    for damage in (cache.read_bytes()[:-100], cache.read_bytes()[:50], b"not a cache"):
+        cache.write_bytes(damage)
+        again = load_dataset("tiny-imagenet", tmp_path, download=False)
+        assert torch.equal(again.train_x, relabelled.train_x)
+        assert torch.equal(again.test_x, relabelled.test_x)
+        assert fingerprint(again) == fingerprint(relabelled)
+
+
+def test_tiny_imagenet_without_a_writable_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(path: Path, write: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    write_tiny_imagenet(tmp_path)
+    monkeypatch.setattr(data, "atomic_write", full)
+    s = load_dataset("tiny-imagenet", tmp_path, download=False)  # decoded, just not cached
+    assert s.train_x.shape == (12, 3, 64, 64)
+    assert not data.tiny_imagenet_cache(tmp_path).exists()
+
+
+def test_tiny_imagenet_fingerprint(tmp_path: Path) -> None:
+    root = write_tiny_imagenet(tmp_path / "a")
+    s = load_dataset("tiny-imagenet", root, download=False)
+    fp = fingerprint(s)
+    assert fp["train"] == 12 and fp["test"] == 6 and len(fp["digest"]) == 16
+    assert current_fingerprint("tiny-imagenet", root) == fp
+    # The same files elsewhere (no cache there yet) have the same fingerprint; fewer do not.
+    shutil.copytree(tiny_dir(root), tiny_dir(tmp_path / "b"))
+    assert current_fingerprint("tiny-imagenet", tmp_path / "b") == fp
+    fewer = write_tiny_imagenet(tmp_path / "c", per_class=3)
+    assert current_fingerprint("tiny-imagenet", fewer)["digest"] != fp["digest"]
+    assert current_fingerprint("tiny-imagenet", tmp_path / "none") is None
+    # Remembered per process, but not past a file removed (its directory's mtime moves).
+    images = tiny_dir(root) / "train" / "n04067472" / "images"
+    (images / "n04067472_3.JPEG").unlink()
+    os.utime(images, ns=(1, 1))  # distinct, whatever the file system's clock resolution
+    assert current_fingerprint("tiny-imagenet", root)["train"] == 11
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_tiny_imagenet_missing(tmp_path: Path, download: bool) -> None:
+    with pytest.raises(DataError) as e:
+        load_dataset("tiny-imagenet", tmp_path / "data", download=download)
+    msg = one_line(e)
+    expected = tmp_path / "data" / "tiny-imagenet-200" / "wnids.txt"
+    assert msg == (
+        f"tiny-imagenet not found: expected {expected}; download "
+        f"http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it into {tmp_path / 'data'}"
+        " (prunetui cannot download it), or pass --data-dir DIR pointing at a data dir that "
+        "holds tiny-imagenet-200/")
+    assert not (tmp_path / "data").exists()  # nothing written, nothing downloaded
+    assert "cs231n.stanford.edu" in find_files("tiny-imagenet", tmp_path / "data")
+
+
+def _remove_val(folder: Path) -> None:
+    shutil.rmtree(folder / "val")
+
+
+def _drop_class(folder: Path) -> None:
+    shutil.rmtree(folder / "train" / "n04067472")
+
+
+def _empty_class(folder: Path) -> None:
+    for p in (folder / "train" / "n04067472" / "images").iterdir():
+        p.unlink()
+
+
+def _lost_val_image(folder: Path) -> None:
+    (folder / "val" / "images" / "val_4.JPEG").unlink()
+
+
+def _unannotated_val_image(folder: Path) -> None:
+    shutil.copy(folder / "val" / "images" / "val_0.JPEG", folder / "val" / "images" / "x.JPEG")
+
+
+def _png_as_jpeg(folder: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (64, 64)).save(folder / "val" / "images" / "val_3.JPEG", "PNG")
+
+
+def _edit(path: str, old: str, new: str) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        target = folder / path
+        text = target.read_text()
+        assert old in text
+        target.write_text(text.replace(old, new, 1))
+    return edit
+
+
+def _jpeg_size(name: str, size: int, folder: Path) -> None:
+    """Make JPEG ``name`` declare a ``size``×``size`` image in its SOF0 header (data unchanged)."""
+    path = folder / name
+    blob = bytearray(path.read_bytes())
+    sof = blob.index(b"\xff\xc0")
+    blob[sof + 5:sof + 9] = struct.pack(">HH", size, size)
+    path.write_bytes(bytes(blob))
+
+
+_ANN = "val/val_annotations.txt"
+_TINY_FAULTS: dict[str, tuple[Callable[[Path], None], str, str]] = {
+    "no val folder": (_remove_val, _ANN, "not found: expected"),
+    "a class folder missing": (_drop_class, "train/n04067472/images",
+                               "incomplete: {} is missing"),
+    "a class with no images": (_empty_class, "train/n04067472/images", "holds no .JPEG images"),
+    "an annotated image missing": (_lost_val_image, "val/images/val_4.JPEG",
+                                   "incomplete: {} is missing (val_annotations.txt names it)"),
+    "an image without annotation": (_unannotated_val_image, _ANN, "no line for x.JPEG"),
+    "annotation without tabs": (_edit(_ANN, "val_2.JPEG\tn04067472\t0\t0\t63\t63",
+                                      "val_2.JPEG n04067472 0 0 63 63"), _ANN,
+                                "line 3 is not 'file<TAB>wnid<TAB>box'"),
+    "annotation of an unknown class": (_edit(_ANN, "\tn04067472", "\tn00000000"), _ANN,
+                                       "line 3 names class 'n00000000', which wnids.txt does"),
+    "annotation twice": (_edit(_ANN, "val_1.JPEG", "val_0.JPEG"), _ANN,
+                         "line 2 annotates val_0.JPEG again"),
+    "annotation outside val/images": (_edit(_ANN, "val_1.JPEG", "../../wnids.txt"), _ANN,
+                                      "line 2 does not name a file of val/images"),
+    "annotations not text": (lambda f: (f / _ANN).write_bytes(b"\xff\xfe\x00"), _ANN,
+                             "not text"),
+    "wnid listed twice": (_edit("wnids.txt", "n01443537", "n09999999"), "wnids.txt",
+                          "line 2: 'n09999999' is listed twice"),
+    "not a wnid": (_edit("wnids.txt", "n01443537", "../n01443537"), "wnids.txt",
+                   "line 2: '../n01443537' is not a wnid"),
+    "more than 200 classes": (
+        lambda f: (f / "wnids.txt").write_text("".join(f"n{i:08d}\n" for i in range(201))),
+        "wnids.txt", "line 201: 'n00000200' is class 201, more than 200"),
+    "no classes": (lambda f: (f / "wnids.txt").write_text("\n"), "wnids.txt",
+                   "it lists no classes"),
+    "a truncated JPEG": (
+        lambda f: (f / "val/images/val_3.JPEG").write_bytes(
+            (f / "val/images/val_3.JPEG").read_bytes()[:300]),
+        "val/images/val_3.JPEG", "not a readable JPEG"),
+    "a PNG named .JPEG": (_png_as_jpeg, "val/images/val_3.JPEG", "not a readable JPEG"),
+    "a 32x32 image": (
+        lambda f: write_jpeg(f / "train/n01443537/images/n01443537_1.JPEG",
+                             np.zeros((3, 32, 32), np.uint8)),
+        "train/n01443537/images/n01443537_1.JPEG", "a 32x32 image, not 64x64"),
+    # PIL refuses over 179 million pixels and only warns (on stderr) from 89 million.
+    **{f"a {n}x{n} JPEG header": (
+        functools.partial(_jpeg_size, "train/n01443537/images/n01443537_1.JPEG", n),
+        "train/n01443537/images/n01443537_1.JPEG", "declares a huge image, not 64x64")
+       for n in (20000, 10000)},
+    "a huge file named .JPEG": (
+        lambda f: os.truncate(f / "val/images/val_5.JPEG", 4 << 20),  # sparse
+        "val/images/val_5.JPEG", "more than a Tiny ImageNet image can hold"),
+}
+
+
+@pytest.mark.parametrize("case", list(_TINY_FAULTS))
+def test_tiny_imagenet_faults_are_one_line(
+    tmp_path: Path, case: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    fault, where, why = _TINY_FAULTS[case]
+    write_tiny_imagenet(tmp_path)
+    folder = tiny_dir(tmp_path)
+    fault(folder)
+    before = _snapshot(folder)
+    msg = bounded_error(tmp_path, "tiny-imagenet")
+    path = str(folder / where)
+    assert path in msg and why.format(path) in msg
+    assert "tiny-imagenet-200.zip" in msg and str(tmp_path) in msg  # the fix
+    assert _snapshot(folder) == before and not data.tiny_imagenet_cache(tmp_path).exists()
+    assert capfd.readouterr() == ("", "")  # not even a PIL warning
 
 
 # ---------------------------------------------------------------------------------------------

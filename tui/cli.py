@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 
 from prunetui.core import catalog
 from prunetui.core.config import RunConfig
-from prunetui.core.errors import ConfigError, PrunetuiError
+from prunetui.core.errors import ConfigError, PrunetuiError, StoreError
 from prunetui.core.run.result import Epoch, Structure
 from prunetui.core.status import RunStatus
 from prunetui.core.store import RunRow, Store, wrote_row
@@ -137,6 +137,22 @@ def _store(results_dir: Path | None, create: bool = True) -> Store:
 def _emit_json(obj: Any) -> None:
     # Plain print, not rich: --json output must be exactly one parseable object.
     sys.stdout.write(json.dumps(obj, indent=None, default=str) + "\n")
+
+
+def _warn(message: str) -> None:
+    """One warning line on stderr, never wrapped, the message taken as plain text."""
+    from rich.markup import escape
+
+    err.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def _warn_unreadable(store: Store) -> None:
+    """One line naming the runs the store's last query skipped: their JSON is corrupt."""
+    ids = sorted(store.unreadable)
+    if ids:
+        shown = ", ".join(ids[:10]) + (", …" if len(ids) > 10 else "")
+        _warn(f"skipped {_count(len(ids), 'unreadable run')} (corrupt JSON in the store): "
+              f"{shown}; `prunetui show ID` says what is wrong, `prunetui rm ID` removes it")
 
 
 def _show_warnings(structure: Structure) -> None:
@@ -582,6 +598,7 @@ def runs_cmd(
     store = _store(results_dir)
     _check_sweep(store, sweep)
     rows = store.query(model=model, dataset=dataset, pruner=pruner, status=status, sweep=sweep)
+    _warn_unreadable(store)
     if as_json:
         _emit_json([{k: v for k, v in r.__dict__.items() if k != "result"} for r in rows])
         return
@@ -650,7 +667,10 @@ def show_cmd(
     if row.result:
         out.print(summary_table(row.result))
         out.print(layer_table(row.result.layers))
-        out.print(_histogram_rows(store.run_dir(row.run_id)))
+        try:
+            out.print(_histogram_rows(store.histograms(row.run_id)))
+        except StoreError as e:  # the rest of the run is still worth showing
+            _warn(str(e))
         _show_warnings(row.result.structure)
     elif layers := store.layers(row.run_id):  # pruned, then stopped (or still training)
         out.print(layer_table(layers, title="Per-layer, as pruned (the run has no result yet)"))
@@ -696,17 +716,11 @@ def _curve(epochs: list[Epoch]) -> Any:
     return Text.from_ansi(plt.build())
 
 
-def _histogram_rows(run_dir: Path) -> Any:
-    """Each layer's weight histogram as a row of block characters."""
+def _histogram_rows(hists: list[dict[str, Any]]) -> Any:
+    """Each layer's weight histogram (``Store.histograms``) as a row of block characters."""
     from rich.table import Table
 
-    from prunetui.core.figures import load_histograms
-
     blocks = " ▁▂▃▄▅▆▇█"
-    try:
-        hists = load_histograms(run_dir)
-    except (OSError, ValueError):
-        return "(no histograms stored)"
     t = Table("layer", "kept-weight histogram", title=(
         f"weight histograms, {hists[0]['edges'][0]:.3g} … {hists[0]['edges'][-1]:.3g}"
         if hists else "weight histograms"), title_justify="left", box=None)
@@ -723,23 +737,23 @@ def rm_cmd(
 ) -> None:
     """Delete stored runs and their artifacts."""
     store = _store(results_dir, create=False)
-    ids = list(dict.fromkeys(store.resolve(r).run_id for r in runs))  # each once
+    ids = list(dict.fromkeys(store.resolve_id(r) for r in runs))  # each once
     store.remove(ids)
     out.print(f"removed {_count(len(ids), 'run')}: {', '.join(ids)}")
 
 
 @app.command("gc")
 def gc_cmd(results_dir: ResultsDir = None) -> None:
-    """Delete artifact folders of runs that are no longer in the store."""
-    import shutil
-
+    """Delete artifact folders of runs that are no longer in the store, and temporary files
+    left by runs that were killed (never under a run that is running)."""
     store = _store(results_dir, create=False)
-    orphans = store.orphan_dirs()
-    for p in orphans:
-        shutil.rmtree(p)
-    names = "".join(f"\n  {p}" for p in orphans)
-    out.print(f"removed {_count(len(orphans), 'orphaned artifact folder')}"
-              + (f":{names}" if orphans else ""))
+    removed = store.collect_garbage()
+    names = "".join(f"\n  {p}" for p in removed.folders)
+    out.print(f"removed {_count(len(removed.folders), 'orphaned artifact folder')}"
+              + (f":{names}" if removed.folders else ""))
+    if removed.temp_files:
+        out.print(f"removed {_count(len(removed.temp_files), 'temporary file')} left by "
+                  "killed runs:" + "".join(f"\n  {p}" for p in removed.temp_files))
 
 
 @app.command("export")
@@ -755,7 +769,9 @@ def export_cmd(
     layers_at: Annotated[float, typer.Option(
         help="Compression of the per-layer tables and histograms.")] = 0.5,
     title: Annotated[str, typer.Option(help="Report title.")] = "Pruning report",
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace the report and figures of the same names in --out (other "
+                        "files there are kept).")] = False,
     results_dir: ResultsDir = None,
 ) -> None:
     """Write the report's tables (and histogram figures) from stored runs."""
@@ -771,6 +787,7 @@ def export_cmd(
     store = _store(results_dir, create=False)
     _check_sweep(store, sweep)
     rows = store.query(sweep=sweep, model=model, dataset=dataset, pruner=pruner)
+    _warn_unreadable(store)
     if not rows:
         raise ConfigError("no stored runs match the selection; see `prunetui runs`")
     comps = sorted({r.compression for r in rows})

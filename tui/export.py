@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from prunetui.core import report as rep
 from prunetui.core.errors import ConfigError
-from prunetui.core.store import RunRow, Store, atomic_write_bytes, atomic_write_text
+from prunetui.core.store import RunRow, Store
+
+# The hidden folder an export is made in: ``.NAME.export-xxxxxxxx`` beside a new ``--out``
+# folder, ``.export-xxxxxxxx`` inside an existing one.
+_STAGE = ".export-"
 
 
 def nearest_compression(wanted: float, rows: list[RunRow]) -> float:
@@ -25,34 +35,96 @@ def export_report(store: Store, rows: list[RunRow], fmt: str, out_dir: Path | No
                   at: float = 1.0, layers_at: float = 0.5, title: str = "Pruning report",
                   force: bool = False) -> list[Path] | None:
     """Render the report of ``rows``; to stdout when ``out_dir`` is None (no figures), else
-    ``report.<fmt>`` plus histogram PNGs in ``out_dir``. Refuses to overwrite without
-    ``force``; each file is written atomically. Returns the files written."""
+    ``report.<fmt>`` plus histogram PNGs in ``out_dir``. Returns the files written.
+
+    The files are made in a hidden folder and moved into ``out_dir`` at the end, so an
+    export that fails or is killed leaves no part of a report there: a new ``out_dir``
+    appears whole (one rename); into an existing one the figures are moved first and the
+    report last (a kill between those renames is the one way to leave figures without their
+    report). A hidden folder left by a killed export is removed by the next one. Without
+    ``force`` an existing file of the report's names is refused; with it, those files are
+    replaced and the folder's other files kept. A figure's run whose histograms are missing
+    or corrupt is one ``StoreError`` naming the run, before anything is written."""
     report = rep.build_report(rows, at=at, layers_at=layers_at)
     text = {"md": lambda: rep.to_markdown(report, title), "csv": lambda: rep.to_csv(report),
             "json": lambda: rep.to_json(report)}[fmt]()
     if out_dir is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return None
-    main = out_dir / f"report.{fmt}"
-    targets = [main] + ([out_dir / f.filename for f in report.figures] if fmt == "md" else [])
-    clash = [p for p in targets if p.exists()]
+    figures = report.figures if fmt == "md" else []
+    main = f"report.{fmt}"
+    names = [f.filename for f in figures] + [main]  # the order they are moved in
+    clash = [out_dir / n for n in [main, *names[:-1]] if (out_dir / n).exists()]
     if clash and not force:
         raise ConfigError(f"{clash[0]} exists; pass --force to overwrite it")
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} is a file, not a folder")
-    written = []
+    hists = [store.histograms(f.run_id) for f in figures]
     try:
-        # First, so that a folder that cannot be made (a file on its path, a read-only
-        # mount) is reported before anything is written.
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if fmt == "md":
-            from prunetui.core.figures import histogram_png, load_histograms
+        _remove_stale_stages(out_dir)
+        with _staging(out_dir) as stage:
+            if figures:
+                from prunetui.core.figures import histogram_png
 
-            for f in report.figures:
-                png = histogram_png(load_histograms(store.run_dir(f.run_id)), f.title)
-                atomic_write_bytes(out_dir / f.filename, png)
-                written.append(out_dir / f.filename)
-        atomic_write_text(main, text)
+                for f, h in zip(figures, hists, strict=True):
+                    (stage / f.filename).write_bytes(histogram_png(h, f.title))
+            (stage / main).write_bytes(text.encode())
+            _publish(stage, out_dir, names)
     except OSError as e:
         raise ConfigError(f"cannot write the report to {out_dir}: {e.strerror or e}") from None
-    return [main, *written]
+    return [out_dir / main, *(out_dir / f.filename for f in figures)]
+
+
+def _stage_spot(out_dir: Path) -> tuple[Path, str]:
+    """Where an export into ``out_dir`` is made: (folder, name prefix)."""
+    if out_dir.is_dir():
+        return out_dir, _STAGE
+    return out_dir.parent, f".{out_dir.name}{_STAGE}"
+
+
+@contextlib.contextmanager
+def _staging(out_dir: Path) -> Iterator[Path]:
+    """A new hidden folder to make the report in, locked (``flock`` on the folder) while in
+    use so that another export does not take it for a killed one's; removed at the end
+    unless it was renamed into place."""
+    parent, prefix = _stage_spot(out_dir)
+    parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    fd = os.open(stage, os.O_RDONLY)
+    try:
+        # mkdtemp makes it 0700; when renamed into place it must follow the user's umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(stage, 0o777 & ~umask)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        os.close(fd)
+
+
+def _publish(stage: Path, out_dir: Path, names: list[str]) -> None:
+    """Move the finished files into ``out_dir``, in the order of ``names``."""
+    if not out_dir.exists():
+        os.rename(stage, out_dir)  # the whole report at once
+        return
+    for name in names:
+        os.replace(stage / name, out_dir / name)
+
+
+def _remove_stale_stages(out_dir: Path) -> None:
+    """Remove the hidden folders of exports into ``out_dir`` that were killed: those whose
+    lock nobody holds (best effort: a folder that cannot be removed is left)."""
+    spots = [(out_dir.parent, f".{out_dir.name}{_STAGE}")]
+    if out_dir.is_dir():
+        spots.append((out_dir, _STAGE))
+    stale = [p for parent, prefix in spots if parent.is_dir() for p in parent.iterdir()
+             if p.name.startswith(prefix) and p.is_dir() and not p.is_symlink()]
+    for p in stale:
+        with contextlib.suppress(OSError):
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: an export is running
+                shutil.rmtree(p)
+            finally:
+                os.close(fd)

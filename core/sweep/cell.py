@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prunetui.core.config import RunConfig
-from prunetui.core.errors import PrunetuiError, RunCancelled, RunHeldElsewhere
+from prunetui.core.errors import PrunetuiError, RunCancelled, RunHeldElsewhere, StoreError
 from prunetui.core.events import CancelToken, Emit, Event, RunFinished
 from prunetui.core.status import RunStatus
 
@@ -35,7 +35,10 @@ def run_cell(config: RunConfig, store: Store, data_dir: Path | None, download: b
     from prunetui.core.run.engine import run
     from prunetui.core.store import failed_attempt_status
 
-    already = store.get(config.run_id)
+    try:
+        already = store.get(config.run_id)
+    except StoreError as e:  # e.g. its stored row is unreadable: this cell fails, not the sweep
+        return CellOutcome(config, RunStatus.FAILED, str(e))
     cached = False
 
     def watch(event: Event) -> None:

@@ -20,6 +20,7 @@ from prunetui.core.events import CancelToken
 from prunetui.core.masks import Prunable, apply_masks, attach_masks, counts
 from prunetui.core.pruners import SCORERS, grasp, schedule
 from prunetui.core.pruners.schedule import apportion, kept_schedule, prune
+from prunetui.core.pruners.snip import scoring_state
 
 SHAPE = (3, 8, 8)
 
@@ -552,3 +553,69 @@ def test_synflow_iteration_memory_on_vgg16() -> None:
     extra = (_rss_kib("VmHWM") - base) * 1024
     assert counts(prunables)[1] == kept_count(counts(prunables)[0], 0.1)
     assert extra <= 4 * param_bytes, f"{extra / param_bytes:.2f}x the parameter bytes"
+
+
+# --- GraSP with a prior mask --------------------------------------------------------------
+
+
+def test_grasp_with_a_mask_equals_the_masked_forward_reference() -> None:
+    # The reference multiplies each weight by its mask in the forward pass, so g and H live on
+    # the kept weights. Iterative GraSP scores a model whose pruned weights are zero but
+    # still have a gradient: it must give the reference's scores all the same.
+    model = deep_narrow(2)
+    prunables = attach_masks(model)
+    g = gen(3)
+    with torch.no_grad():
+        for p in prunables:
+            p.set_mask(torch.rand(p.mask.shape, generator=g) >= 0.5)
+        apply_masks(prunables)
+    x, y = data(16, (16,), 4)
+    scores = SCORERS["grasp"](model, prunables, (x, y), gen())
+    model.eval()
+    names = [p.name for p in prunables]
+    masks = [p.mask.to(torch.float32) for p in prunables]
+    fixed = {k: v.detach() for k, v in model.named_parameters() if k not in names}
+    weights = tuple(p.param.detach() for p in prunables)
+
+    def loss(*ws: Tensor) -> Tensor:
+        masked = (w * m for w, m in zip(ws, masks, strict=True))
+        params = dict(fixed, **dict(zip(names, masked, strict=True)))
+        out = torch.func.functional_call(model, params, (x,))
+        return nn.functional.cross_entropy(out / grasp.TEMPERATURE, y)
+
+    leaves = tuple(w.clone().requires_grad_() for w in weights)
+    g_ref = tuple(t.detach() for t in torch.autograd.grad(loss(*leaves), leaves))
+    _, hg = torch.autograd.functional.hvp(loss, weights, g_ref)
+    expected = [w * h for w, h in zip(weights, hg, strict=True)]
+    scale = max(float(e.abs().max()) for e in expected)
+    for s, e in zip(scores, expected, strict=True):
+        torch.testing.assert_close(s, e, rtol=1e-4, atol=1e-5 * scale)
+    # The unmasked g (the old formulation) gives other scores on kept weights: the test can
+    # tell the two apart.
+    old = torch.cat([s.reshape(-1) for s in _grasp_unmasked_g(model, prunables, x, y)])
+    assert not torch.allclose(old, torch.cat([e.reshape(-1) for e in expected]), rtol=1e-2)
+
+
+def _grasp_unmasked_g(model: nn.Module, prunables: list[Prunable], x: Tensor,
+                      y: Tensor) -> list[Tensor]:
+    """GraSP as it was before masks were applied to g, step for step."""
+    params = [p.param for p in prunables]
+    with scoring_state(model, params):
+        loss = nn.functional.cross_entropy(model(x) / grasp.TEMPERATURE, y)
+        g = [t.detach() for t in torch.autograd.grad(loss, params)]
+        loss = nn.functional.cross_entropy(model(x) / grasp.TEMPERATURE, y)
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        z = sum(((gc * gr).sum() for gc, gr in zip(g, grads, strict=True)),
+                torch.zeros(()))
+        hg = torch.autograd.grad(z, params)
+    return [h.detach() * p.detach() for h, p in zip(hg, params, strict=True)]
+
+
+def test_grasp_without_a_mask_is_exactly_as_before() -> None:
+    # All-True masks: g * 1 is g bit for bit, so the first (or only) GraSP step is unchanged.
+    model = convnet()
+    prunables = attach_masks(model)
+    x, y = data()
+    scores = SCORERS["grasp"](model, prunables, (x, y), gen())
+    old = _grasp_unmasked_g(model, prunables, x, y)
+    assert all(torch.equal(a, b) for a, b in zip(scores, old, strict=True))

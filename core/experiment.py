@@ -64,6 +64,7 @@ from prunetui.core.masks import (
     find_prunable,
     reinit_kept,
     shuffle_masks,
+    snapshot,
 )
 from prunetui.core.models import build_meta, build_model
 from prunetui.core.pruners.schedule import prune
@@ -184,14 +185,19 @@ def prune_model(model: nn.Module, prunables: list[Prunable], config: RunConfig,
     """Prune at the config's compression (plus --shuffle-masks / --reinit); seconds taken."""
     start = time.perf_counter()
     emit(PhaseStarted(run_id, "prune", config.iterations))
+    # The values pruning sees, which the shuffled masks' kept weights keep.
+    before = snapshot(prunables) if config.shuffle_masks else None
     prune(model, prunables, config.pruner, config.compression, scope=config.scope,
           schedule=config.schedule, iterations=config.iterations, batch=batch,
           generator=gen,
           on_step=lambda i, n, d: emit(PruneStep(run_id, i, n, d)), cancel=cancel)
-    if config.shuffle_masks:
-        shuffle_masks(prunables, gen)
+    if before is not None:
+        shuffle_masks(prunables, gen, before)
     if config.reinit:
-        reinit_kept(model, prunables)
+        # A second build: new values from the model's own init, drawn from the global RNG.
+        info = catalog.DATASETS[config.dataset]
+        fresh = build_model(config.model, info.shape, info.num_classes)
+        reinit_kept(model, prunables, dict(fresh.named_parameters()))
     apply_masks(prunables)
     return time.perf_counter() - start
 

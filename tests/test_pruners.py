@@ -13,11 +13,20 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from prunetui.core import catalog
-from prunetui.core.config import kept_count
+from prunetui.core import catalog, experiment
+from prunetui.core.config import RunConfig, kept_count
 from prunetui.core.errors import ConfigError, RunCancelled
-from prunetui.core.events import CancelToken
-from prunetui.core.masks import Prunable, apply_masks, attach_masks, counts
+from prunetui.core.events import CancelToken, ignore
+from prunetui.core.masks import (
+    Prunable,
+    apply_masks,
+    attach_masks,
+    counts,
+    reinit_kept,
+    shuffle_masks,
+    snapshot,
+)
+from prunetui.core.models import build_model
 from prunetui.core.pruners import SCORERS, grasp, schedule
 from prunetui.core.pruners.schedule import apportion, kept_schedule, prune
 from prunetui.core.pruners.snip import scoring_state
@@ -619,3 +628,70 @@ def test_grasp_without_a_mask_is_exactly_as_before() -> None:
     scores = SCORERS["grasp"](model, prunables, (x, y), gen())
     old = _grasp_unmasked_g(model, prunables, x, y)
     assert all(torch.equal(a, b) for a, b in zip(scores, old, strict=True))
+
+
+# --- ablations through the engine --------------------------------------------------------
+
+
+def _engine_prune(config: RunConfig) -> tuple[list[Prunable], dict[str, Tensor]]:
+    """Build ``config``'s model, prune it as a run does; the prunables and their values from
+    before pruning."""
+    torch.manual_seed(config.seed)  # as a run seeds before its build
+    model, prunables = experiment.build(config, torch.device("cpu"))
+    before = snapshot(prunables)
+    info = catalog.DATASETS[config.dataset]
+    batch = (torch.ones((1, *info.shape)), torch.zeros(1, dtype=torch.long))
+    experiment.prune_model(model, prunables, config, batch, gen(config.seed), ignore, None,
+                           config.run_id)
+    return prunables, before
+
+
+@pytest.mark.parametrize("pruner", ["mag", "synflow"])
+def test_shuffled_masks_keep_the_initial_values(pruner: str) -> None:
+    # fc, Mag, c = 1: 11,940 of 119,400 kept. Pruning zeroes the rest, so shuffled positions
+    # must take their values from before pruning, not from the pruned tensor (which left
+    # 8,604 of the 11,940 kept weights at 0).
+    config = RunConfig(model="fc", pruner=pruner, compression=1.0, prune_iterations=3)
+    plain, _ = _engine_prune(config)
+    shuffled, before = _engine_prune(config.with_(shuffle_masks=True))
+    kept = 0
+    for p, q in zip(plain, shuffled, strict=True):
+        assert int(p.mask.sum()) == int(q.mask.sum())  # per-layer counts unchanged
+        assert not torch.equal(p.mask, q.mask)  # positions moved
+        assert torch.equal(q.param[q.mask], before[q.name][q.mask])
+        assert bool((q.param[~q.mask] == 0).all())
+        kept += int(q.mask.sum())
+    assert kept == kept_count(119_400, 1.0) == 11_940
+    assert sum(int(torch.count_nonzero(q.param)) for q in shuffled) == kept
+
+
+def test_reinit_draws_every_parameter_from_a_second_build() -> None:
+    config = RunConfig(model="conv", pruner="mag", compression=1.0)
+    plain, before = _engine_prune(config)
+    config = config.with_(reinit=True)
+    torch.manual_seed(config.seed)
+    model, prunables = experiment.build(config, torch.device("cpu"))
+    info = catalog.DATASETS[config.dataset]
+    batch = (torch.ones((1, *info.shape)), torch.zeros(1, dtype=torch.long))
+    state = torch.get_rng_state()
+    experiment.prune_model(model, prunables, config, batch, gen(config.seed), ignore, None, "x")
+    torch.set_rng_state(state)  # the second build draws from the global RNG: replay it
+    fresh = dict(build_model("conv", info.shape, info.num_classes).named_parameters())
+    for p, q in zip(plain, prunables, strict=True):
+        assert torch.equal(p.mask, q.mask)  # the mask is the one pruning chose
+        assert torch.equal(q.param, fresh[q.name] * q.mask)  # kept: new values; pruned: 0
+        assert not torch.equal(q.param[q.mask], before[q.name][q.mask])
+    names = {q.name for q in prunables}
+    others = [(n, p) for n, p in model.named_parameters() if n not in names]
+    assert others  # biases: re-drawn with the rest of the network
+    assert all(torch.equal(p, fresh[n]) for n, p in others)
+
+
+def test_ablation_values_must_match_the_model() -> None:
+    model = convnet()
+    prunables = attach_masks(model)
+    values = snapshot(prunables)
+    with pytest.raises(ValueError, match=r"no value given for 0\.weight"):
+        shuffle_masks(prunables, gen(), {k: v for k, v in values.items() if k != "0.weight"})
+    with pytest.raises(ValueError, match="shape"):
+        reinit_kept(model, prunables, {k: v.reshape(-1) for k, v in model.named_parameters()})

@@ -95,6 +95,12 @@ PRUNERS: dict[str, str] = {
     "snip": "SNIP",
     "grasp": "GraSP",
     "synflow": "SynFlow",
+    # Layerwise random baselines (core/pruners/layerwise.py): random positions, per-layer
+    # counts from a density rule.
+    "erk": "ERK",
+    "er": "ER",
+    "uniform": "Uniform",
+    "uniform-plus": "Uniform+",
 }
 # Pruners that need a batch of data to score; the others are data-free.
 DATA_PRUNERS = frozenset({"snip", "grasp"})

@@ -7,6 +7,7 @@ pruned. This is the only module that knows that.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -136,19 +137,54 @@ def counts(prunables: list[Prunable]) -> tuple[int, int]:
     return total, remaining
 
 
+def snapshot(prunables: list[Prunable]) -> dict[str, torch.Tensor]:
+    """A copy of every prunable parameter's values, keyed by ``Prunable.name``: taken before
+    pruning, it is what ``shuffle_masks`` restores kept positions from."""
+    return {p.name: p.param.detach().clone() for p in prunables}
+
+
 @torch.no_grad()
-def shuffle_masks(prunables: list[Prunable], generator: torch.Generator) -> None:
-    """Randomly permute each mask within its layer: same per-layer density, new positions."""
+def shuffle_masks(prunables: list[Prunable], generator: torch.Generator,
+                  values: Mapping[str, torch.Tensor]) -> None:
+    """The shuffled-mask ablation: randomly permute each mask within its layer (same per-layer
+    count, new positions, one ``randperm`` per layer from ``generator``), then give every kept
+    entry its value from ``values`` (``snapshot`` taken before pruning: the initial values, or
+    what pre-training left, the values pruning saw) and zero the rest.
+
+    Restoring matters: pruning zeroed the entries it dropped, so without it most newly kept
+    positions would start at 0 and the ablation would train a different network."""
+    _check_values({p.name: p.param for p in prunables}, values)
     for p in prunables:
         flat = p.mask.reshape(-1)
         perm = torch.randperm(flat.numel(), generator=generator, device="cpu").to(flat.device)
         p.mask.copy_(flat[perm].reshape(p.mask.shape))
+        p.param.copy_(values[p.name])
+    apply_masks(prunables, cache=False)
 
 
 @torch.no_grad()
-def reinit_kept(model: nn.Module, prunables: list[Prunable]) -> None:
-    """Draw fresh initial values for every weight, then re-apply the masks (``--reinit``)."""
-    from prunetui.core.models import init_weights
+def reinit_kept(model: nn.Module, prunables: list[Prunable],
+                fresh: Mapping[str, torch.Tensor]) -> None:
+    """The reinitialisation ablation: every parameter of ``model`` takes its value from
+    ``fresh`` (``dict(other.named_parameters())`` of a second build of the same model: a new
+    draw from the model's own initialisation, whatever it is), then the masks are re-applied,
+    so the kept weights are re-drawn and the pruned ones stay zero. Biases and batch-norm
+    parameters are re-drawn too, as the whole network is freshly initialised; buffers (masks,
+    batch-norm running statistics) are left as they are."""
+    params = dict(model.named_parameters())
+    _check_values(params, fresh)
+    for name, param in params.items():
+        param.copy_(fresh[name])
+    apply_masks(prunables, cache=False)
 
-    init_weights(model)
-    apply_masks(prunables)
+
+def _check_values(wanted: Mapping[str, torch.Tensor],
+                  values: Mapping[str, torch.Tensor]) -> None:
+    """``ValueError`` unless ``values`` holds a tensor shaped like each of ``wanted``'s."""
+    for name, param in wanted.items():
+        value = values.get(name)
+        if value is None:
+            raise ValueError(f"no value given for {name}")
+        if value.shape != param.shape:
+            raise ValueError(f"value for {name} has shape {tuple(value.shape)}, the parameter "
+                             f"{tuple(param.shape)}")

@@ -251,14 +251,14 @@ def test_failure_is_stored_and_raised(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_shuffle_masks_really_permutes() -> None:
-    from prunetui.core.masks import shuffle_masks
+    from prunetui.core.masks import shuffle_masks, snapshot
 
     model = build_model("fc", (1, 8, 8), 10)
     prunables = attach_masks(model)
     for p in prunables:
         p.set_mask(torch.arange(p.mask.numel()).reshape(p.mask.shape) % 3 == 0)
     before = [p.mask.clone() for p in prunables]
-    shuffle_masks(prunables, torch.Generator().manual_seed(0))
+    shuffle_masks(prunables, torch.Generator().manual_seed(0), snapshot(prunables))
     for b, p in zip(before, prunables, strict=True):
         assert int(b.sum()) == int(p.mask.sum())  # same density per layer
         assert not torch.equal(b, p.mask)  # new positions
@@ -273,7 +273,7 @@ def test_reinit_keeps_masks_and_draws_new_weights() -> None:
         p.set_mask(torch.rand_like(p.param) < 0.5)
     apply_masks(prunables)
     before = [p.param.detach().clone() for p in prunables]
-    reinit_kept(model, prunables)
+    reinit_kept(model, prunables, dict(build_model("fc", (1, 8, 8), 10).named_parameters()))
     for b, p in zip(before, prunables, strict=True):
         assert torch.all(p.param[~p.mask] == 0)
         assert not torch.equal(b[p.mask], p.param[p.mask])

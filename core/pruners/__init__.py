@@ -1,8 +1,13 @@
-"""Pruning-at-initialization scorers and the registry the schedule looks them up in.
+"""Pruning-at-initialization scorers and the registries the schedule looks pruners up in.
 
 A scorer maps a model and its prunable parameters to one score tensor per parameter (same
 shape, finite values of any sign); pruning keeps the highest scores. ``schedule.prune`` turns
 scores into masks; scorers never touch masks.
+
+A layerwise pruner (``LAYERWISE``) is a rule instead: it maps the prunables and the number of
+entries to keep, k, to how many each layer keeps (summing to k exactly); the schedule keeps
+that many at random positions within each layer. The two registries are disjoint and together
+name every pruner in ``catalog.PRUNERS``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from prunetui.core.masks import Prunable
-from prunetui.core.pruners import grasp, mag, rand, snip, synflow
+from prunetui.core.pruners import grasp, layerwise, mag, rand, snip, synflow
+from prunetui.core.pruners.layerwise import LayerCounts
 
 
 class Scorer(Protocol):
@@ -41,4 +47,7 @@ SCORERS: dict[str, Scorer] = {
     "synflow": synflow.score,
 }
 
-__all__ = ["SCORERS", "Scorer"]
+# ``rule(prunables, k)``: per-layer counts summing to k, from the parameters' shapes only.
+LAYERWISE: dict[str, LayerCounts] = dict(layerwise.RULES)
+
+__all__ = ["LAYERWISE", "SCORERS", "LayerCounts", "Scorer"]

@@ -4,6 +4,13 @@ The paper scores S(w) = -w * Hg, where g is the loss gradient and Hg the Hessian
 product, and *removes* the weights with the highest S. Pruning here keeps the highest scores,
 so this scorer returns w * Hg = -S (as the SynFlow reference code does): keeping its highest
 values is removing the highest S. The scores are signed; the schedule ranks any finite values.
+
+Masks: pruned weights are zero in the parameters, but the loss still has a gradient with
+respect to them. The reference code multiplies each weight by its mask in the forward pass, so
+its g and its Hessian live on the kept weights only. Here the forward pass is unmasked, so g is
+masked before the Hessian-vector product: H (m * g) at a kept weight equals the reference's
+(m H m) g there, and a pruned weight's score is w * Hg = 0 either way. With all-True masks (the
+first iteration) multiplying by the mask changes nothing.
 """
 
 from __future__ import annotations
@@ -31,11 +38,13 @@ def score(
     x, y = require_batch(batch, "grasp")
     params = [p.param for p in prunables]
     with scoring_state(model, params):
-        # First pass: g, a constant for the second pass.
+        # First pass: g, a constant for the second pass, zero on pruned weights (see above).
         loss = F.cross_entropy(model(x) / TEMPERATURE, y)
         g = [
-            t.detach()
-            for t in grads_or_zeros(torch.autograd.grad(loss, params, allow_unused=True), prunables)
+            t.detach() * p.mask
+            for t, p in zip(
+                grads_or_zeros(torch.autograd.grad(loss, params, allow_unused=True), prunables),
+                prunables, strict=True)
         ]
         # Second pass: d(g_const . grad L)/dw = H g.
         loss = F.cross_entropy(model(x) / TEMPERATURE, y)

@@ -3,6 +3,18 @@
 Every iteration keeps exactly k_i entries, the k_i highest scores among those still kept (so
 masks are nested: iterative pruning only removes), ties going to the lower position in module
 order then flat index. The last iteration keeps exactly ``kept_count(total, compression)``.
+Per layer: the global scope ranks all layers together, the local one keeps each layer's share
+of k_i in proportion to its size, and a layerwise pruner (``pruners.LAYERWISE``: erk, er,
+uniform, uniform-plus) keeps the counts its density rule sets, at random positions.
+
+``invert`` (the inversion ablation of Frankle et al. 2021, arXiv 2009.08576) keeps the k_i
+*lowest*-ranked entries instead: the exact reverse of the ranking (lowest score first, ties to
+the higher position), i.e. the live entries outside the (live - k_i) the normal ranking would
+keep, with the same count per layer under each scope. Reversing the rank rather than scoring
+1/s (the SynFlow reference code's ``invert``) is what keeps it right for signed scores: with
+GraSP's, 1/s would rank the most negative score next to zero. An iterative pruner (SynFlow's
+100 steps) inverts at every step and re-scores the network inverted so far, as the reference
+code's pruning loop does (it inverts inside the loop, before each masking step).
 
 Selection is O(n) per iteration instead of a sort: a random sample of the scores brackets the
 k-th largest value, one pass keeps everything above the bracket, and only the few entries inside
@@ -28,7 +40,8 @@ from prunetui.core.errors import ConfigError, choices_message
 from prunetui.core.events import CancelToken
 from prunetui.core.heap import retained_heap
 from prunetui.core.masks import Prunable, apply_masks
-from prunetui.core.pruners import SCORERS
+from prunetui.core.pruners import LAYERWISE, SCORERS
+from prunetui.core.pruners.layerwise import apportion
 
 OnStep = Callable[[int, int, float], None]
 
@@ -63,6 +76,50 @@ def kept_schedule(total: int, compression: float, schedule: str, iterations: int
     return out
 
 
+def validate(
+    prunables: list[Prunable],
+    scorer_name: str,
+    compression: float,
+    *,
+    scope: str = "global",
+    schedule: str = "exponential",
+    iterations: int = 1,
+) -> None:
+    """Refuse, with one ``ConfigError`` line, arguments ``prune`` cannot honour: an unknown
+    pruner, scope or schedule, a bad iteration count or compression, one that keeps no weight,
+    a layerwise pruner with a scope other than global or more than one iteration, or a
+    uniform-plus budget its fixed layers do not fit. Needs only the prunables' shapes (a model
+    on the meta device will do), so callers can check before anything is written."""
+    if scorer_name not in SCORERS and scorer_name not in LAYERWISE:
+        raise ConfigError(choices_message("pruner", scorer_name, [*SCORERS, *LAYERWISE]))
+    if scope not in catalog.SCOPES:
+        raise ConfigError(choices_message("scope", scope, list(catalog.SCOPES)))
+    if schedule not in catalog.SCHEDULES:
+        raise ConfigError(choices_message("schedule", schedule, list(catalog.SCHEDULES)))
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ConfigError(f"invalid prune-iterations {iterations!r}; it must be an integer >= 1")
+    if not math.isfinite(compression) or compression < 0:
+        raise ConfigError(f"invalid compression {compression!r}; it must be >= 0")
+    total = sum(p.param.numel() for p in prunables)
+    if total and compression > 0:
+        check_leaves_weights(total, compression)
+    rule = LAYERWISE.get(scorer_name)
+    if rule is None:
+        return
+    # A layerwise pruner fixes each layer's count itself, so a scope has nothing to choose; and
+    # its positions are random, so more iterations would only draw the same distribution.
+    if scope != "global":
+        raise ConfigError(f"scope {scope!r} does not apply to pruner {scorer_name}: its "
+                          "density rule sets every layer's count; use scope global")
+    if iterations != 1:
+        raise ConfigError(f"pruner {scorer_name} prunes in one step (random positions within "
+                          f"each layer), not {iterations}; use prune-iterations 1")
+    try:
+        rule(prunables, kept_count(total, compression))
+    except ConfigError as e:
+        raise ConfigError(f"compression {compression:g}: {e}") from None
+
+
 def prune(
     model: nn.Module,
     prunables: list[Prunable],
@@ -76,27 +133,23 @@ def prune(
     generator: torch.Generator,
     on_step: OnStep | None = None,
     cancel: CancelToken | None = None,
+    invert: bool = False,
 ) -> None:
     """Prune ``prunables`` in ``iterations`` steps to keep 10^-compression of their entries.
 
     Starts from the current masks (entries already masked out stay out). After each step the
     masks are set and applied, ``on_step(i, iterations, kept / total)`` is called and ``cancel``
-    checked. The scorer sees the model with the previous step's masks applied.
+    checked. The scorer sees the model with the previous step's masks applied. ``invert``
+    keeps the lowest-ranked entries instead, at every step (module docstring). A layerwise
+    pruner (``LAYERWISE``) keeps its rule's count in each layer, at random positions drawn
+    from ``generator``. Arguments are checked by ``validate`` first.
     """
-    if scorer_name not in SCORERS:
-        raise ConfigError(choices_message("pruner", scorer_name, list(SCORERS)))
-    if scope not in catalog.SCOPES:
-        raise ConfigError(choices_message("scope", scope, list(catalog.SCOPES)))
-    if schedule not in catalog.SCHEDULES:
-        raise ConfigError(choices_message("schedule", schedule, list(catalog.SCHEDULES)))
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ConfigError(f"invalid prune-iterations {iterations!r}; it must be an integer >= 1")
-    if not math.isfinite(compression) or compression < 0:
-        raise ConfigError(f"invalid compression {compression!r}; it must be >= 0")
+    validate(prunables, scorer_name, compression, scope=scope, schedule=schedule,
+             iterations=iterations)
+    rule = LAYERWISE.get(scorer_name)
+    # A layerwise pruner ranks by iid random scores within the counts its rule sets.
+    scorer = SCORERS["rand"] if rule is not None else SCORERS[scorer_name]
     total = sum(p.mask.numel() for p in prunables)
-    if total and compression > 0:
-        check_leaves_weights(total, compression)
-    scorer = SCORERS[scorer_name]
     # Scorers (SynFlow above all) assume masked-out weights are zero in the parameters.
     apply_masks(prunables, cache=False)
     alive = [int(torch.count_nonzero(p.mask)) for p in prunables]
@@ -111,7 +164,8 @@ def prune(
                 if not outs:
                     outs = [torch.empty(p.mask.numel(), dtype=torch.bool, device=p.mask.device)
                             for p in prunables]
-                alive = _set_masks(prunables, scores, k, scope, alive, outs)
+                quotas = _quotas(prunables, scorer_name, k, scope, alive)
+                alive = _set_masks(prunables, scores, k, quotas, alive, outs, invert)
                 del scores  # free them before the next scoring pass allocates its own
                 apply_masks(prunables, cache=False)
             if on_step is not None:
@@ -120,17 +174,36 @@ def prune(
                 cancel.check()
 
 
+def _quotas(prunables: list[Prunable], scorer_name: str, k: int, scope: str,
+            alive: list[int]) -> list[int] | None:
+    """What each layer keeps of ``k``: the layerwise rule's counts, the local scope's shares in
+    proportion to size, or None (global: no per-layer quota)."""
+    rule = LAYERWISE.get(scorer_name)
+    if rule is not None:
+        quotas = rule(prunables, k)
+        for p, quota, live in zip(prunables, quotas, alive, strict=True):
+            if quota > live:
+                raise ValueError(f"pruner {scorer_name} would keep {quota} entries of "
+                                 f"{p.name}, which has {live} left: it starts from dense layers")
+        return quotas
+    if scope == "local":
+        return apportion(k, [p.mask.numel() for p in prunables], alive)
+    return None
+
+
 @torch.no_grad()
 def _set_masks(
     prunables: list[Prunable],
     scores: list[Tensor],
     k: int,
-    scope: str,
+    quotas: list[int] | None,
     alive: list[int],
     outs: list[Tensor],
+    invert: bool,
 ) -> list[int]:
-    """Overwrite the masks with the top ``k`` live scores (globally or apportioned per layer),
-    selected into ``outs`` (flat bool, one per prunable); return the entries each layer keeps."""
+    """Overwrite the masks with the top ``k`` live scores (globally, or ``quotas[i]`` in layer
+    i), or the bottom ones when ``invert``, selected into ``outs`` (flat bool, one per
+    prunable); return the entries each layer keeps."""
     if len(scores) != len(prunables):
         raise ValueError(f"scorer returned {len(scores)} score tensors for {len(prunables)}")
     dtype = torch.float32
@@ -150,46 +223,29 @@ def _set_masks(
             raise ValueError(f"scores for {p.name} contain NaN")
         flats.append(flat)
     lives = [p.mask.reshape(-1) for p in prunables]
-    if scope == "global":
-        kept = _select(flats, k, outs, lives, alive)
+    if quotas is None:
+        kept = _keep(flats, k, outs, lives, alive, invert)
     else:
-        quotas = apportion(k, [f.numel() for f in flats], alive)
         kept = []
         for flat, out, live, quota, live_count in zip(flats, outs, lives, quotas, alive,
                                                       strict=True):
-            kept += _select([flat], quota, [out], [live], [live_count])
+            kept += _keep([flat], quota, [out], [live], [live_count], invert)
     for p, out in zip(prunables, outs, strict=True):
         p.set_mask(out.view(p.mask.shape))
     return kept
 
 
-def apportion(k: int, sizes: list[int], caps: list[int]) -> list[int]:
-    """Split ``k`` over layers of ``sizes`` entries in proportion to size (largest-remainder
-    rounding, earlier layer first on equal remainders), layer i getting at most ``caps[i]``.
-    The parts sum to ``k`` exactly (``k <= sum(caps)`` required)."""
-    total = sum(sizes)
-    if k > sum(caps):
-        raise ValueError(f"cannot keep {k} entries of layers holding {sum(caps)}")
-    if total == 0:
-        return [0] * len(sizes)
-    # Integer arithmetic: the exact share is k*n/total, no float rounding to disagree with.
-    parts = [min(k * n // total, cap) for n, cap in zip(sizes, caps, strict=True)]
-    left = k - sum(parts)
-    order = sorted(range(len(sizes)), key=lambda i: (-((k * sizes[i]) % total), i))
-    for i in order:
-        if left == 0:
-            break
-        if parts[i] < caps[i]:
-            parts[i] += 1
-            left -= 1
-    # Only when caps bind (masks that did not start full): fill the spare room in order.
-    for i in order:
-        if left == 0:
-            break
-        extra = min(left, caps[i] - parts[i])
-        parts[i] += extra
-        left -= extra
-    return parts
+def _keep(values: list[Tensor], k: int, outs: list[Tensor], lives: list[Tensor],
+          alive: list[int], invert: bool) -> list[int]:
+    """``_select``, or with ``invert`` its exact reverse: the live entries outside the
+    ``sum(alive) - k`` that ``_select`` would keep, i.e. the ``k`` lowest, ties to the higher
+    position."""
+    if not invert:
+        return _select(values, k, outs, lives, alive)
+    dropped = _select(values, sum(alive) - k, outs, lives, alive)
+    for out, live in zip(outs, lives, strict=True):
+        torch.logical_xor(out, live, out=out)  # out is a subset of live: live and not out
+    return [a - d for a, d in zip(alive, dropped, strict=True)]
 
 
 def _select(

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from prunetui.core import catalog, metrics
-from prunetui.core.config import RunConfig, check_leaves_weights
+from prunetui.core.config import RunConfig
 from prunetui.core.data import Splits, load_dataset, prune_batch
 from prunetui.core.errors import ConfigError
 from prunetui.core.events import CancelToken, Emit, PhaseStarted, PruneStep, ignore
@@ -25,9 +25,10 @@ from prunetui.core.masks import (
     find_prunable,
     reinit_kept,
     shuffle_masks,
+    snapshot,
 )
 from prunetui.core.models import build_meta, build_model
-from prunetui.core.pruners.schedule import prune
+from prunetui.core.pruners.schedule import prune, validate
 from prunetui.core.run.result import Collapse, Flops, Inspection, Layer, Params, Structure
 from prunetui.core.train import resolve_device
 
@@ -70,30 +71,46 @@ def build(config: RunConfig, device: torch.device) -> tuple[nn.Module, list[Prun
     info = catalog.DATASETS[config.dataset]
     model = build_model(config.model, info.shape, info.num_classes).to(device)
     prunables = attach_masks(model, config.prune_bias, config.prune_batchnorm)
-    total, _ = counts(prunables)
-    check_leaves_weights(total, config.compression)
+    _check_pruning(prunables, config)
     return model, prunables
+
+
+def _check_pruning(prunables: list[Prunable], config: RunConfig) -> None:
+    """What pruning would refuse (a compression that keeps no weight, a layerwise pruner's
+    budget that does not fit, ...), refused before anything is written."""
+    validate(prunables, config.pruner, config.compression, scope=config.scope,
+             schedule=config.schedule, iterations=config.iterations)
 
 
 @functools.lru_cache(maxsize=64)
 def prunable_total(model: str, dataset: str, bias: bool = False, batchnorm: bool = False) -> int:
     """How many entries pruning acts on in ``model`` for ``dataset``'s inputs (counted on the
     meta device: no memory, no random numbers)."""
-    info = catalog.DATASETS[dataset]
-    net = build_meta(model, info.shape, info.num_classes)
-    return sum(p.param.numel() for p in find_prunable(net, bias, batchnorm))
+    return sum(p.param.numel() for p in _meta_prunables(model, dataset, bias, batchnorm))
 
 
 def check_keeps_weights(configs: list[RunConfig]) -> None:
-    """Refuse, before anything runs or is stored, a config whose compression keeps no weight
-    of its model, as ``build`` does for one run: a sweep would otherwise run the rest and
-    record that cell as failed."""
+    """Refuse, before anything runs or is stored, a config whose pruning cannot be done (a
+    compression that keeps no weight of its model, ...), as ``build`` does for one run: a
+    sweep would otherwise run the rest and record that cell as failed."""
+    checked: set[tuple[object, ...]] = set()
     for c in configs:
+        key = (c.model, c.dataset, c.prune_bias, c.prune_batchnorm, c.pruner, c.compression,
+               c.scope, c.schedule, c.iterations)
+        if key in checked:  # a grid repeats these for every seed and setting
+            continue
+        checked.add(key)
         try:
-            check_leaves_weights(prunable_total(c.model, c.dataset, c.prune_bias,
-                                                c.prune_batchnorm), c.compression)
+            _check_pruning(_meta_prunables(c.model, c.dataset, c.prune_bias,
+                                           c.prune_batchnorm), c)
         except ConfigError as e:
             raise ConfigError(f"{c.model} on {c.dataset}: {e}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _meta_prunables(model: str, dataset: str, bias: bool, batchnorm: bool) -> list[Prunable]:
+    info = catalog.DATASETS[dataset]
+    return find_prunable(build_meta(model, info.shape, info.num_classes), bias, batchnorm)
 
 
 def pruning_batch(config: RunConfig, splits: Splits | None, device: torch.device,
@@ -115,16 +132,28 @@ def prune_model(model: nn.Module, prunables: list[Prunable], config: RunConfig,
     """Prune at the config's compression (plus --shuffle-masks / --reinit); seconds taken."""
     start = time.perf_counter()
     emit(PhaseStarted(run_id, "prune", config.iterations))
+    # The values pruning sees, which the shuffled masks' kept weights keep.
+    before = snapshot(prunables) if config.shuffle_masks else None
     prune(model, prunables, config.pruner, config.compression, scope=config.scope,
           schedule=config.schedule, iterations=config.iterations, batch=batch,
           generator=gen,
           on_step=lambda i, n, d: emit(PruneStep(run_id, i, n, d)), cancel=cancel)
-    if config.shuffle_masks:
-        shuffle_masks(prunables, gen)
+    if before is not None:
+        shuffle_masks(prunables, gen, before)
     if config.reinit:
-        reinit_kept(model, prunables)
+        reinit_kept(model, prunables, dict(_fresh_build(config).named_parameters()))
     apply_masks(prunables)
     return time.perf_counter() - start
+
+
+def _fresh_build(config: RunConfig) -> nn.Module:
+    """A second build of the run's model, for re-initialising kept weights: new values from
+    the model's own init, drawn from a stream of the run's seed, whatever else drew from the
+    global RNG since (the app's previews run in other threads)."""
+    info = catalog.DATASETS[config.dataset]
+    with BUILD_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + 104729)
+        return build_model(config.model, info.shape, info.num_classes)
 
 
 def structure(model: nn.Module, prunables: list[Prunable],

@@ -102,6 +102,9 @@ PRUNERS: dict[str, str] = {
     "uniform": "Uniform",
     "uniform-plus": "Uniform+",
 }
+# What a sweep runs when it names no pruners: the five methods the SynFlow paper compares (the
+# layerwise baselines are asked for by name).
+DEFAULT_PRUNERS = ("rand", "mag", "snip", "grasp", "synflow")
 # Pruners that need a batch of data to score; the others are data-free.
 DATA_PRUNERS = frozenset({"snip", "grasp"})
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")

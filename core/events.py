@@ -100,6 +100,9 @@ class EpochEnd(Event):
 @dataclass(frozen=True)
 class RunWarning(Event):
     message: str
+    # Slowest / fastest timed pass when the warning is that the machine was busy while the
+    # run was timed (a sweep says so once, not once per run); None for other warnings.
+    busy: float | None = None
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,7 @@ class RunState:
     """What a sweep needs of a stored run, read without decoding its config or result."""
 
     run_id: str
-    status: str  # as ``_alive`` reads it: a dead 'running' row is 'interrupted'
+    status: RunStatus  # as ``_alive`` reads it: a dead 'running' row is 'interrupted'
     epoch: int
     dataset: str
     data: dict[str, Any] | None  # the result's fingerprint of the data it was trained on
@@ -638,9 +638,9 @@ class Store:
                 self.unreadable[r["run_id"]] = "its stored result is not a JSON object"
             else:
                 data = json.loads(r["data"]) if isinstance(r["data"], str) else None
-                status = r["status"]
-                if status == "running" and self._abandoned(r["run_id"]):
-                    status = "interrupted"
+                status = RunStatus(r["status"])
+                if status == RunStatus.RUNNING and self._abandoned(r["run_id"]):
+                    status = RunStatus.INTERRUPTED
                 out[r["run_id"]] = RunState(r["run_id"], status, r["epoch"], r["dataset"],
                                             data if isinstance(data, dict) else None)
         return out
@@ -655,7 +655,7 @@ class Store:
             ).fetchall()
         return [(r[0], r[1]) for r in rows]
 
-    def _ids(self, status: str | None = None) -> set[str]:
+    def _ids(self, status: RunStatus | None = None) -> set[str]:
         """Every stored run id (with this stored status), rows not decoded."""
         if not self.db_path.exists():
             return set()
@@ -902,7 +902,7 @@ class Store:
         running (a Ray run, which locks its own checkpoint dir). ``StoreError`` when
         something cannot be removed (a read-only folder)."""
         known = self._ids()
-        remote = self._ids("running")
+        remote = self._ids(RunStatus.RUNNING)
         folders: list[Path] = []
         temps: list[Path] = []
         for p in self._run_dirs():

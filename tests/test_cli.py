@@ -577,3 +577,25 @@ def test_ctrl_c_names_the_checkpoint_the_run_resumes_after(
                              "first checkpoint; the same command starts it again\n")
     row = Store(results()).get(rid)
     assert row is not None and row.epoch == 0 and Store(results()).epochs(rid) == []
+
+
+def test_a_sweep_says_once_that_the_machine_was_busy_while_it_timed_runs() -> None:
+    import io
+
+    from rich.console import Console
+
+    from prunetui.core.events import RunWarning
+    from prunetui.tui.console import ConsoleSink, busy_summary
+
+    buf = io.StringIO()
+    with ConsoleSink(Console(file=buf, width=200), sweep=True) as sink:
+        for rid, spread in (("a" * 10, 2.5), ("b" * 10, 4.0)):
+            sink(RunWarning(rid, "inference passes took ...", busy=spread))
+        sink(RunWarning("c" * 10, "layer collapse: no weight left in fc"))
+    printed = buf.getvalue()
+    assert "inference passes" not in printed and "layer collapse" in printed
+    assert busy_summary(sink.busy) == (
+        "2 runs were timed while the machine was busy (the slowest pass took up to 4.0× the "
+        "fastest): their inference medians may be off; time on a quiet machine to compare "
+        "pruners")
+    assert busy_summary({}) is None

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from prunetui.core import catalog, experiment
+from prunetui.core import catalog
 from prunetui.core.config import RunConfig, kept_count
 from prunetui.core.errors import ConfigError, RunCancelled
 from prunetui.core.events import CancelToken, ignore
@@ -32,6 +32,7 @@ from prunetui.core.models import build_model
 from prunetui.core.pruners import LAYERWISE, SCORERS, grasp, schedule
 from prunetui.core.pruners.schedule import apportion, kept_schedule, prune
 from prunetui.core.pruners.snip import scoring_state
+from prunetui.core.run import build as run_build
 
 SHAPE = (3, 8, 8)
 
@@ -887,11 +888,11 @@ def _engine_prune(config: RunConfig) -> tuple[list[Prunable], dict[str, Tensor]]
     """Build ``config``'s model, prune it as a run does; the prunables and their values from
     before pruning."""
     torch.manual_seed(config.seed)  # as a run seeds before its build
-    model, prunables = experiment.build(config, torch.device("cpu"))
+    model, prunables = run_build.build(config, torch.device("cpu"))
     before = snapshot(prunables)
     info = catalog.DATASETS[config.dataset]
     batch = (torch.ones((1, *info.shape)), torch.zeros(1, dtype=torch.long))
-    experiment.prune_model(model, prunables, config, batch, gen(config.seed), ignore, None,
+    run_build.prune_model(model, prunables, config, batch, gen(config.seed), ignore, None,
                            config.run_id)
     return prunables, before
 
@@ -920,12 +921,15 @@ def test_reinit_draws_every_parameter_from_a_second_build() -> None:
     plain, before = _engine_prune(config)
     config = config.with_(reinit=True)
     torch.manual_seed(config.seed)
-    model, prunables = experiment.build(config, torch.device("cpu"))
+    model, prunables = run_build.build(config, torch.device("cpu"))
     info = catalog.DATASETS[config.dataset]
     batch = (torch.ones((1, *info.shape)), torch.zeros(1, dtype=torch.long))
     state = torch.get_rng_state()
-    experiment.prune_model(model, prunables, config, batch, gen(config.seed), ignore, None, "x")
-    torch.set_rng_state(state)  # the second build draws from the global RNG: replay it
+    run_build.prune_model(model, prunables, config, batch, gen(config.seed), ignore, None, "x")
+    # The second build draws from a stream of its own, seeded from the run's seed, and leaves
+    # the global one as it was.
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(config.seed + run_build.REINIT_SEED_OFFSET)
     fresh = dict(build_model("conv", info.shape, info.num_classes).named_parameters())
     for p, q in zip(plain, prunables, strict=True):
         assert torch.equal(p.mask, q.mask)  # the mask is the one pruning chose
@@ -949,8 +953,8 @@ def test_ablation_values_must_match_the_model() -> None:
 
 def test_inspect_with_a_layerwise_pruner() -> None:
     config = RunConfig(model="fc", pruner="erk", compression=1.0)
-    result = experiment.inspect(config)
-    assert result["params"]["remaining"] == kept_count(119_400, 1.0)
-    _, prunables = experiment.build(config, torch.device("cpu"))
+    result = run_build.inspect(config)
+    assert result.structure.params.remaining == kept_count(119_400, 1.0)
+    _, prunables = run_build.build(config, torch.device("cpu"))
     expected = LAYERWISE["erk"](prunables, kept_count(119_400, 1.0))
-    assert [row["remaining"] for row in result["layers"]] == expected
+    assert [row.remaining for row in result.structure.layers] == expected

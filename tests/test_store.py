@@ -590,7 +590,7 @@ def test_states_say_what_query_says_without_decoding_rows(store_copy: Path) -> N
     for rid, st in states.items():
         row = rows[rid]
         assert (st.status, st.epoch, st.dataset) == (row.status, row.epoch, row.dataset)
-        assert st.data == (row.result or {})["data"] and st.data["digest"]  # type: ignore[index]
+        assert row.result is not None and st.data == row.result.data and st.data["digest"]
     assert states[stopped].status == "interrupted"
 
 

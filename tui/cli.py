@@ -445,7 +445,7 @@ def sweep_cmd(
     """Run a grid of runs (resumable: re-running skips finished runs, resumes the rest)."""
     from prunetui.core.sweep import SweepSpec, load_toml, parse_sets
 
-    spec = load_toml(file) if file else SweepSpec([], [], list(catalog.PRUNERS), [])
+    spec = load_toml(file) if file else SweepSpec([], [], list(catalog.DEFAULT_PRUNERS), [])
     for attr, value, kind in (("models", models, str), ("datasets", datasets, str),
                               ("pruners", pruners, str), ("compressions", compressions, float),
                               ("seeds", seeds, int)):
@@ -498,11 +498,11 @@ def sweep_cmd(
         if pending:
             _preflight(pending, device_list, data_dir, download, store)
     from prunetui.core.sweep import CellOutcome, SweepRunner, make_executor
-    from prunetui.tui.console import ConsoleSink
+    from prunetui.tui.console import ConsoleSink, busy_summary
 
     _catch_sigterm()
     outcomes: list[CellOutcome] = []
-    sink = ConsoleSink(err)
+    sink = ConsoleSink(err, sweep=True)
     overall = sink.progress.add_task("sweep", total=len(configs), info="")
 
     def on_cell(o: CellOutcome) -> None:
@@ -542,6 +542,8 @@ def sweep_cmd(
               f"{_count(len(configs), 'run')} finished "
               f"({sum(o.status == RunStatus.CACHED for o in outcomes)} already stored"
               + (f", {kept} stored as diverged and kept" if kept else "") + ")")
+    if summary := busy_summary(sink.busy):
+        _warn(summary)
     if bad:
         for o in bad:
             out.print(f"  {o.status}: {o.config.run_id} {o.config.model}/{o.config.dataset}/"

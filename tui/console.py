@@ -24,9 +24,13 @@ from prunetui.core.run.result import Inspection, Layer, RunResult
 class ConsoleSink:
     """An ``Emit`` that draws progress for one or more runs; use as a context manager."""
 
-    def __init__(self, console: Console, label: str = "") -> None:
+    def __init__(self, console: Console, label: str = "", *, sweep: bool = False) -> None:
+        """``sweep``: warnings that the machine was busy while runs were timed are kept for
+        one summary (``busy_summary``) instead of a line per run."""
         self.console = console
         self.label = label
+        self.sweep = sweep
+        self.busy: dict[str, float] = {}  # run id → slowest/fastest timed pass
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -90,9 +94,22 @@ class ConsoleSink:
                     info=f"loss {event.train_loss:.3f} top-1 {event.top1:.2f}%")
         elif isinstance(event, ev.RunWarning):
             self.warnings.append(event.message)
-            self.console.print(f"[yellow]warning[/] {tag}: {event.message}")
+            if self.sweep and event.busy is not None:
+                self.busy[rid] = event.busy
+            else:
+                self.console.print(f"[yellow]warning[/] {tag}: {event.message}")
         elif isinstance(event, (ev.RunFinished, ev.RunFailed)):
             self._drop(rid)
+
+
+def busy_summary(busy: dict[str, float]) -> str | None:
+    """One line for every run of a sweep timed on a busy machine, or None."""
+    if not busy:
+        return None
+    n = len(busy)
+    return (f"{n} run{'s were' if n > 1 else ' was'} timed while the machine was busy (the "
+            f"slowest pass took up to {max(busy.values()):.1f}× the fastest): their inference "
+            "medians may be off; time on a quiet machine to compare pruners")
 
 
 def fmt_int(n: int) -> str:

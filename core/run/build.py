@@ -45,6 +45,8 @@ class Generators:
 # it: seeding and building hold this lock together, so a run and a preview started from the
 # app's threads build exactly what the CLI builds. (Nothing after the build draws from it.)
 BUILD_LOCK = threading.Lock()
+# --reinit's second build draws from seed + this: independent of the first build's stream.
+REINIT_SEED_OFFSET = 104729
 
 
 def seed(config: RunConfig) -> Generators:
@@ -152,7 +154,7 @@ def _fresh_build(config: RunConfig) -> nn.Module:
     global RNG since (the app's previews run in other threads)."""
     info = catalog.DATASETS[config.dataset]
     with BUILD_LOCK, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed + 104729)
+        torch.manual_seed(config.seed + REINIT_SEED_OFFSET)
         return build_model(config.model, info.shape, info.num_classes)
 
 

@@ -214,10 +214,11 @@ def measure(ctx: RunContext) -> RunResult:
                                     config.timing_repeats)
     compacted = _compacted_timing(ctx) if config.sparse_inference else None
     for what, t in (("inference", timing), ("compacted inference", compacted)):
-        if t and busy_spread(t.min, t.max, timing.repeats):
+        if t and (spread := busy_spread(t.min, t.max, timing.repeats)):
             ctx.emit(RunWarning(ctx.run_id, f"{what} passes took {t.min:.3g} to {t.max:.3g} "
                                             "s: the machine was busy, so the median time may be "
-                                            "off; time on a quiet machine to compare pruners"))
+                                            "off; time on a quiet machine to compare pruners",
+                                busy=spread))
             break
     hists = metrics.weight_histograms(model)
     atomic_write_text(ctx.run_dir / HISTOGRAMS,

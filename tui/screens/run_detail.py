@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
-from prunetui.core.figures import load_histograms
+from prunetui.core.errors import StoreError
 from prunetui.core.report import collapse_message
 from prunetui.core.status import RunStatus
 from prunetui.core.store import RunRow, Store
@@ -125,8 +125,8 @@ class RunDetailScreen(Screen[None]):
                 f"{count(layer.flops_pruned)}/{count(layer.flops_dense)}"))
         self.query_one(DensityChart).set_layers(layers)
         try:
-            self.hists = load_histograms(self.store.run_dir(row.run_id))
-        except (OSError, ValueError, AssertionError):
+            self.hists = self.store.histograms(row.run_id)
+        except StoreError:  # missing or damaged: the layer view shows densities only
             self.hists = []
         if self.hists:
             self.query_one(HistogramChart).set_histogram(self.hists[0])

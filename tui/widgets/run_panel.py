@@ -17,7 +17,7 @@ from textual.widgets import Button, DataTable, Select, Static, TabbedContent, Ta
 
 from prunetui.core import events as ev
 from prunetui.core.config import RunConfig
-from prunetui.core.figures import load_histograms
+from prunetui.core.errors import StoreError
 from prunetui.core.run.result import Layer, RunResult
 from prunetui.core.status import RunStatus
 from prunetui.core.store import Store
@@ -363,8 +363,8 @@ class RunPanel(Vertical):
         if self.store is None:
             return []
         try:
-            return load_histograms(self.store.run_dir(run_id))
-        except (OSError, ValueError, AssertionError):
+            return self.store.histograms(run_id)
+        except StoreError:  # missing or damaged: the layer view shows densities only
             return []
 
     @on(Button.Pressed, "#cancel")

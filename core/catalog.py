@@ -46,43 +46,86 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
+# Weight initialisations, by the key a ModelInfo names (``core.models.init`` draws them). Each is
+# what the SynFlow reference code gives that model family.
+INITS: dict[str, str] = {
+    "torch-default": "PyTorch's own layer init: weights and biases U(±1/√fan_in)",
+    "kaiming-in": "Kaiming normal, fan_in (std √(2/fan_in)), zero biases, batch norm 1/0",
+    "kaiming-out": "convs Kaiming normal, fan_out (std √(2/fan_out)), batch norm 1/0; "
+                   "linear layers PyTorch's own U(±1/√fan_in)",
+    "kaiming-out-n01": "convs Kaiming normal, fan_out, zero biases, batch norm 1/0; "
+                       "linear layers N(0, 0.01²), zero biases",
+}
+
+HW = tuple[int, int]
+
+
 @dataclass(frozen=True)
 class ModelInfo:
-    """A model family member: its name, family, and the input sizes it accepts."""
+    """A model family member: its name, family, the input sizes it accepts and its init."""
 
     name: str
     family: str  # fc | conv | vgg | resnet
     description: str
-    needs_hw: tuple[int, int] | None = None  # required (H, W) of the input, if any
+    input_sizes: tuple[HW, ...] = ()  # the (H, W) of inputs it accepts; empty: any size
+    init: str = "kaiming-in"  # key of INITS: how its weights are drawn
+    # Input sizes built as another family of the reference, with that family's init.
+    init_at: tuple[tuple[HW, str], ...] = ()
+    # Bumped whenever the model's construction or init changes, so runs of the old one are not
+    # taken for runs of the new one: above 1 it enters the run id (RunConfig.identity).
+    revision: int = 1
 
     @property
     def default_dataset(self) -> str:
         """The dataset it is listed and inspected on when none is named."""
-        return "cifar10" if self.needs_hw else "mnist"
+        return "cifar10" if self.input_sizes else "mnist"
+
+    def init_for(self, hw: HW) -> str:
+        """The INITS key used for inputs of size ``hw``."""
+        return dict(self.init_at).get((hw[0], hw[1]), self.init)
+
+    def init_text(self) -> str:
+        """The init as listed: its key, plus the size-specific ones (``vgg``'s 64x64)."""
+        extra = "".join(f"; {h}x{w}: {key}" for (h, w), key in self.init_at)
+        return self.init + extra
 
     def check_dataset(self, data: DatasetInfo) -> str | None:
         """Return why this model cannot take ``data``'s inputs, or None when it can."""
-        if self.needs_hw is not None and data.shape[1:] != self.needs_hw:
-            h, w = self.needs_hw
-            fits = [d.name for d in DATASETS.values() if d.shape[1:] == self.needs_hw]
+        if self.input_sizes and data.shape[1:] not in self.input_sizes:
+            sizes = " or ".join(f"{h}x{w}" for h, w in self.input_sizes)
+            fits = [d.name for d in DATASETS.values() if d.shape[1:] in self.input_sizes]
             return (
-                f"model {self.name!r} needs {h}x{w} inputs but dataset {data.name!r} has "
+                f"model {self.name!r} needs {sizes} inputs but dataset {data.name!r} has "
                 f"{data.shape[1]}x{data.shape[2]}; use it with: {', '.join(fits)}"
             )
         return None
 
 
+# CIFAR (32x32) and Tiny-ImageNet (64x64) inputs.
+_IMAGE_SIZES: tuple[HW, ...] = ((32, 32), (64, 64))
+
+
 def _models() -> dict[str, ModelInfo]:
     out = [
-        ModelInfo("fc", "fc", "6 fully connected layers of width 100, ReLU"),
-        ModelInfo("conv", "conv", "small conv net: 2 conv layers, pooling, 1 linear"),
+        # Revision 2: the reference's init (was Kaiming normal with zero biases).
+        ModelInfo("fc", "fc", "6 fully connected layers of width 100, ReLU",
+                  init="torch-default", revision=2),
+        # Revision 2: the reference's conv (was conv32, conv64, 4x4 pooling, Kaiming init).
+        ModelInfo("conv", "conv", "2 conv layers of 32 3x3 filters, ReLU, 1 linear (no pooling)",
+                  init="torch-default", revision=2),
     ]
     for depth in (11, 13, 16, 19):
-        out.append(ModelInfo(f"vgg{depth}", "vgg", f"CIFAR-style VGG-{depth}", (32, 32)))
-        out.append(ModelInfo(f"vgg{depth}-bn", "vgg", f"CIFAR-style VGG-{depth} with batch norm",
-                             (32, 32)))
+        for suffix, bn in (("", ""), ("-bn", " with batch norm")):
+            out.append(ModelInfo(
+                f"vgg{depth}{suffix}", "vgg",
+                f"CIFAR-style VGG-{depth}{bn}; at 64x64 the Tiny-ImageNet one",
+                _IMAGE_SIZES, init="kaiming-in", init_at=(((64, 64), "kaiming-out-n01"),)))
     for depth in (20, 32, 44, 56, 110):
-        out.append(ModelInfo(f"resnet{depth}", "resnet", f"CIFAR ResNet-{depth}", (32, 32)))
+        out.append(ModelInfo(f"resnet{depth}", "resnet", f"CIFAR ResNet-{depth}", ((32, 32),)))
+    out.append(ModelInfo("resnet18", "resnet", "ResNet-18 (4 stages of 64-512 channels, no "
+                         "max-pool)", _IMAGE_SIZES, init="kaiming-out"))
+    out.append(ModelInfo("wide-resnet18", "resnet", "resnet18 again, as the reference builds "
+                         "it (its width factor goes unused)", _IMAGE_SIZES, init="kaiming-out"))
     return {m.name: m for m in out}
 
 

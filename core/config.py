@@ -88,7 +88,8 @@ class RunConfig:
         return 10.0 ** (-self.compression)
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define the run's results and differ from their defaults.
+        """The fields that define the run's results and differ from their defaults, plus the
+        model's ``revision`` when above 1 (as ``model_revision``).
 
         Leaving defaults out keeps every stored run's id stable when a later version adds a
         field (with a default that reproduces the old behaviour)."""
@@ -99,6 +100,11 @@ class RunConfig:
             value = getattr(self, f.name)
             if value != f.default:
                 out[f.name] = list(value) if isinstance(value, tuple) else value
+        # A model rebuilt or re-initialised since runs were stored gets new ids (revision 1,
+        # every model's first, stays out so those ids do not move).
+        model = catalog.MODELS.get(self.model)
+        if model is not None and model.revision > 1:
+            out["model_revision"] = model.revision
         return out
 
     @property

@@ -202,7 +202,9 @@ def weight_histograms(model: nn.Module, bins: int = 50) -> list[Histogram]:
 
 @dataclass
 class Collapse:
-    """Layer collapse: layers with nothing kept, or no surviving path from input to output."""
+    """What pruning emptied: the layers with nothing kept, and whether any path from input to
+    output survives. Only the latter is layer collapse: a residual shortcut can carry the
+    signal around an empty layer."""
 
     empty_layers: list[str]
     disconnected: bool
@@ -210,7 +212,7 @@ class Collapse:
     @property
     def collapsed(self) -> bool:
         """True when the pruned network cannot pass any signal from its input to its output."""
-        return bool(self.empty_layers) or self.disconnected
+        return self.disconnected
 
 
 _NORM_LIKE = (

@@ -50,16 +50,19 @@ DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": 
 
 
 def collapse_message(collapse: dict[str, Any]) -> str | None:
-    """The warning every face shows for a collapsed network (a result's ``collapse``), or
-    None when it did not collapse."""
-    if not collapse.get("collapsed"):
-        return None
-    parts = []
-    if collapse.get("empty_layers"):
-        parts.append("no weight left in " + ", ".join(collapse["empty_layers"]))
-    if collapse.get("disconnected"):
-        parts.append("no path from input to output")
-    return "layer collapse: " + "; ".join(parts)
+    """The warning every face shows for a result's ``collapse`` record, naming what fired: no
+    path from input to output (layer collapse), or only empty layers that the signal still
+    gets around (residual shortcuts); None when neither.
+
+    Reads ``disconnected`` rather than ``collapsed``: runs stored before ``collapsed`` meant
+    "no path" have it true for an empty layer alone."""
+    empty = list(collapse.get("empty_layers") or [])
+    where = "no weight left in " + ", ".join(empty) if empty else ""
+    if collapse.get("disconnected", collapse.get("collapsed")):
+        return "layer collapse: no path from input to output" + (f" ({where})" if where else "")
+    if empty:
+        return f"empty layer{'s' * (len(empty) > 1)}: {where}; a path from input to output remains"
+    return None
 
 
 def arch_name(model: str) -> str:
@@ -274,8 +277,8 @@ def _note_missing(table: Table, labels: Callable[[list[str], str], str]) -> None
             if cell.left_out:
                 table.notes.append(f"{labels(row_labels, col)}: {cell.left_out}")
     if any(c.collapsed for _, cells in table.rows for c in cells):
-        table.notes.append(f"{COLLAPSE_MARK} layer collapse (a layer lost every weight, or no "
-                           "path from input to output) in at least one run of the cell")
+        table.notes.append(f"{COLLAPSE_MARK} layer collapse (no path from input to output) in "
+                           "at least one run of the cell")
 
 
 def _group(rows: list[RunRow], **match: Any) -> list[RunRow]:

@@ -271,7 +271,7 @@ async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> 
         form.set_values(batch="64", model="vgg11")
         await pilot.pause()
         msg = str(app.query_one("#validation", Static).render())
-        assert "needs 32x32 inputs" in msg
+        assert "needs 32x32 or 64x64 inputs" in msg
         app.query_one("#pruners", SelectionList).focus()
         await pilot.press("r")
         assert not app.sweep_active

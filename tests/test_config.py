@@ -62,7 +62,7 @@ def test_run_id_changes_with_results_fields(field: str) -> None:
         ({"lr_drop_rate": 2.0}, "invalid lr-drop-rate 2.0"),
         ({"lr_drops": (5, 3)}, "invalid lr-drops [5, 3]"),
         ({"weight_decay": -0.1}, "invalid weight-decay -0.1"),
-        ({"model": "vgg16", "dataset": "mnist"}, "model 'vgg16' needs 32x32 inputs"),
+        ({"model": "vgg16", "dataset": "mnist"}, "model 'vgg16' needs 32x32 or 64x64"),
         ({"model": "resnet20", "dataset": "digits"}, "use it with: cifar10, cifar100"),
     ],
 )

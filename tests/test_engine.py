@@ -64,7 +64,7 @@ def test_run_stores_result(tmp_path: Path) -> None:
     assert remaining == round(total * 10**-0.5)
     assert 0 < result.flops.ratio < 1
     assert [e.epoch for e in result.epochs] == [1, 2, 3]
-    assert result.top1 > 80  # digits is easy: far above chance (10%) after 3 epochs
+    assert result.top1 > 60  # digits is easy: far above chance (10%) after 3 epochs
     assert sum(isinstance(e, EpochEnd) for e in seen) == 3
     row = store.get(result.run_id)
     assert row is not None and row.status == "finished" and row.top1 == result.top1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -17,6 +19,7 @@ from prunetui.core.metrics import (
     weight_histograms,
 )
 from prunetui.core.models import build_model
+from prunetui.core.report import collapse_message
 
 CIFAR = (3, 32, 32)
 DIGITS = (1, 8, 8)
@@ -24,6 +27,12 @@ DIGITS = (1, 8, 8)
 
 def _by_name(prunables: list[Prunable], name: str) -> Prunable:
     return next(p for p in prunables if p.name == name)
+
+
+def _record(c: Collapse) -> dict[str, Any]:
+    """The result's ``collapse`` record, as ``experiment`` stores it."""
+    return {"empty_layers": c.empty_layers, "disconnected": c.disconnected,
+            "collapsed": c.collapsed}
 
 
 def _stat(stats: list[LayerStat], name: str) -> LayerStat:
@@ -128,7 +137,7 @@ def test_histograms_without_masks_are_dense() -> None:
     assert len(hists) == 3
     for h in hists:
         assert sum(h.fractions) == pytest.approx(1.0)
-    # Symmetric range: kaiming-normal weights fall on both sides of zero.
+    # Symmetric range: the initial weights fall on both sides of zero.
     assert hists[0].edges[0] == pytest.approx(-hists[0].edges[-1])
     assert sum(hists[0].fractions[:5]) > 0 and sum(hists[0].fractions[5:]) > 0
 
@@ -185,9 +194,45 @@ def test_resnet_shortcut_keeps_connection_around_empty_conv() -> None:
     result = detect_collapse(model, CIFAR)
     assert result.empty_layers == ["blocks.1.conv1"]
     assert not result.disconnected  # the identity shortcut still carries the signal
+    assert not result.collapsed  # an empty layer alone is not layer collapse
+    message = collapse_message(_record(result))
+    assert message == ("empty layer: no weight left in blocks.1.conv1; a path from input to "
+                       "output remains")
     # Pruning every scale of a batch norm on the only path (the stem) cuts everything.
     _by_name(prunables, "bn.weight").mask.zero_()
     assert detect_collapse(model, CIFAR).disconnected
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet18"])
+def test_resnet_with_one_stage_emptied_is_collapsed(name: str) -> None:
+    """Every conv of the second stage, its projection shortcut included: nothing gets past."""
+    model = build_model(name, CIFAR, 10)
+    prunables = attach_masks(model)
+    first = 3 if name == "resnet20" else 2  # the first block of stage 2
+    stage = {f"blocks.{first + i}." for i in range(3 if name == "resnet20" else 2)}
+    emptied = [p for p in prunables if any(p.layer.startswith(b) for b in stage)]
+    assert any(p.layer.endswith("shortcut.0") for p in emptied)
+    for p in emptied:
+        p.mask.zero_()
+    result = detect_collapse(model, CIFAR)
+    assert result.empty_layers == [p.layer for p in emptied]
+    assert result.disconnected and result.collapsed
+    message = collapse_message(_record(result))
+    assert message is not None
+    assert message.startswith("layer collapse: no path from input to output (no weight left in "
+                              f"{emptied[0].layer}, ")
+
+
+def test_collapse_message_reads_old_records() -> None:
+    """Runs stored when ``collapsed`` also meant "some layer is empty" say what really fired."""
+    old = {"empty_layers": ["blocks.1.conv1"], "disconnected": False, "collapsed": True}
+    assert collapse_message(old) == ("empty layer: no weight left in blocks.1.conv1; a path "
+                                     "from input to output remains")
+    assert collapse_message({"empty_layers": [], "disconnected": False, "collapsed": False}) \
+        is None
+    fc = {"empty_layers": ["layers.4", "layers.6"], "disconnected": True, "collapsed": True}
+    assert collapse_message(fc) == ("layer collapse: no path from input to output (no weight "
+                                    "left in layers.4, layers.6)")
 
 
 def test_time_inference_reports_sane_numbers() -> None:

@@ -183,7 +183,8 @@ def _root(ctx: typer.Context, results_dir: ResultsDir = None, data_dir: DataDir 
 
 @app.command("models")
 def models_cmd(as_json: AsJson = False) -> None:
-    """List the models with their parameter counts (on each one's default dataset)."""
+    """List the models with their parameter counts (on each one's default dataset) and the
+    weight init each is drawn with."""
     from prunetui.core.models import parameter_count
 
     rows = []
@@ -192,15 +193,18 @@ def models_cmd(as_json: AsJson = False) -> None:
         info = catalog.DATASETS[data]
         total, prunable = parameter_count(m.name, info.shape, info.num_classes)
         rows.append({"model": m.name, "family": m.family, "dataset": data, "params": total,
-                     "prunable": prunable, "description": m.description})
+                     "prunable": prunable, "init": m.init_text(), "description": m.description})
     if as_json:
         _emit_json(rows)
         return
     from rich.table import Table
 
-    t = Table("model", "params", "prunable", "on", "description")
+    used = {key for m in catalog.MODELS.values() for key in (m.init, *dict(m.init_at).values())}
+    t = Table("model", "params", "prunable", "on", "init", "description",
+              caption="\n".join(f"{k}: {v}" for k, v in catalog.INITS.items() if k in used),
+              caption_justify="left")
     for r in rows:
-        t.add_row(r["model"], f"{r['params']:,}", f"{r['prunable']:,}", r["dataset"],
+        t.add_row(r["model"], f"{r['params']:,}", f"{r['prunable']:,}", r["dataset"], r["init"],
                   r["description"])
     out.print(t)
 

@@ -1,5 +1,8 @@
 """Model builders keyed by the names in ``catalog.MODELS``, weight init and parameter counts.
 
+Each model is built as the SynFlow reference code builds the model of that name, and drawn with
+the init that code gives it (``ModelInfo.init``, ``core.models.init``).
+
 Every model is made of plain ``nn.Conv2d`` / ``nn.Linear`` / ``nn.BatchNorm2d`` / ``nn.ReLU`` /
 pooling modules, so ``core.masks`` can prune any of them without custom layer classes.
 """
@@ -15,7 +18,8 @@ from prunetui.core import catalog
 from prunetui.core.errors import ConfigError, choices_message
 from prunetui.core.models.conv import conv
 from prunetui.core.models.fc import fc
-from prunetui.core.models.resnet import resnet_builder
+from prunetui.core.models.init import INITS
+from prunetui.core.models.resnet import resnet18_builder, resnet_builder
 from prunetui.core.models.vgg import vgg_builder
 
 Builder = Callable[[tuple[int, int, int], int], nn.Module]
@@ -28,6 +32,9 @@ def _builders() -> dict[str, Builder]:
         out[f"vgg{depth}-bn"] = vgg_builder(depth, batch_norm=True)
     for depth in (20, 32, 44, 56, 110):
         out[f"resnet{depth}"] = resnet_builder(depth)
+    out["resnet18"] = resnet18_builder()
+    # The reference's wide-resnet18 passes a width factor its basic blocks never read.
+    out["wide-resnet18"] = resnet18_builder()
     return out
 
 
@@ -46,31 +53,36 @@ def _shape(input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
     return c, h, w
 
 
-@torch.no_grad()
-def init_weights(model: nn.Module) -> None:
-    """Initialise ``model`` in place: Kaiming-normal conv/linear weights, zero biases, BN 1/0.
+# The attribute build_model records a model's init under, so a later re-initialisation
+# (``--reinit``, which only has the model) draws from the same distribution.
+INIT_ATTR = "prunetui_init"
+# For a model built elsewhere (no recorded init): the reference's CIFAR VGG/ResNet init.
+FALLBACK_INIT = "kaiming-in"
 
-    Kaiming normal with ``mode='fan_in'`` and the ReLU gain (std = sqrt(2 / fan_in)) is He et
-    al.'s choice for ReLU nets: it keeps the forward activations' variance constant with depth.
-    The SynFlow reference code's default ``kaiming_normal_`` (fan_in, gain sqrt(2)) is the same.
-    """
+
+@torch.no_grad()
+def init_weights(model: nn.Module, init: str | None = None) -> None:
+    """Initialise ``model`` in place with ``init`` (a key of ``catalog.INITS``), by default the
+    one ``build_model`` recorded on it (``kaiming-in`` for a model it did not build)."""
+    key = init or getattr(model, INIT_ATTR, FALLBACK_INIT)
+    if key not in INITS:
+        raise ConfigError(choices_message("init", key, list(INITS)))
+    draw = INITS[key]
     for module in model.modules():
-        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
-            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) and module.affine:
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        draw(module)
 
 
 def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    """Build model ``name`` for inputs of ``input_shape`` (C, H, W) and initialise it.
+    """Build model ``name`` for inputs of ``input_shape`` (C, H, W) and initialise it the way
+    its ``ModelInfo`` declares for that input size.
 
     Raises ``ConfigError`` for an unknown name. The caller picks the device (``.to``) and seeds
     the RNG beforehand for reproducible weights.
     """
-    model = _builder(name)(_shape(input_shape), num_classes)
+    shape = _shape(input_shape)
+    model = _builder(name)(shape, num_classes)
+    init = catalog.MODELS[name].init_for(shape[1:])
+    setattr(model, INIT_ATTR, init)
     init_weights(model)
     return model
 
@@ -97,5 +109,5 @@ def parameter_count(
     return total, prunable
 
 
-__all__ = ["BUILDERS", "Builder", "build_meta", "build_model", "init_weights",
+__all__ = ["BUILDERS", "INITS", "Builder", "build_meta", "build_model", "init_weights",
            "parameter_count"]

@@ -27,8 +27,8 @@ Prune a fresh network at initialization (Rand, Mag, SNIP, GraSP, SynFlow) keepin
 - **Results**: every stored run. Filter with words or `key=value`
   (`pruner=snip c=1 status=finished`), sort, open, compare, export a markdown report.
 
-`‡` after a top-1 marks a run whose network collapsed (a layer lost every weight, or
-no path is left from input to output).
+`‡` after a top-1 marks a run whose network collapsed (no path is left from input to
+output; an empty layer that a residual shortcut bypasses is only warned about).
 
 ## Keys
 | key | action |

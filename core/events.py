@@ -58,6 +58,9 @@ def checkpoint_point(phase: str, epoch: int) -> str:
     (training's epoch 0), "epoch 3"; "" for no checkpoint."""
     if phase == "pretrain":
         return f"pre-training epoch {epoch}"
+    if phase.startswith("round"):  # IMP's rounds before the last
+        n = phase[5:]
+        return f"IMP round {n} epoch {epoch}" if epoch else f"IMP round {n}'s pruning"
     if phase == "train":
         return f"epoch {epoch}" if epoch else "pruning"
     return ""

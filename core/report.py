@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prunetui.core.catalog import PRUNERS
-from prunetui.core.config import EXECUTION_FIELDS
+from prunetui.core.config import EXECUTION_FIELDS, RunConfig
+from prunetui.core.errors import ConfigError
 from prunetui.core.run.result import Layer
 from prunetui.core.status import RunStatus
 from prunetui.core.store import RunRow
@@ -178,6 +179,8 @@ class Report:
     figures: list[Figure]
     runs: int
     setups: list[Setup] = field(default_factory=list)
+    # Runs left out: stored by an older prunetui whose config now computes something else.
+    stale: list[str] = field(default_factory=list)
 
 
 # -- building ----------------------------------------------------------------------------------
@@ -310,6 +313,8 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
     density and histogram figures at compression ``layers_at``."""
     tables: list[Table] = []
     figures: list[Figure] = []
+    stale = [r.run_id for r in rows if not is_current(r)]
+    rows = [r for r in rows if r.run_id not in stale]
     pruners = _pruners(rows)
     names = [PRUNERS[p] for p in pruners]
     pairs = sorted({(r.dataset, r.model) for r in rows})
@@ -391,7 +396,18 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
     tables.sort(key=lambda t: _section_key(t.section))
     setups = [_setup(model, dataset, _group(rows, dataset=dataset, model=model))
               for dataset, model in pairs]
-    return Report(tables, figures, len(rows), setups)
+    return Report(tables, figures, len(rows), setups, stale)
+
+
+def is_current(row: RunRow) -> bool:
+    """Whether the stored run is what its config computes today: its run id is the one the
+    config hashes to now. A model or a method whose computation changed in a later prunetui
+    (a fix: fc's init, GraSP's iterative scores) hashes its configs to new ids, so the runs
+    stored before the change no longer match and are never pooled with the new ones."""
+    try:
+        return RunConfig.from_dict(dict(row.config)).run_id == row.run_id
+    except (ConfigError, TypeError, ValueError):
+        return False
 
 
 # -- provenance --------------------------------------------------------------------------------
@@ -553,6 +569,12 @@ def to_markdown(report: Report, title: str = "Pruning report") -> str:
     """The report as markdown, laid out like the reference (figures linked by file name)."""
     lines = [f"# {title}", "", f"{report.runs} stored run{'' if report.runs == 1 else 's'}.",
              ""]
+    if report.stale:
+        lines += [f"{len(report.stale)} other stored run{'s' * (len(report.stale) != 1)} "
+                  "left out: made by an older prunetui, whose model or method then computed "
+                  "something else than the same config does now "
+                  f"({', '.join(report.stale[:5])}{', …' if len(report.stale) > 5 else ''}).",
+                  ""]
     lines += _setup_markdown(report.setups)
     figures_done = not report.figures
     for t in report.tables:
@@ -635,6 +657,7 @@ def to_csv(report: Report) -> str:
 
 def to_json(report: Report) -> str:
     """The report as one JSON document."""
-    return json.dumps({"runs": report.runs, "setup": [s.to_json() for s in report.setups],
+    return json.dumps({"runs": report.runs, "stale": report.stale,
+                       "setup": [s.to_json() for s in report.setups],
                        "tables": [t.to_json() for t in report.tables],
                        "figures": [f.__dict__ for f in report.figures]}, indent=2)

@@ -173,9 +173,29 @@ class RunRow:
                 raise UnreadableRun(d["run_id"], "its stored result is not a result record "
                                                  f"({type(e).__name__}: {_short(str(e))})"
                                     ) from None
-        d["collapsed"] = bool(d["collapsed"])
+        # From the result where there is one: older stores set the column for an empty layer
+        # that a residual shortcut gets around, which is not a collapse.
+        d["collapsed"] = (d["result"].collapse.collapsed if d["result"] is not None
+                          else bool(d["collapsed"]))
         d["status"] = RunStatus(d["status"])
         return cls(**d)
+
+
+# The order of a run's phases: pre-training, IMP's rounds (round0, round1, ...), training.
+_PHASE_RANK = ("(CASE WHEN phase='pretrain' THEN -1 WHEN phase='train' THEN 1000000 "
+               "WHEN phase GLOB 'round[0-9]*' THEN CAST(substr(phase, 6) AS INTEGER) "
+               "ELSE 999999 END)")
+
+
+def phase_rank(phase: str) -> int:
+    """Where ``phase`` comes in a run (``_PHASE_RANK`` in Python)."""
+    if phase == "pretrain":
+        return -1
+    if phase == "train":
+        return 1_000_000
+    if phase.startswith("round") and phase[5:].isdigit():
+        return int(phase[5:])
+    return 999_999
 
 
 def failed_attempt_status(before: RunRow | None, after: RunRow | None,
@@ -775,13 +795,12 @@ class Store:
                         (train_epoch, time.time(), run_id))
 
     def truncate_epochs(self, run_id: str, phase: str, after: int) -> None:
-        """Forget epochs past a checkpoint (they are recomputed when the run resumes), and
-        set the run's progress to it; ``("pretrain", 0)``: every epoch (a fresh start)."""
+        """Forget epochs past a checkpoint (they are recomputed when the run resumes): those
+        of ``phase`` after epoch ``after`` and every epoch of a later phase; and set the run's
+        progress to it. ``("pretrain", 0)``: every epoch (a fresh start)."""
         with self._write() as con:
-            con.execute("DELETE FROM epochs WHERE run_id=? AND phase=? AND epoch>?",
-                        (run_id, phase, after))
-            if phase == "pretrain":
-                con.execute("DELETE FROM epochs WHERE run_id=? AND phase='train'", (run_id,))
+            con.execute(f"DELETE FROM epochs WHERE run_id=? AND ({_PHASE_RANK} > ? OR "
+                        "(phase=? AND epoch>?))", (run_id, phase_rank(phase), phase, after))
             con.execute("UPDATE runs SET epoch=? WHERE run_id=?",
                         (after if phase == "train" else 0, run_id))
 
@@ -790,7 +809,7 @@ class Store:
         with self._read() as con:
             rows = con.execute(
                 "SELECT phase, epoch, train_loss, test_loss, top1, top5, lr, seconds FROM epochs"
-                " WHERE run_id=? ORDER BY phase='train', epoch", (run_id,)).fetchall()
+                f" WHERE run_id=? ORDER BY {_PHASE_RANK}, epoch", (run_id,)).fetchall()
         return [Epoch.from_dict(dict(r)) for r in rows]
 
     def layers(self, run_id: str) -> list[Layer]:

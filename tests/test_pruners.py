@@ -908,7 +908,8 @@ def test_shuffled_masks_keep_the_initial_values(pruner: str) -> None:
     kept = 0
     for p, q in zip(plain, shuffled, strict=True):
         assert int(p.mask.sum()) == int(q.mask.sum())  # per-layer counts unchanged
-        assert not torch.equal(p.mask, q.mask)  # positions moved
+        if 0 < int(p.mask.sum()) < p.mask.numel():  # (with fc's init, Mag empties layers.0)
+            assert not torch.equal(p.mask, q.mask)  # positions moved
         assert torch.equal(q.param[q.mask], before[q.name][q.mask])
         assert bool((q.param[~q.mask] == 0).all())
         kept += int(q.mask.sum())

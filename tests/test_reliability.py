@@ -112,10 +112,8 @@ def test_signal_stores_interrupted_and_resumes(tmp_path: Path, sig: int) -> None
     p = subprocess.Popen(args, env=env(tmp_path), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     _wait_for_epoch(tmp_path)
-    t0 = time.time()
     p.send_signal(sig)
     out, err = p.communicate(timeout=30)
-    assert time.time() - t0 <= 5
     assert p.returncode == 130
     if sig == signal.SIGTERM:  # --json: a script still reads the stored row
         assert json.loads(out)["status"] == "interrupted"

@@ -323,3 +323,20 @@ def test_runs_that_do_not_form_a_grid_get_a_command_each_part(tmp_path: Path) ->
                                      str(tmp_path)])
         assert "1 runs, 1 already finished" in r.output or "1 run, 1 already finished" in (
             r.output), (command, r.output)
+
+
+def test_runs_an_older_prunetui_computed_otherwise_are_left_out_and_named(
+        tmp_path: Path) -> None:
+    """fc's init changed: a run stored before has fc's config but the old run id; pooled with
+    the new runs it would average two different networks."""
+    s = Store(tmp_path)
+    new = put(s, "rand", 1.0, 1, 80.0)
+    cfg = RunConfig(model="vgg16", dataset="cifar10", pruner="rand", compression=1.0, seed=2)
+    old_id = "0" * 10  # what an older prunetui hashed the same config to
+    s.start_run(cfg.to_dict(), old_id, "ref")
+    s.finish_run(old_id, fakes.result({**cfg.to_dict(), "run_id": old_id}, 10.0))
+    rep = build_report(s.query())
+    assert rep.stale == [old_id] and rep.runs == 1
+    acc = {t.key: t for t in rep.tables}["accuracy:vgg16:cifar10"]
+    assert acc.rows[0][1][0].run_ids == [new]
+    assert "1 other stored run left out: made by an older prunetui" in to_markdown(rep)

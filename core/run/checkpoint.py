@@ -25,7 +25,6 @@ from prunetui.core.store import atomic_write_bytes
 
 # 1: no "schema" key (elapsed and data optional). 2: "schema" added.
 CHECKPOINT_SCHEMA = 2
-PHASES = ("pretrain", "train")
 
 
 @dataclass
@@ -55,9 +54,11 @@ class Checkpoint:
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
-    def load(cls, path: Path, config: RunConfig, model: nn.Module) -> Checkpoint | None:
+    def load(cls, path: Path, config: RunConfig, model: nn.Module,
+             phases: dict[str, tuple[int, int]]) -> Checkpoint | None:
         """The run's checkpoint at ``path``, checked and loaded into ``model``; None when there
-        is none. Raises ``CheckpointError`` (one line naming the file) for any other file."""
+        is none. ``phases``: the run's phases and the epochs a checkpoint of each may be at.
+        Raises ``CheckpointError`` (one line naming the file) for any other file."""
         if not path.exists():
             return None
         try:
@@ -70,7 +71,7 @@ class Checkpoint:
             raise CheckpointError(
                 f"checkpoint {path} cannot be loaded safely ({type(e).__name__}); delete it to "
                 "restart the run from scratch") from None
-        ckpt = _checked(state, path, config)
+        ckpt = _checked(state, path, config, phases)
         try:
             model.load_state_dict(ckpt.model)
         except (RuntimeError, KeyError, TypeError) as e:
@@ -80,7 +81,8 @@ class Checkpoint:
         return ckpt
 
 
-def _checked(state: Any, path: Path, config: RunConfig) -> Checkpoint:
+def _checked(state: Any, path: Path, config: RunConfig,
+             phases: dict[str, tuple[int, int]]) -> Checkpoint:
     """``state`` as a Checkpoint of ``config``'s run, or a CheckpointError saying what is wrong."""
 
     def bad(why: str) -> CheckpointError:
@@ -100,10 +102,9 @@ def _checked(state: Any, path: Path, config: RunConfig) -> Checkpoint:
     if missing:
         raise bad(f"no {', '.join(missing)}")
     phase, epoch = state["phase"], state["epoch"]
-    if phase not in PHASES:
+    if phase not in phases:
         raise bad(f"phase {phase!r}")
-    last = config.pre_epochs if phase == "pretrain" else config.post_epochs
-    first = 1 if phase == "pretrain" else 0
+    first, last = phases[phase]
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not first <= epoch <= last:
         raise bad(f"{_phase_name(phase)} epoch {epoch!r}, but the run has "
                   f"{last} {_phase_name(phase)} epochs")
@@ -135,4 +136,6 @@ def _checked(state: Any, path: Path, config: RunConfig) -> Checkpoint:
 
 
 def _phase_name(phase: str) -> str:
+    if phase.startswith("round"):
+        return f"IMP {phase[:5]} {phase[5:]}"
     return "pre-training" if phase == "pretrain" else "training"

@@ -43,6 +43,8 @@ from prunetui.core.events import (
     RunWarning,
     ignore,
 )
+from prunetui.core.masks import Prunable, counts
+from prunetui.core.run import imp
 from prunetui.core.run.build import seeded_build
 from prunetui.core.run.checkpoint import Checkpoint
 from prunetui.core.run.result import RunResult
@@ -89,7 +91,7 @@ def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,
         # A checkpoint that cannot be resumed (unreadable, another model, other data) is
         # refused here, before start_run: the stored run keeps its status and stays resumable.
         data = fingerprint(splits)
-        ckpt = Checkpoint.load(run_dir / RESUME, config, model)
+        ckpt = Checkpoint.load(run_dir / RESUME, config, model, phase_epochs(config, prunables))
         _check_resume_data(ckpt, data, config)
         store.start_run(config.to_dict(), run_id, config.sweep)
         ctx = RunContext(config=config, store=store, device=device, emit=emit, cancel=cancel,
@@ -98,6 +100,16 @@ def run(config: RunConfig, *, store: Store, data_dir: Path | None = None,
         result = _guarded(ctx)
     emit(RunFinished(run_id, result))
     return result
+
+
+def phase_epochs(config: RunConfig, prunables: list[Prunable]) -> dict[str, tuple[int, int]]:
+    """The run's phases, in order, and the epochs a checkpoint of each may be at (epoch 0 of
+    a phase that starts with pruning: just pruned)."""
+    if config.pruner == "imp":
+        total, _ = counts(prunables)
+        names = imp.phases(imp.imp_counts(total, config.compression, config.imp_rate))
+        return {n: (1 if r == 0 else 0, config.post_epochs) for r, n in enumerate(names)}
+    return {"pretrain": (1, config.pre_epochs), "train": (0, config.post_epochs)}
 
 
 def _with_kill_points(emit: Emit) -> Emit:
@@ -199,12 +211,17 @@ def _ending(ctx: RunContext, e: Exception) -> tuple[RunStatus, str, Exception | 
 def _execute(ctx: RunContext) -> RunResult:
     config = ctx.config
     phase, done = prepare(ctx)
-    if phase == "pretrain":
-        if config.pre_epochs:
-            train_phase(ctx, "pretrain", config.pre_epochs, done)
-        prune_step(ctx)
-        done = 0
-    train_phase(ctx, "train", config.post_epochs, done)
+    if config.pruner == "imp":
+        # IMP prunes after training, round after round (core/run/imp.py).
+        first = next(iter(phase_epochs(config, ctx.prunables)))
+        imp.execute(ctx, first if phase == "pretrain" else phase, done)
+    else:
+        if phase == "pretrain":
+            if config.pre_epochs:
+                train_phase(ctx, "pretrain", config.pre_epochs, done)
+            prune_step(ctx)
+            done = 0
+        train_phase(ctx, "train", config.post_epochs, done)
     result = measure(ctx)
     ctx.store.finish_run(ctx.run_id, result)
     (ctx.run_dir / RESUME).unlink(missing_ok=True)

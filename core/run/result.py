@@ -44,8 +44,10 @@ class Collapse:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Collapse:
-        return cls(tuple(d.get("empty_layers", ())), bool(d.get("disconnected", False)),
-                   bool(d.get("collapsed", False)))
+        # Collapse means no path from input to output: older records also set "collapsed"
+        # for a layer emptied behind a residual shortcut, which is only an empty layer.
+        disconnected = bool(d.get("disconnected", False))
+        return cls(tuple(d.get("empty_layers", ())), disconnected, disconnected)
 
     def to_dict(self) -> dict[str, Any]:
         return {"empty_layers": list(self.empty_layers), "disconnected": self.disconnected,
@@ -173,6 +175,15 @@ class Inference:
 
 
 @dataclass(frozen=True)
+class Round:
+    """One round of iterative magnitude pruning: the weights it kept and its final top-1."""
+
+    density: float
+    kept: int
+    top1: float | None
+
+
+@dataclass(frozen=True)
 class RunResult:
     """A finished run: its config, epochs, final metrics, structure, timing and provenance."""
 
@@ -191,6 +202,7 @@ class RunResult:
     threads: int | None
     torch: str
     version: str = ""  # prunetui's version (and git commit) that ran it; "" before schema 2
+    rounds: tuple[Round, ...] = ()  # IMP's rounds, dense first; () for pruning at init
     schema: int = RESULT_SCHEMA
     status: str = field(default="finished", repr=False)
 
@@ -229,6 +241,7 @@ class RunResult:
             data=d.get("data"), device=str(d.get("device", "")),
             threads=int(threads) if threads is not None else None,
             torch=str(d.get("torch", "")), version=str(d.get("version", "")),
+            rounds=tuple(Round(**r) for r in d.get("rounds", ())),
             schema=int(d.get("schema", 1)))
 
     def to_dict(self) -> dict[str, Any]:
@@ -242,6 +255,7 @@ class RunResult:
             "prune_seconds": self.prune_seconds, "seconds": self.seconds, "data": self.data,
             "device": self.device, "threads": self.threads, "torch": self.torch,
             "version": self.version,
+            **({"rounds": [asdict(r) for r in self.rounds]} if self.rounds else {}),
         }
 
 

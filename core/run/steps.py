@@ -33,7 +33,7 @@ from prunetui.core.events import (
     RunStarted,
     RunWarning,
 )
-from prunetui.core.masks import Prunable
+from prunetui.core.masks import Prunable, counts
 from prunetui.core.provenance import version
 from prunetui.core.report import busy_spread, collapse_message
 from prunetui.core.run.build import Generators, prune_model, pruning_batch, structure
@@ -135,9 +135,11 @@ def prepare(ctx: RunContext) -> tuple[str, int]:
     return phase, done
 
 
-def train_phase(ctx: RunContext, name: str, epochs: int, first: int) -> None:
-    """Train epochs ``first + 1 .. epochs`` of phase ``name`` (pretrain | train), recording
-    and checkpointing each."""
+def train_phase(ctx: RunContext, name: str, epochs: int, first: int,
+                after_epoch: Callable[[int], None] | None = None) -> None:
+    """Train epochs ``first + 1 .. epochs`` of phase ``name`` (pretrain | train | an IMP
+    round), recording and checkpointing each; ``after_epoch(epoch)`` runs before the
+    epoch's checkpoint is written."""
     config, ckpt = ctx.config, ctx.ckpt
     if ctx.carried and name == "train":
         opt, sched = ctx.carried
@@ -175,6 +177,8 @@ def train_phase(ctx: RunContext, name: str, epochs: int, first: int) -> None:
         # Record first, checkpoint second: killed in between, the resume drops this row
         # (it is past the checkpoint) and recomputes it; the reverse order would lose it.
         ctx.store.record_epoch(run_id, row, epoch if name == "train" else 0)
+        if after_epoch is not None:
+            after_epoch(epoch)
         if epoch % config.checkpoint_every == 0 or epoch == epochs:
             ctx.checkpoint(name, epoch, opt, sched)
         ctx.emit(EpochEnd(run_id, name, epoch, epochs, stats.loss, test_loss, top1, top5, lr,
@@ -228,6 +232,13 @@ def measure(ctx: RunContext) -> RunResult:
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
     atomic_write_bytes(ctx.run_dir / FINAL, buf.getvalue())
     assert top1 is not None and top5 is not None and test_loss is not None
+    rounds = ()
+    if config.pruner == "imp":
+        from prunetui.core.run import imp
+
+        total, _ = counts(ctx.prunables)
+        rounds = imp.rounds(imp.imp_counts(total, config.compression, config.imp_rate),
+                            history)
     return RunResult(
         run_id=ctx.run_id, config=config.to_dict(), epochs=tuple(history), top1=top1,
         top5=top5, test_loss=test_loss, structure=built,
@@ -236,7 +247,8 @@ def measure(ctx: RunContext) -> RunResult:
         prune_seconds=ctx.prune_seconds, seconds=ctx.elapsed(), data=ctx.data,
         device=str(device),
         # CPU sums are ordered by thread: metrics are bit-identical for equal thread counts.
-        threads=torch.get_num_threads(), torch=torch.__version__, version=version())
+        threads=torch.get_num_threads(), torch=torch.__version__, version=version(),
+        rounds=rounds)
 
 
 def _compacted_timing(ctx: RunContext) -> Compacted:

@@ -8,7 +8,7 @@ for tests and for callers that save it in another format):
 - ``layer_density_png``: each layer's kept fraction across pruners at one compression;
 - ``layer_profiles_png``: each layer's kept fraction across compressions, a panel per pruner;
 - ``histogram_png``: a run's weights after training, per layer, optionally on a colour scale
-  shared by several runs (``shared_vmax``).
+  and weight axis shared by several runs (``shared_vmax``, ``shared_span``).
 
 Every pruner has one colour everywhere (``catalog.PRUNER_COLOURS``).
 """
@@ -59,7 +59,7 @@ class Point:
     """One cell of an accuracy curve: compression ``c`` and top-1 (%) of each seed's run."""
 
     compression: float
-    values: tuple[float, ...]
+    values: Sequence[float]  # stored as a tuple
     collapsed: bool = False  # at least one run of the cell collapsed
 
     def __post_init__(self) -> None:
@@ -80,7 +80,7 @@ class Series:
 
     pruner: str
     label: str
-    points: tuple[Point, ...]
+    points: Sequence[Point]  # stored as a tuple, sorted by compression
     ablation: str = "none"
 
     def __post_init__(self) -> None:
@@ -96,8 +96,11 @@ class LayerProfile:
     """Each layer's kept fraction after pruning at one compression (layers in model order)."""
 
     compression: float
-    densities: tuple[float, ...]
+    densities: Sequence[float]  # stored as a tuple
     collapsed: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "densities", tuple(float(d) for d in self.densities))
 
 
 # -- shared pieces -----------------------------------------------------------------------------
@@ -134,8 +137,9 @@ def _percent(fraction: float) -> str:
 def _ratio_axis(ax: Axes, compressions: Iterable[float]) -> None:
     """x = compression ratio 10^c on a log axis, ticks naming the ratio and the kept fraction.
 
-    Ticks sit at whole decades; a range narrower than two decades gets its ticks at the
-    compressions drawn instead (at most 9 of them, evenly picked), so every figure has some."""
+    Ticks sit at whole decades; a range that holds fewer than two gets its ticks at the
+    compressions drawn instead, each at least an eighth of the range from the last, so that
+    their two-line labels never run into each other."""
     from matplotlib.ticker import FixedLocator, NullFormatter
 
     cs = sorted(set(compressions))
@@ -145,8 +149,10 @@ def _ratio_axis(ax: Axes, compressions: Iterable[float]) -> None:
     if len(decades) >= 2:
         ticks = [float(d) for d in decades]
     else:
-        step = max(1, math.ceil(len(cs) / 9))
-        ticks = cs[::step]
+        ticks = []
+        for c in cs:
+            if not ticks or c - ticks[-1] >= (hi - lo) / 8 - 1e-12:
+                ticks.append(c)
     ax.xaxis.set_major_locator(FixedLocator([10.0 ** c for c in ticks]))
     ax.set_xticklabels([ratio_label(c) for c in ticks], fontsize=8)
     ax.xaxis.set_minor_formatter(NullFormatter())

@@ -112,6 +112,8 @@ class Experiment:
         return {"model": self.model, "dataset": self.dataset, "pruner": pruner,
                 "scope": self.scope, "schedule": self.schedule,
                 "prune_iterations": self.iterations.get(pruner),
+                # The reference's --prune-dataset-ratio 10: 10 × classes images (see above).
+                "prune_samples_per_class": 10,
                 "optimizer": r.optimizer, "lr": r.lr, "lr_drops": r.lr_drops,
                 "lr_drop_rate": r.lr_drop_rate, "weight_decay": r.weight_decay,
                 "batch_size": r.batch_size, "pre_epochs": r.pre_epochs,
@@ -298,8 +300,9 @@ def compare(experiment: Experiment, cells: Mapping[tuple[str, float], Sequence[f
     return rows
 
 
-# Ablations the paper did not run: set in the user's config, they make a different experiment.
-_NOT_IN_PAPER = ("shuffle_masks", "reinit", "prune_bias", "prune_batchnorm")
+# Options the paper did not use (ablations, pruning biases or batch norm, bf16 training): set
+# in the user's config, they make a different experiment.
+_NOT_IN_PAPER = ("shuffle_masks", "reinit", "prune_bias", "prune_batchnorm", "amp")
 
 
 def recipe_differences(experiment: Experiment, pruner: str,
@@ -317,6 +320,10 @@ def recipe_differences(experiment: Experiment, pruner: str,
             out.append(f"{name} {_show(mine)} vs {_show(theirs)}")
     if cfg.iterations != paper.iterations:
         out.append(f"prune_iterations {cfg.iterations} vs {paper.iterations}")
+    if pruner in catalog.DATA_PRUNERS and \
+            cfg.prune_samples_per_class != paper.prune_samples_per_class:
+        out.append(f"prune_samples_per_class {cfg.prune_samples_per_class} vs "
+                   f"{paper.prune_samples_per_class}")
     for name in _NOT_IN_PAPER:
         if getattr(cfg, name):
             out.append(f"{name} {_show(getattr(cfg, name))} vs {_show(False)}")

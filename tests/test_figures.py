@@ -192,6 +192,16 @@ def test_narrow_ranges_get_ticks_at_their_compressions() -> None:
         ratio_label(0.25), ratio_label(0.5), ratio_label(0.75)]
 
 
+def test_close_compressions_keep_their_tick_labels_apart() -> None:
+    comps = [0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75]
+    fig = accuracy_figure([curve("snip", comps, 90)], title="t")
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks[0] == ratio_label(0.05) and ratio_label(0.1) not in ticks
+    assert ratio_label(0.75) in ticks
+    no_overlaps(fig, fig.axes[0].get_xticklabels())
+
+
 def test_accuracy_needs_a_series() -> None:
     with pytest.raises(ValueError, match="at least one series"):
         accuracy_figure([], title="t")

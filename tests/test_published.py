@@ -87,7 +87,7 @@ def test_recipes_become_our_settings() -> None:
                  "scope": "global", "schedule": "exponential", "prune_iterations": 100,
                  "optimizer": "momentum", "lr": 0.1, "lr_drops": (60, 120),
                  "lr_drop_rate": 0.1, "weight_decay": 0.0001, "batch_size": 128,
-                 "pre_epochs": 0, "post_epochs": 160}
+                 "pre_epochs": 0, "post_epochs": 160, "prune_samples_per_class": 10}
     assert vgg.settings("grasp")["prune_iterations"] == 1
     cfg = vgg.run_config("synflow", 1.5, seed=2).validate()
     assert (cfg.iterations, cfg.compression, cfg.seed) == (100, 1.5, 2)
@@ -143,6 +143,12 @@ def test_recipe_differences_say_yours_vs_the_papers() -> None:
     same = vgg.run_config("grasp", 2.0, seed=5).to_dict()
     assert same["prune_iterations"] is None
     assert recipe_differences(vgg, "grasp", same) == []
+    snip = vgg.run_config("snip", 1.0).with_(prune_samples_per_class=5, amp=True).to_dict()
+    assert recipe_differences(vgg, "snip", snip) == ["prune_samples_per_class 5 vs 10",
+                                                     "amp true vs false"]
+    # Data-free pruners ignore the setting.
+    rand = vgg.run_config("rand", 1.0).with_(prune_samples_per_class=5).to_dict()
+    assert recipe_differences(vgg, "rand", rand) == []
     # Missing keys take RunConfig's defaults (adam, 10 epochs, ...).
     assert "optimizer adam vs momentum" in recipe_differences(vgg, "rand", {})
 

@@ -4,6 +4,8 @@ small conv net, real behaviour), the critical compression, progress and cancella
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -160,3 +162,12 @@ def test_collapse_at_the_first_point_and_never() -> None:
     never = curve_of([False, False, False]).critical
     assert never.value is None and never.first is None
     assert never.text() == "≥ 0.75 (no collapse up to 0.75)"
+
+
+def test_importing_the_study_modules_loads_neither_torch_nor_matplotlib() -> None:
+    # The CLI imports them to parse options and list presets: that must stay instant.
+    code = ("import sys, prunetui.core.analysis, prunetui.core.published, "
+            "prunetui.core.figures; print('torch' in sys.modules, 'matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["False", "False"]

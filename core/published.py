@@ -26,12 +26,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prunetui.core import catalog
 from prunetui.core.config import RunConfig
 from prunetui.core.errors import DataError
 from prunetui.core.figures import Point, Series, pruner_name
+
+if TYPE_CHECKING:
+    from prunetui.core.sweep import SweepSpec
 
 FILE = "synflow-fig6.json"
 # The user's mean may sit this many top-1 points outside the published min–max before a row is
@@ -125,7 +128,7 @@ class Experiment:
         return RunConfig(compression=compression, seed=seed, **self.settings(pruner))
 
     def sweep_spec(self, seeds: Sequence[int] = (0, 1, 2), pruners: Sequence[str] | None = None,
-                   compressions: Sequence[float] | None = None, name: str = "") -> Any:
+                   compressions: Sequence[float] | None = None, name: str = "") -> SweepSpec:
         """The experiment as a ``core.sweep.SweepSpec`` (its recipe shared, the pruning
         iterations per pruner), over all its pruners and compressions unless narrowed."""
         from prunetui.core.sweep import SweepSpec

@@ -154,3 +154,33 @@ OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
 SCOPES = ("global", "local")
 SCHEDULES = ("exponential", "linear")
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
+
+# One colour per pruner in every figure and in the app. The five of the SynFlow paper keep the
+# colours its Figure 6 draws them in (matplotlib's tab10: Rand grey, Mag blue, SNIP green, GraSP
+# orange, SynFlow red, IMP/lottery purple); the baselines take the rest of tab10.
+PRUNER_COLOURS: dict[str, str] = {
+    "rand": "#7f7f7f",
+    "mag": "#1f77b4",
+    "snip": "#2ca02c",
+    "grasp": "#ff7f0e",
+    "synflow": "#d62728",
+    "imp": "#9467bd",
+    "erk": "#17becf",
+    "er": "#e377c2",
+    "uniform": "#bcbd22",
+    "uniform-plus": "#8c564b",
+}
+# The same pruners in plotext's colour names (the 16 ANSI colours): the nearest hue, bright
+# variants where the dark one is hard to read on a dark terminal (blue, grey), no two alike.
+PRUNER_TERM_COLOURS: dict[str, str] = {
+    "rand": "gray+",
+    "mag": "blue+",
+    "snip": "green+",
+    "grasp": "orange",
+    "synflow": "red+",
+    "imp": "magenta+",
+    "erk": "cyan+",
+    "er": "magenta",
+    "uniform": "orange+",
+    "uniform-plus": "white",
+}

@@ -84,16 +84,49 @@ def _models() -> dict[str, ModelInfo]:
 
 MODELS: dict[str, ModelInfo] = _models()
 
-# Display names follow the reference report's column headers.
-PRUNERS: dict[str, str] = {
-    "rand": "Rand",
-    "mag": "Mag",
-    "snip": "SNIP",
-    "grasp": "GraSP",
-    "synflow": "SynFlow",
+
+@dataclass(frozen=True)
+class PrunerInfo:
+    """A pruner as every face and the validation see it; its scorer is the ``score``
+    function of ``prunetui.core.pruners.<module>`` (default: its name).
+
+    Adding a pruner is its module plus one entry below: the CLI's help, the app's lists and
+    help screen, the validation and the scorer registry all read this table."""
+
+    name: str
+    display: str  # as the reference report's column headers spell it
+    needs_data: bool  # scores with a batch of real data (else data-free)
+    default_iterations: int  # pruning iterations when --prune-iterations is not given
+    description: str
+    module: str = ""
+
+    @property
+    def module_name(self) -> str:
+        """The module under ``prunetui.core.pruners`` that holds its ``score``."""
+        return self.module or self.name
+
+
+# Iteration defaults follow the SynFlow paper: 100 rounds for SynFlow, one shot for the rest.
+PRUNERS: dict[str, PrunerInfo] = {
+    p.name: p
+    for p in (
+        PrunerInfo("rand", "Rand", False, 1, "random scores (a baseline)"),
+        PrunerInfo("mag", "Mag", False, 1, "weight magnitude |w|"),
+        PrunerInfo("snip", "SNIP", True, 1, "connection sensitivity |w * dL/dw| on a batch"),
+        PrunerInfo("grasp", "GraSP", True, 1, "gradient-signal preservation (Hessian-gradient)"),
+        PrunerInfo("synflow", "SynFlow", False, 100, "iterative synaptic flow, data-free"),
+    )
 }
 # Pruners that need a batch of data to score; the others are data-free.
-DATA_PRUNERS = frozenset({"snip", "grasp"})
+DATA_PRUNERS = frozenset(p.name for p in PRUNERS.values() if p.needs_data)
+
+
+def pruner_display(name: str) -> str:
+    """A pruner's display name ('SynFlow'), or the name itself when it is not registered."""
+    info = PRUNERS.get(name)
+    return info.display if info is not None else name
+
+
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
 SCOPES = ("global", "local")
 SCHEDULES = ("exponential", "linear")

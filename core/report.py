@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prunetui.core.catalog import PRUNERS
+from prunetui.core.catalog import PRUNERS, pruner_display
 from prunetui.core.config import EXECUTION_FIELDS
 from prunetui.core.store import RunRow
 
@@ -246,7 +246,7 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
     tables: list[Table] = []
     figures: list[Figure] = []
     pruners = _pruners(rows)
-    names = [PRUNERS[p] for p in pruners]
+    names = [pruner_display(p) for p in pruners]
     pairs = sorted({(r.dataset, r.model) for r in rows})
 
     t = Table("accuracy_by_arch", "1.1", "Testing accuracy (top 1)", ["Data", "Arch"], names,
@@ -317,7 +317,7 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
             if r is not None:
                 stem = f"weight_hist_{p}" if single else f"weight_hist_{model}_{dataset}_{p}"
                 figures.append(Figure("2.1" if single else f"2.1.{n}",
-                                      f"{PRUNERS[p]} — {where}, compression {layers_at:g}",
+                                      f"{pruner_display(p)} — {where}, compression {layers_at:g}",
                                       stem + ".png", r.run_id))
     # The reference's order: 1.1, 1.2.*, then 2.2 and 2.3 (the figures, 2.1, come before them).
     tables.sort(key=lambda t: _section_key(t.section))

@@ -87,8 +87,8 @@ def test_run_json_then_runs_show_export(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("extra", "expect"), [
     (["--datasets", "mnist", "--set", "device=cpu", "--data-dir", "{tmp}/none",
       "--no-download"], "mnist not found: expected {tmp}/none/MNIST/raw/"),
-    (["--datasets", "digits", "--devices", "cuda:0"], "device 'cuda:0' is not available: no "
-     "CUDA GPU is visible; use --devices cpu, or leave it out"),
+    (["--datasets", "digits", "--devices", "cuda:0"], "device 'cuda:0' of --devices is not "
+     "available: no CUDA GPU is visible; use --devices cpu, or leave it out"),
     (["--datasets", "digits", "--set", "device=cpu", "--results-dir", "{tmp}/file"],
      "results dir {tmp}/file is a file"),
 ])
@@ -209,28 +209,35 @@ def test_sweep_dry_run_and_run() -> None:
 
 
 BAD = [
-    (["run", "--model", "vgg99"], "unknown model 'vgg99'; choose one of: fc, conv"),
-    (["run", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
-    (["run", "--pruner", "obd"], "unknown pruner 'obd'; choose one of: rand, mag, snip"),
-    (["run", "--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
-    (["run", "--scope", "layer"], "unknown scope 'layer'"),
-    (["run", "--schedule", "cubic"], "unknown schedule 'cubic'"),
-    (["run", "--device", "tpu"], "invalid device 'tpu'"),
-    (["run", "--device", "cuda:7", "--dataset", "digits"], "device 'cuda:7' is not available"),
-    (["run", "--compression", "-1"], "invalid compression -1.0"),
+    (["run", "--model", "vgg99"], "unknown --model 'vgg99'; choose one of: fc, conv"),
+    (["run", "--dataset", "imagenet"], "unknown --dataset 'imagenet'"),
+    (["run", "--pruner", "obd"], "unknown --pruner 'obd'; choose one of: rand, mag, snip"),
+    (["run", "--optimizer", "lbfgs"], "unknown --optimizer 'lbfgs'"),
+    (["run", "--scope", "layer"], "unknown --scope 'layer'"),
+    (["run", "--schedule", "cubic"], "unknown --schedule 'cubic'"),
+    (["run", "--device", "tpu"], "invalid --device 'tpu'; use auto, cpu, cuda, cuda:N or mps"),
+    (["run", "--device", "cuda:7", "--dataset", "digits"], "--device 'cuda:7' is not available: "
+     "no CUDA GPU is visible; set --device to cpu or auto"),
+    (["run", "--lr-drops", "60,x"], "invalid --lr-drops '60,x'; give integers, repeated or "
+     "comma-separated"),
+    (["run", "--lr-drops", "5", "--lr-drops", "3"], "invalid --lr-drops [5, 3]; give "
+     "increasing epochs"),
+    (["run", "--keep-optimizer", "--prune-iterations", "0"], "invalid --prune-iterations 0"),
+    (["inspect", "fc", "--seed", "-1"], "invalid --seed -1"),
+    (["run", "--compression", "-1"], "invalid --compression -1.0; it must be a number >= 0"),
     (["run", "--seed", "99999999999999999999999"],
-     "invalid seed 99999999999999999999999; it must be from 0 to 4294967295"),
+     "invalid --seed 99999999999999999999999; it must be an integer from 0 to 4294967295"),
     (["run", "--compression", "abc"], "Invalid value for '--compression': 'abc' is not a"),
     (["run", "--dataset", "digits", "--compression", "9"], "keeps no weight of"),
-    (["run", "--post-epochs", "-2"], "invalid post-epochs -2"),
+    (["run", "--post-epochs", "-2"], "invalid --post-epochs -2; it must be an integer >= 0"),
     (["run", "--pre-epochs=x"], "Invalid value for '--pre-epochs'"),
-    (["run", "--batch-size", "0"], "invalid batch-size 0"),
-    (["run", "--test-batch-size", "-1"], "invalid test-batch-size -1"),
-    (["run", "--lr", "0"], "invalid lr 0.0"),
+    (["run", "--batch-size", "0"], "invalid --batch-size 0"),
+    (["run", "--test-batch-size", "-1"], "invalid --test-batch-size -1"),
+    (["run", "--lr", "0"], "invalid --lr 0.0; it must be a number > 0"),
     (["run", "--model", "vgg16", "--dataset", "mnist"], "model 'vgg16' needs 32x32 inputs"),
     (["run", "--dataset", "mnist", "--no-download"], "MNIST"),
     (["run", "--bogus"], "No such option: --bogus"),
-    (["inspect", "nope"], "unknown model 'nope'"),
+    (["inspect", "nope"], "unknown model 'nope'"),  # an argument, not an option
     (["inspect", "vgg16", "--dataset", "mnist"], "model 'vgg16' needs 32x32 inputs"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
       "epochs=3"], "unknown setting 'epochs'"),
@@ -239,10 +246,14 @@ BAD = [
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--pruners",
       "rand", "--set", "mag.lr=-1"], "settings for mag (not in the grid): invalid lr -1.0"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
-      "device=cuda:7"], "device 'cuda:7' is not available: no CUDA GPU is visible; use "
-     "--set device=cpu (or auto)"),
+      "device=cuda:7"], "device 'cuda:7' is not available: no CUDA GPU is visible; set "
+     "device to cpu or auto"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "x"],
      "invalid compressions 'x'"),
+    (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
+      "lr=0"], "invalid lr 0.0; it must be a number > 0"),  # named as --set names it
+    (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
+      "mag.post_epochs=-1"], "settings for mag: invalid post_epochs -1"),
     (["sweep", "--models", "fc", "--datasets", "digits"], "a sweep needs --compressions"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1,9"],
      "fc on digits: compression 9 keeps no weight of 47,400 prunable ones; use a compression "
@@ -576,3 +587,36 @@ def test_ctrl_c_names_the_checkpoint_the_run_resumes_after(
                              "first checkpoint; the same command starts it again\n")
     row = Store(results()).get(rid)
     assert row is not None and row.epoch == 0 and Store(results()).epochs(rid) == []
+
+
+def test_run_and_inspect_have_an_option_per_setting_with_its_help() -> None:
+    from prunetui.core.config import SETTINGS
+
+    text = runner.invoke(app, ["run", "--help"]).output
+    for s in SETTINGS.values():
+        assert s.cli_flag in text, s.cli_flag
+    assert "[default: 100 for synflow, 1 otherwise]" in " ".join(text.split())
+    text = " ".join(runner.invoke(app, ["inspect", "--help"]).output.split())
+    assert "--prune-iterations" in text and "--post-epochs" not in text
+    assert "[default: cpu]" in text  # inspect's own default device
+
+
+@pytest.mark.parametrize("args", [["--lr-drops", "60", "--lr-drops", "120"],
+                                  ["--lr-drops", "60,120"], ["--lr-drops", "60, 120"]])
+def test_lr_drops_repeated_or_as_a_comma_list(monkeypatch: pytest.MonkeyPatch,
+                                              args: list[str]) -> None:
+    import typer
+
+    from prunetui.tui import cli
+
+    seen = []
+    real = cli._config
+
+    def config(**kw: Any) -> Any:  # the config the options make; then stop
+        seen.append(real(**kw))
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(cli, "_config", config)
+    r = runner.invoke(app, ["run", *args, "--post-epochs", "130", "--keep-optimizer"])
+    assert r.exit_code == 0, r.output
+    assert seen[0].lr_drops == (60, 120) and seen[0].keep_optimizer is False  # no pre-epochs

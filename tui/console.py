@@ -17,7 +17,7 @@ from rich.progress import (
 from rich.table import Table
 
 from prunetui.core import events as ev
-from prunetui.core.catalog import PRUNERS
+from prunetui.core.catalog import pruner_display
 
 
 class ConsoleSink:
@@ -122,7 +122,8 @@ def summary_table(result: dict[str, Any]) -> Table:
     t.add_column(style="bold")
     t.add_column()
     t.add_row("run", f"{result.get('run_id', '—')}  {cfg['model']} / {cfg['dataset']} / "
-                     f"{PRUNERS[cfg['pruner']]} / c={cfg['compression']:g} / seed {cfg['seed']}")
+                     f"{pruner_display(cfg['pruner'])} / c={cfg['compression']:g} / "
+                     f"seed {cfg['seed']}")
     if "data" in result:  # runs stored before fingerprints were kept have none
         d = result["data"]
         t.add_row("data", f"{d['train']:,} train / {d['test']:,} test images "

@@ -7,13 +7,14 @@ scores into masks; scorers never touch masks.
 
 from __future__ import annotations
 
+import importlib
 from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
+from prunetui.core import catalog
 from prunetui.core.masks import Prunable
-from prunetui.core.pruners import grasp, mag, rand, snip, synflow
 
 
 class Scorer(Protocol):
@@ -33,12 +34,10 @@ class Scorer(Protocol):
     ) -> list[Tensor]: ...
 
 
+# Built from the catalog's registry: a pruner is its module here plus its catalog entry.
 SCORERS: dict[str, Scorer] = {
-    "rand": rand.score,
-    "mag": mag.score,
-    "snip": snip.score,
-    "grasp": grasp.score,
-    "synflow": synflow.score,
+    name: importlib.import_module(f"{__name__}.{info.module_name}").score
+    for name, info in catalog.PRUNERS.items()
 }
 
 __all__ = ["SCORERS", "Scorer"]

@@ -10,7 +10,9 @@ from prunetui.core.sweep.spec import (
     coerce,
     load_toml,
     parse_sets,
+    save_toml,
+    to_toml,
 )
 
 __all__ = ["EXECUTORS", "GRID_KEYS", "SETTING_NAMES", "CellOutcome", "SweepRunner", "SweepSpec",
-           "coerce", "load_toml", "parse_sets", "run_cell"]
+           "coerce", "load_toml", "parse_sets", "run_cell", "save_toml", "to_toml"]

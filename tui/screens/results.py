@@ -20,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, Select, Static
 
-from prunetui.core.catalog import PRUNERS
+from prunetui.core.catalog import PRUNERS, pruner_display
 from prunetui.core.errors import PrunetuiError
 from prunetui.core.store import RunRow, Store
 from prunetui.tui.screens.compare import CompareScreen
@@ -99,14 +99,14 @@ def _text_test(field: str, value: str, *, negate: bool) -> Callable[[RunRow], bo
 
 def _haystack(row: RunRow) -> str:
     return " ".join([row.run_id, row.model, row.dataset, row.pruner,
-                     PRUNERS.get(row.pruner, ""), row.status]).lower()
+                     pruner_display(row.pruner), row.status]).lower()
 
 
 def _text_match(row: RunRow, field: str, value: str) -> bool:
     if field == "run_id":
         return row.run_id.startswith(value)
     if field == "pruner":
-        return value in (row.pruner, PRUNERS.get(row.pruner, "").lower())
+        return value in (row.pruner, pruner_display(row.pruner).lower())
     return str(_field(row, field)).lower() == value
 
 

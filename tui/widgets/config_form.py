@@ -90,8 +90,8 @@ class ConfigForm(Vertical):
                          allow_blank=False, compact=True, id="dataset")
         with Horizontal(id="lists"):
             pruners = SelectionList[str](
-                *[Selection(name, key, key == DEFAULTS.pruner)
-                  for key, name in catalog.PRUNERS.items()], id="pruners")
+                *[Selection(p.display, key, key == DEFAULTS.pruner)
+                  for key, p in catalog.PRUNERS.items()], id="pruners")
             pruners.border_title = "Pruners"
             yield pruners
             comps = SelectionList[float](

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from prunetui.core.catalog import PRUNERS
+from prunetui.core.catalog import pruner_display
 
 # The engine's errors name the CLI's flags; in the app the same fix is done another way.
 _APP_WORDING = (
@@ -61,7 +61,8 @@ def seconds(x: float | None) -> str:
 
 
 def pruner_name(key: str) -> str:
-    return PRUNERS.get(key, key)
+    """'SynFlow' for 'synflow'; an unregistered name as it is."""
+    return pruner_display(key)
 
 
 def cell_label(config: dict[str, Any] | Any) -> str:

@@ -63,9 +63,9 @@ def test_toml_and_set_agree(tmp_path: Path) -> None:
     [
         (["epochs=3"], "unknown setting 'epochs'"),
         (["foo.post_epochs=3"], "unknown pruner in --set 'foo'"),
-        (["post_epochs=three"], "invalid value 'three' for setting 'post_epochs'"),
+        (["post_epochs=three"], "invalid post_epochs 'three'; it must be an integer >= 0"),
         (["post_epochs"], "write KEY=VALUE"),
-        (["amp=maybe"], "invalid value 'maybe' for setting 'amp'"),
+        (["amp=maybe"], "invalid amp 'maybe'; it must be true or false"),
         (["model=fc"], "'model' is an axis of the grid, not a setting: use --models"),
     ],
 )
@@ -83,7 +83,7 @@ def test_bad_sets(items: list[str], needle: str) -> None:
         ("[grid]\nmodels=['fc']\ndatasets=['digits']\npruners=['rand']",
          "has no grid.compressions; a sweep needs models, datasets, compressions"),
         ("[grid]\nmodels=['fc']\ndatasets=['digits']\npruners=['rand']\ncompressions=[1]\n"
-         "[settings]\npost_epochs='ten'", "invalid value 'ten' for setting 'post_epochs'"),
+         "[settings]\npost_epochs='ten'", "invalid post_epochs 'ten'"),
         ("[grid]\nmodels=['fc']\ndatasets=['digits']\npruners=['rand']\ncompressions=[1]\n"
          "[settings]\nepochs=3", "unknown setting 'epochs'"),
         ("[grid]\nmodels=['fc']\ndatasets=['digits']\npruners=['rand']\ncompressions=[1]\n"
@@ -166,8 +166,8 @@ def test_coerce_reads_each_settings_type_from_its_metadata() -> None:
     assert coerce("lr_drops", "60 120") == (60, 120) == coerce("lr_drops", [60, 120])
     assert coerce("keep_optimizer", "on") is True and coerce("amp", "No") is False
     assert coerce("optimizer", " sgd ") == "sgd"
-    with pytest.raises(ConfigError, match="expected an integer >= 1") as e:
+    with pytest.raises(ConfigError, match="it must be an integer >= 1") as e:
         coerce("batch_size", "x")
     assert e.value.field == "batch_size"
-    with pytest.raises(ConfigError, match="expected a number in \\(0, 1\\]"):
+    with pytest.raises(ConfigError, match="it must be a number in \\(0, 1\\]"):
         coerce("lr_drop_rate", "fast")

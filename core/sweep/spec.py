@@ -140,8 +140,8 @@ def coerce(key: str, value: Any) -> Any:
     try:
         return convert(setting, value)
     except (TypeError, ValueError):
-        raise ConfigError(f"invalid value {value!r} for setting {key!r}; expected "
-                          f"{_expected(setting)}", field=key, value=value) from None
+        raise ConfigError(field=key, value=value,
+                          hint=f"it must be {_expected(setting)}") from None
 
 
 def convert(setting: Setting, value: Any) -> Any:

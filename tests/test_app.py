@@ -106,20 +106,26 @@ async def configure(pilot: Pilot[Any], app: PruneApp, *, epochs: str) -> None:
     if app.query_one("#options", Collapsible).collapsed:
         await pilot.press("enter")
     assert not app.query_one("#options", Collapsible).collapsed
-    await pilot.press("tab")
-    assert app.focused is app.query_one("#epochs", Input)
-    app.query_one("#epochs", Input).value = ""
-    await pilot.press(*epochs)
-    await pilot.press("tab", "tab", "tab", "tab")  # optimizer, lr, batch, seed
-    await pilot.press("tab")
-    assert app.focused is app.query_one("#device", Input)
-    app.query_one("#device", Input).value = ""
+    await tab_to(pilot, app, "post_epochs")
+    await pilot.press(*epochs)  # typing replaces the (selected) value
+    await tab_to(pilot, app, "device")
     await pilot.press(*"cpu")
     await pilot.pause()
     state = form.state()
     assert state.error is None, state.error
     assert [(c.model, c.dataset, c.pruner, c.compression, c.post_epochs, c.device)
             for c in state.configs] == [("fc", "digits", "rand", 1.0, int(epochs), "cpu")]
+
+
+async def tab_to(pilot: Pilot[Any], app: PruneApp, id: str) -> None:
+    """Press tab until the widget ``id`` has the focus (each step stays in the form)."""
+    form = app.query_one(ConfigForm)
+    for _ in range(60):
+        if app.focused is not None and app.focused.id == id:
+            return
+        await pilot.press("tab")
+        assert app.focused is not None and form in app.focused.ancestors_with_self, app.focused
+    raise AssertionError(f"tab never reached #{id}")
 
 
 def digits(**kw: Any) -> RunConfig:
@@ -244,7 +250,7 @@ async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> 
         form.set_values(lr="abc")
         await pilot.pause()
         msg = str(app.query_one("#validation", Static).render())
-        assert "invalid lr 'abc'; it must be a positive number" in msg
+        assert msg == "✗ invalid LR 'abc'; it must be a number > 0"  # the field's label
         assert app.query_one("#lr", Input).has_class("-rejected")
         assert app.query_one("#run", Button).disabled
         import torch  # loaded, as the previews load it: the form then checks the device
@@ -253,30 +259,32 @@ async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> 
             form.set_values(lr="0.01", device="cuda")
             await pilot.pause()
             msg = str(app.query_one("#validation", Static).render())
-            assert msg == ("✗ device 'cuda' is not available: no CUDA GPU is visible; "
-                           "set Device (Options) to cpu or auto")
+            assert msg == ("✗ Device 'cuda' is not available: no CUDA GPU is visible; "
+                           "set Device to cpu or auto")
             assert app.query_one("#device", Input).has_class("-rejected")
             app.query_one("#device", Input).focus()
             await pilot.press("tab")  # leaving the field keeps the mark
             await pilot.pause()
             assert app.query_one("#device", Input).has_class("-rejected")
             assert app.query_one("#run", Button).disabled
-        form.set_values(lr="0.01", batch="0", device="auto")
+        form.set_values(lr="0.01", batch_size="0", device="auto")
         await pilot.pause()
         msg = str(app.query_one("#validation", Static).render())
         assert msg == "✗ invalid Batch size 0; it must be an integer >= 1"  # the field's name
-        assert app.query_one("#batch", Input).has_class("-rejected")
-        form.set_values(batch="64", model="vgg11")
+        assert app.query_one("#batch_size", Input).has_class("-rejected")
+        form.set_values(batch_size="64", model="vgg11")
         await pilot.pause()
         msg = str(app.query_one("#validation", Static).render())
         assert "needs 32x32 inputs" in msg
+        assert app.query_one("#dataset", Select).has_class("-rejected")
         app.query_one("#pruners", SelectionList).focus()
         await pilot.press("r")
         assert not app.sweep_active
         assert app.notes[-1][0] == "error"
         form.set_values(model="fc", pruners=[])
         await pilot.pause()
-        assert "choose at least one pruner" in str(app.query_one("#validation").render())
+        assert "choose at least one pruner (space toggles)" in str(
+            app.query_one("#validation").render())
         # r on an invalid form puts the focus where the fix is (space then toggles a pruner).
         app.query_one("#compressions", SelectionList).focus()
         await pilot.press("r")
@@ -292,15 +300,15 @@ async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> 
         assert app.query_one("#run", Button).disabled
         form.set_values(extra="nan")  # typed in More c: marked there too
         await pilot.pause()
-        assert "invalid compression nan" in str(app.query_one("#validation").render())
+        assert "invalid Compression nan" in str(app.query_one("#validation").render())
         assert app.query_one("#extra", Input).has_class("-rejected")
-        form.set_values(extra="", seed="99999999999999999999999")  # would overflow torch
+        form.set_values(extra="", seeds="1 99999999999999999999999")  # would overflow torch
         await pilot.pause()
         assert str(app.query_one("#validation").render()) == (
-            "✗ invalid seed 99999999999999999999999; it must be from 0 to 4294967295")
-        assert app.query_one("#seed", Input).has_class("-rejected")
+            "✗ invalid Seed 99999999999999999999999; it must be an integer from 0 to 4294967295")
+        assert app.query_one("#seeds", Input).has_class("-rejected")
         assert app.query_one("#run", Button).disabled
-        form.set_values(seed="1")
+        form.set_values(seeds="1")
         form.set_values(pruners=["rand", "mag"], compressions=[0.5, 2.0], extra="1.25")
         await pilot.pause()
         assert len(form.state().configs) == 6
@@ -325,7 +333,7 @@ async def test_the_reason_a_run_is_refused_stays_in_view_on_a_small_terminal(
             for widget in (app.query_one("#validation"), app.query_one("#run", Button)):
                 region = app.screen.find_widget(widget).region
                 assert region.height > 0 and visible.contains_region(region), widget
-        assert "invalid lr 'abc'" in str(app.query_one("#validation").render())
+        assert "invalid LR 'abc'" in str(app.query_one("#validation").render())
         # Typing in the last field, it stays in view above the message that grows under it.
         form.set_values(lr="0.001")
         form.scroll_to(y=0, animate=False)
@@ -370,8 +378,7 @@ async def test_preview_per_layer_and_data_errors(tmp_path: Path) -> None:
             panel.query_one("#preview-summary").render()), what="the DataError")
         assert layers.row_count == 0
         shown = str(panel.query_one("#preview-summary").render())  # in the app's terms
-        assert "start the app with --data-dir DIR" in shown and "--device" not in shown
-        assert "or start the run (r), which downloads it" in shown
+        assert "mnist not found" in shown and "--" not in shown  # no CLI flag in the app
         # Keeping less than one weight is refused by the form, as the engine would.
         form.set_values(dataset="digits", extra="9")
         app.query_one("#pruners", SelectionList).highlighted = 0
@@ -405,8 +412,8 @@ async def test_cancel_mid_run_then_resume(tmp_path: Path, monkeypatch: pytest.Mo
     app = make_app(tmp_path)
     config = digits(post_epochs=3)
     async with app.run_test(size=SIZE) as pilot:
-        app.query_one(ConfigForm).set_values(dataset="digits", pruners=["rand"], epochs="3",
-                                             device="cpu")
+        app.query_one(ConfigForm).set_values(dataset="digits", pruners=["rand"],
+                                             post_epochs="3", device="cpu")
         await pilot.pause()
         assert app.query_one(ConfigForm).state().configs == [config]
         await pilot.click("#run")
@@ -1094,17 +1101,6 @@ async def test_a_fit_table_shows_the_leading_columns_that_fit_and_keeps_the_rest
         assert [c.label.plain for c in table.columns.values()] == ["Layer"]  # at least one
         table.clear()
         assert table.row_count == 0 and len(table.columns) == 1
-
-
-def test_engine_messages_are_put_in_the_apps_terms() -> None:
-    from prunetui.tui.widgets.fmt import for_app
-
-    assert for_app("run ab is stored as diverged (x); change the lr or seed, or force a rerun "
-                   "(run --force)") == ("run ab is stored as diverged (x); change the lr or "
-                                        "seed, or delete it in Results (del) to run it again")
-    assert "delete them in Results (del) to train them" in for_app(
-        "1 run was stored from other data …; `prunetui rm` them (or `prunetui run --force`) "
-        "to train them on this data, or use another --results-dir")
 
 
 async def test_layer_density_shows_every_layer_on_a_small_terminal(tmp_path: Path) -> None:

@@ -620,3 +620,51 @@ def test_lr_drops_repeated_or_as_a_comma_list(monkeypatch: pytest.MonkeyPatch,
     r = runner.invoke(app, ["run", *args, "--post-epochs", "130", "--keep-optimizer"])
     assert r.exit_code == 0, r.output
     assert seen[0].lr_drops == (60, 120) and seen[0].keep_optimizer is False  # no pre-epochs
+
+
+def test_a_toml_file_as_the_first_word_opens_it_in_the_app(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from prunetui.tui.app import PruneApp
+
+    opened: list[Path | None] = []
+    monkeypatch.setattr(PruneApp, "run", lambda self: opened.append(self.sweep_file))
+    example = Path(__file__).resolve().parents[1] / "examples" / "vgg16-cifar10.toml"
+    for argv in ([str(example)], ["--open", str(example)],
+                 ["--results-dir", str(tmp_path / "r"), str(example)]):
+        r = runner.invoke(app, argv)
+        assert r.exit_code == 0, r.output
+    assert opened == [example] * 3
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[grid]\nmodels = ['fc']\ndatasets = ['digits']\ncompressions = [1]\n"
+                   "[settings]\nlr = 'fast'\n")
+    r = runner.invoke(app, [str(bad)])
+    assert r.exit_code == 2 and r.stderr == (
+        "error: invalid lr 'fast'; it must be a number > 0\n")  # named as the file names it
+    r = runner.invoke(app, [str(tmp_path / "none.toml")])
+    assert r.exit_code == 2 and "does not exist" in r.stderr
+    r = runner.invoke(app, ["notes.txt"])  # not a TOML file: still an unknown command
+    assert r.exit_code == 2 and "No such command 'notes.txt'" in r.stderr
+    assert len(opened) == 3
+
+
+def test_runs_at_80_columns_keeps_whole_ids_and_the_key_columns(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+    from test_app import prepared_store
+
+    from prunetui.tui import cli
+
+    ids = [r.run_id for r in prepared_store(results()).query()]
+    monkeypatch.setattr(cli, "out", Console(width=80))
+    r = runner.invoke(app, ["runs"])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), r.stdout
+    assert all(any(rid in line for line in lines) for rid in ids)
+    header = next(line for line in lines if "status" in line)
+    for column in ("id", "model", "dataset", "pruner", "c", "seed", "status", "top-1"):
+        assert f" {column} " in header
+    assert "--json for" in lines[0]  # says what it left out
+    monkeypatch.setattr(cli, "out", Console(width=160))
+    wide = runner.invoke(app, ["runs"]).stdout
+    assert "FLOP ratio" in wide and "--json for" not in wide

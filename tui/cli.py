@@ -50,6 +50,7 @@ class _OneLineErrors(TyperGroup):
     def main(self, args: Any = None, prog_name: Any = None,  # type: ignore[override]
              complete_var: Any = None, standalone_mode: bool = True, **extra: Any) -> Any:
         _OneLineErrors.naming = staticmethod(flag_name)
+        args = self._open_file_args(list(sys.argv[1:] if args is None else args))
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as e:  # usage errors: bad option, wrong type, no command
@@ -65,6 +66,28 @@ class _OneLineErrors(TyperGroup):
             _fail("interrupted: any run it had started is stored as interrupted, and the same "
                   "command resumes it", 130)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+    def _open_file_args(self, args: list[str]) -> list[str]:
+        """``prunetui FILE.toml`` is ``prunetui --open FILE.toml``: the app, showing a sweep
+        file (a first word that is not a command and names a TOML file)."""
+        i = 0
+        while i < len(args):
+            tok = args[i]
+            if tok in _ROOT_VALUE_OPTIONS:
+                i += 2
+                continue
+            if tok.startswith("-"):
+                i += 1
+                continue
+            if tok not in self.commands and tok.endswith(".toml"):
+                return [*args[:i], "--open", tok, *args[i + 1:]]
+            break
+        return args
+
+
+# The app's options that take a value (the word after them is not a command).
+_ROOT_VALUE_OPTIONS = ("--results-dir", "--data-dir", "--open")
 
 
 def _given(e: Exception, args: Any, message: str) -> str:
@@ -139,8 +162,12 @@ def _show_warnings(result: dict[str, Any]) -> None:
 
 
 @app.callback()
-def _root(ctx: typer.Context, results_dir: ResultsDir = None, data_dir: DataDir = None) -> None:
-    """With no subcommand, open the Textual app (on --results-dir and --data-dir)."""
+def _root(ctx: typer.Context, results_dir: ResultsDir = None, data_dir: DataDir = None,
+          open_file: Annotated[Path | None, typer.Option(
+              "--open", help="A sweep file (TOML) to show in the app's Configure tab; "
+                             "`prunetui FILE.toml` does the same.")] = None) -> None:
+    """With no subcommand, open the Textual app (on --results-dir and --data-dir; `prunetui
+    FILE.toml` opens a sweep file in it)."""
     # Given before a subcommand, they apply to it: its own options read these variables.
     if results_dir is not None:
         os.environ["PRUNETUI_RESULTS"] = str(results_dir)
@@ -148,9 +175,14 @@ def _root(ctx: typer.Context, results_dir: ResultsDir = None, data_dir: DataDir 
         os.environ["PRUNETUI_DATA"] = str(data_dir)
     if ctx.invoked_subcommand is None:
         _store(results_dir)  # an unusable results dir is one line here, not a screen later
+        if open_file is not None:  # so is a sweep file that cannot be shown
+            from prunetui.core.sweep import load_toml
+
+            _OneLineErrors.naming = staticmethod(key_name)
+            load_toml(open_file).configs()
         from prunetui.tui.app import PruneApp
 
-        PruneApp(results_dir=results_dir, data_dir=data_dir).run()
+        PruneApp(results_dir=results_dir, data_dir=data_dir, sweep_file=open_file).run()
 
 
 @app.command("models")
@@ -546,17 +578,47 @@ def runs_cmd(
 
     from prunetui.tui.widgets.fmt import epochs, seconds
 
-    t = Table("id", "model", "dataset", "pruner", "c", "seed", "epochs", "status", "top-1",
-              "density", "FLOP ratio", "time", title=_count(len(rows), "run"),
+    cells = [{"id": r.run_id, "model": r.model, "dataset": r.dataset, "pruner": r.pruner,
+              "c": f"{r.compression:g}", "seed": str(r.seed), "epochs": epochs(r.config),
+              "status": r.status + (" ‡" if r.collapsed else ""),
+              "top-1": f"{r.top1:.2f}" if r.top1 is not None else "—",
+              "density": f"{r.density:.4g}" if r.density is not None else "—",
+              "FLOP ratio": f"{r.flop_ratio:.4f}" if r.flop_ratio is not None else "—",
+              "time": seconds(r.seconds)} for r in rows]
+    columns = _fitting_columns(cells, out.width)
+    t = Table(title=_count(len(rows), "run") + ("" if len(columns) == len(_RUNS_COLUMNS) else
+                                                 "; wider terminal or --json for " + ", ".join(
+                                                     c for c in _RUNS_COLUMNS
+                                                     if c not in columns)),
               title_justify="left")
-    for r in rows:
-        t.add_row(r.run_id, r.model, r.dataset, r.pruner, f"{r.compression:g}", str(r.seed),
-                  epochs(r.config), r.status + (" ‡" if r.collapsed else ""),
-                  f"{r.top1:.2f}" if r.top1 is not None else "—",
-                  f"{r.density:.4g}" if r.density is not None else "—",
-                  f"{r.flop_ratio:.4f}" if r.flop_ratio is not None else "—",
-                  seconds(r.seconds))
+    for c in columns:
+        # The id whole, always: show and rm take it.
+        t.add_column(c, no_wrap=c == "id", min_width=10 if c == "id" else None)
+    for cell in cells:
+        t.add_row(*(cell[c] for c in columns))
     out.print(t)
+
+
+# `runs` columns: those always shown, then the rest in the order they are dropped last.
+_RUNS_COLUMNS = ("id", "model", "dataset", "pruner", "c", "seed", "epochs", "status", "top-1",
+                 "density", "FLOP ratio", "time")
+_RUNS_KEEP = ("id", "model", "dataset", "pruner", "c", "seed", "status", "top-1")
+
+
+def _fitting_columns(cells: list[dict[str, str]], width: int) -> list[str]:
+    """The columns of ``runs`` that fit ``width`` at their natural widths: the key ones
+    always, then epochs, density, FLOP ratio and time while they fit (rich would otherwise
+    squeeze every column, cutting the ids)."""
+    def need(c: str) -> int:  # the column's text, its padding and its border
+        return max(len(c), *(len(cell[c]) for cell in cells)) + 3
+
+    chosen = list(_RUNS_KEEP)
+    used = 1 + sum(need(c) for c in chosen)
+    for c in ("epochs", "density", "FLOP ratio", "time"):
+        if used + need(c) <= width:
+            chosen.append(c)
+            used += need(c)
+    return [c for c in _RUNS_COLUMNS if c in chosen]
 
 
 def _check_filters(model: str | None, dataset: str | None, pruner: str | None) -> None:

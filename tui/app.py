@@ -298,8 +298,9 @@ class PruneApp(App[None]):
                 self.notify(str(e), severity="error", title="Save", timeout=10)
                 return
             self.sweep_file = path
-            self.notify(f"{path} ({len(spec.configs())} runs; `prunetui sweep {path}` "
-                        "runs them)", title="Saved")
+            n = len(spec.configs())
+            self.notify(f"{path} ({n} run{'s' * (n != 1)}; `prunetui sweep {path}` runs "
+                        f"{'them' if n != 1 else 'it'})", title="Saved")
 
         def chosen(path: Path | None) -> None:
             if path is None:

@@ -274,10 +274,10 @@ def _typed(value: Any, setting: Setting, key: str, path: Path) -> Any:
 def to_toml(spec: SweepSpec) -> str:
     """The sweep file that ``load_toml`` reads back as ``spec`` (same cells, same run ids):
     every axis, then the shared settings and each pruner's overrides, in field order."""
-    lines = [f"name = {_toml_value(spec.name)}"]
+    lines = [f"name = {_toml_value(spec.name)}"] if spec.name else []
     if spec.data_dir:
         lines.append(f"data_dir = {_toml_value(spec.data_dir)}")
-    lines += ["", "[grid]"]
+    lines += ["", "[grid]"] if lines else ["[grid]"]
     lines += [f"{axis} = {_toml_value(values)}" for axis, values in spec.grid.items()]
     lines += ["", "[settings]"]
     lines += [f"{k} = {_toml_value(spec.settings[k])}" for k in SETTINGS if k in spec.settings]

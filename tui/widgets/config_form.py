@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from textual import on
+from textual import events, on
 from textual._widget_navigation import find_next_enabled_no_wrap
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Grid, Horizontal, Vertical
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import (
@@ -164,42 +164,56 @@ class ConfigForm(Vertical):
         self._preview_pruner = DEFAULTS.pruner
         self._preview_compression = DEFAULTS.compression
         self._ready = False
+        self._update_pending = False
         self._tall: bool | None = None  # whether the terminal had room for the options
+        self._values: dict[str, Any] = {}  # each widget's value when composed
 
     # -- layout ----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield from self._row("Model", Select([(m, m) for m in catalog.MODELS], compact=True,
-                                             value=DEFAULTS.model, allow_blank=False,
-                                             id="model"))
-        yield from self._row("Dataset", Select([(d, d) for d in catalog.DATASETS],
-                                               value=DEFAULTS.dataset, allow_blank=False,
-                                               compact=True, id="dataset"))
+        # Built with their values (not set after mounting, which would restyle and validate
+        # the form once per field): the first frame comes sooner (bench/NOTES.md §5).
+        v = self._values = _values_of(self._start, self._start_data_dir)
+        v["download"] = self._start_download
+        with Grid(classes="form-grid"):
+            yield from self._row("Model", Select([(m, m) for m in catalog.MODELS],
+                                                 compact=True, value=v["model"],
+                                                 allow_blank=False, id="model"))
+            yield from self._row("Dataset", Select([(d, d) for d in catalog.DATASETS],
+                                                   value=v["dataset"], allow_blank=False,
+                                                   compact=True, id="dataset"))
         with Horizontal(id="lists"):
             pruners = NoWrapSelectionList[str](
-                *[Selection(p.display, key) for key, p in catalog.PRUNERS.items()],
-                id="pruners")
+                *[Selection(p.display, key, key in v["pruners"])
+                  for key, p in catalog.PRUNERS.items()], id="pruners")
             pruners.border_title = "Pruners"
             yield pruners
             comps = NoWrapSelectionList[float](
-                *[Selection(compression_label(c), c) for c in COMPRESSIONS], id="compressions")
+                *[Selection(compression_label(c), c, c in v["compressions"])
+                  for c in COMPRESSIONS], id="compressions")
             comps.border_title = "Compression"
             yield comps
-        with Collapsible(title="Options", collapsed=True, id="options"):
+        self._tall = self.app.size.height >= OPTIONS_OPEN_HEIGHT
+        with Collapsible(title="Options", collapsed=not self._tall, id="options"):
+            # One grid of label and field per group: a row container per field would double
+            # the widgets the first frame styles and lays out.
             for group in GROUPS:
                 yield Static(group, classes="form-group")
-                yield from self._group(group)
+                with Grid(classes="form-grid"):
+                    yield from self._group(group)
             yield Static("Per pruner (key=value …)", classes="form-group")
-            for key, p in catalog.PRUNERS.items():
-                yield from self._row(p.display, Input(
-                    "", placeholder="e.g. post_epochs=300", id=f"over-{key}", compact=True))
+            with Grid(classes="form-grid"):
+                for key, p in catalog.PRUNERS.items():
+                    yield from self._row(p.display, self._input_for(
+                        f"over-{key}", "e.g. post_epochs=300"))
             yield Static("Sweep", classes="form-group")
-            yield from self._row("Name", Input("", placeholder="default: models-datasets",
-                                               id="sweep-name", compact=True))
-            with Horizontal(classes="form-row", id="file-row"):
+            with Grid(classes="form-grid"):
+                yield from self._row("Name", self._input_for("sweep-name",
+                                                             "default: models-datasets"))
                 yield Label("File", classes="form-label")
-                yield Button("Open… ^o", id="open-file", compact=True)
-                yield Button("Save… ^s", id="save-file", compact=True)
+                with Horizontal(id="file-row"):
+                    yield Button("Open… ^o", id="open-file", compact=True)
+                    yield Button("Save… ^s", id="save-file", compact=True)
         # Docked at the bottom: with Options open on a short terminal the form scrolls, and
         # why the Run button is disabled must stay in view with the button.
         with Vertical(id="form-foot"):
@@ -207,6 +221,10 @@ class ConfigForm(Vertical):
             with Horizontal(id="run-row"):
                 yield Button("Run ▶", id="run", variant="success", compact=True)
                 yield Static("", id="sweep-size")
+
+    def _input_for(self, id: str, placeholder: str = "", tooltip: str | None = None) -> Input:
+        return Input(str(self._values.get(id, "")), placeholder=placeholder, compact=True,
+                     id=id, tooltip=tooltip)
 
     def _group(self, group: str) -> ComposeResult:
         """The rows of one Options group: its axes' extra values, then its settings."""
@@ -216,40 +234,55 @@ class ConfigForm(Vertical):
             if axis in _MORE:
                 more = {"compressions": "More c", "datasets": "More data"}.get(
                     axis, f"More {axis}")
-                yield from self._row(more, Input("", placeholder="e.g. 0.25 1.75" if axis ==
-                                                 "compressions" else "space-separated",
-                                                 id=_MORE[axis], compact=True))
+                yield from self._row(more, self._input_for(
+                    _MORE[axis], "e.g. 0.25 1.75" if axis == "compressions"
+                    else "space-separated"))
             elif axis not in _OWN_WIDGETS:
-                yield from self._row(s.label + "s", Input("", id=axis, compact=True,
-                                                         placeholder="space-separated"))
+                yield from self._row(s.label + "s", self._input_for(axis, "space-separated"))
         if group == GROUPS[0]:
-            yield from self._row("Data dir", Input("", id="data-dir", compact=True,
-                                                   placeholder="default (see below)"))
-            yield from self._row("Download", Checkbox("", self._start_download, compact=True,
-                                                      id="download"))
+            yield from self._row("Data dir", self._input_for("data-dir", "default (see below)"))
+            yield from self._row("Download", Checkbox("", self._values["download"],
+                                                      compact=True, id="download"))
             yield Static("", id="data-status")
         for s in ORDERED:
             if s.group == group and not s.axis:
                 yield from self._row(s.label, self._widget(s))
 
     def _widget(self, s: Setting) -> Widget:
+        value = self._values[s.name]
         if s.kind == "switch":
-            return Checkbox("", False, compact=True, id=s.name, tooltip=s.help)
+            return Checkbox("", value, compact=True, id=s.name, tooltip=s.help)
         if s.kind == "select":
-            return Select([(c, c) for c in s.choice_list()], value=getattr(DEFAULTS, s.name),
-                          allow_blank=False, compact=True, id=s.name, tooltip=s.help)
+            return Select([(c, c) for c in s.choice_list()], value=value, allow_blank=False,
+                          compact=True, id=s.name, tooltip=s.help)
         placeholder = ("default: " + s.default_help if s.optional
                        else "none: e.g. 60,120" if s.kind == "list" else "")
-        return Input("", placeholder=placeholder, compact=True, id=s.name, tooltip=s.help)
+        return self._input_for(s.name, placeholder, s.help)
 
     def _row(self, label: str, widget: Widget) -> ComposeResult:
-        with Horizontal(classes="form-row"):
-            yield Label(label, classes="form-label")
-            yield widget
+        """A field and its label: two cells of a ``form-grid``."""
+        yield Label(label, classes="form-label")
+        yield widget
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        """The focused field's label stands out with it (a grid has no row to style)."""
+        for label in self.query(".form-label.-focused"):
+            label.remove_class("-focused")
+        widget = event.widget
+        while widget.parent is not None and not widget.parent.has_class("form-grid"):
+            if widget.parent is self:
+                return
+            widget = widget.parent  # type: ignore[assignment]
+        parent = widget.parent
+        if parent is None:
+            return
+        cells = list(parent.children)
+        at = cells.index(widget)
+        if at > 0 and isinstance(cells[at - 1], Label):
+            cells[at - 1].add_class("-focused")
 
     def on_mount(self) -> None:
-        self.load(self._start, self._start_data_dir)
-        self._fit_options()
+        self._cursor_on_ticked()
         self._ready = True
         self._changed()
 
@@ -269,54 +302,12 @@ class ConfigForm(Vertical):
 
     def load(self, spec: SweepSpec, data_dir: Path | None = None) -> None:
         """Show ``spec`` (a sweep file, the remembered configuration): every widget is set,
-        settings the spec does not give to their defaults."""
-        ready, self._ready = self._ready, False  # one Changed for the whole load
-        try:
-            grid = spec.grid
-            self.query_one("#model", Select).value = grid["models"][0] if grid["models"] \
-                else DEFAULTS.model
-            self.query_one("#dataset", Select).value = grid["datasets"][0] if \
-                grid["datasets"] else DEFAULTS.dataset
-            self._input("more-models").value = " ".join(grid["models"][1:])
-            self._input("more-datasets").value = " ".join(grid["datasets"][1:])
-            self._tick("pruners", grid["pruners"])
-            listed = [c for c in grid["compressions"] if c in COMPRESSIONS]
-            self._tick("compressions", listed)
-            self._input("extra").value = " ".join(
-                f"{c:g}" if float(f"{c:g}") == c else repr(c)
-                for c in grid["compressions"] if c not in COMPRESSIONS)
-            for axis, s in AXES.items():
-                if axis not in _OWN_WIDGETS:
-                    self._input(axis).value = " ".join(text_of(s, v) for v in grid[axis])
-            for s in SETTINGS.values():
-                if not s.axis:
-                    self._put(s, spec.settings.get(s.name, getattr(DEFAULTS, s.name)))
-            for key in catalog.PRUNERS:
-                own = spec.overrides.get(key, {})
-                self._input(f"over-{key}").value = " ".join(
-                    f"{k}={text_of(SETTINGS[k], own[k])}" for k in SETTINGS if k in own)
-            self._input("sweep-name").value = spec.name
-            if data_dir is not None:
-                self._input("data-dir").value = str(data_dir)
-            self._cursor_on_ticked()
-        finally:
-            self._ready = ready
-        self._changed()
-
-    def _put(self, s: Setting, value: Any) -> None:
-        widget = self.query_one(f"#{s.name}")
-        if isinstance(widget, Checkbox):
-            widget.value = bool(value)
-        elif isinstance(widget, Select):
-            widget.value = value
-        elif isinstance(widget, Input):
-            widget.value = text_of(s, value)
-
-    def _tick(self, id: str, values: list[Any]) -> None:
-        widget = self.query_one(f"#{id}", SelectionList)
-        widget.deselect_all()
-        for v in values:
-            widget.select(v)
+        settings the spec does not give to their defaults; the data dir when given."""
+        values = _values_of(spec, data_dir)
+        if data_dir is None:
+            del values["data-dir"]
+        self.set_values(**values)
+        self._cursor_on_ticked()
 
     def _cursor_on_ticked(self) -> None:
         """Each list's cursor on its first ticked entry, so the preview shows a ticked one."""
@@ -327,13 +318,16 @@ class ConfigForm(Vertical):
             widget.highlighted = ticked[0] if ticked else 0
 
     def set_values(self, **values: Any) -> None:
-        """Set form values by widget id (for tests and the command palette)."""
+        """Set form values by widget id (``load``, tests): text for inputs, a choice for
+        selects, a bool for switches, the ticked values for the lists."""
         for key, value in values.items():
             widget = self.query_one(f"#{key}")
             if isinstance(widget, Select | Input | Checkbox):
                 widget.value = value
             elif isinstance(widget, SelectionList):
-                self._tick(key, list(value))
+                widget.deselect_all()
+                for v in value:
+                    widget.select(v)
 
     # -- reading values --------------------------------------------------------------------
 
@@ -484,8 +478,15 @@ class ConfigForm(Vertical):
     # -- reacting --------------------------------------------------------------------------
 
     def _changed(self) -> None:
-        if not self._ready:
+        """Validate and show the result, once for a burst of changes (loading a sweep file
+        sets every field: one validation after them, not one per field)."""
+        if not self._ready or self._update_pending:
             return
+        self._update_pending = True
+        self.call_later(self._update)
+
+    def _update(self) -> None:
+        self._update_pending = False
         state = self.state()
         validation = self.query_one("#validation", Static)
         validation.update(f"✗ {state.error}" if state.error else "")
@@ -582,6 +583,37 @@ class ConfigForm(Vertical):
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.post_message(self.RunRequested())
+
+
+def _values_of(spec: SweepSpec, data_dir: Path | None) -> dict[str, Any]:
+    """Each widget's value (by id) that shows ``spec``: the first model and dataset in the
+    selects, the rest in More …; the listed compressions ticked, others in More c; every
+    setting (its default where ``spec`` has none); each pruner's ``key=value`` pairs."""
+    grid = spec.grid
+    values: dict[str, Any] = {
+        "model": grid["models"][0] if grid["models"] else DEFAULTS.model,
+        "dataset": grid["datasets"][0] if grid["datasets"] else DEFAULTS.dataset,
+        "more-models": " ".join(grid["models"][1:]),
+        "more-datasets": " ".join(grid["datasets"][1:]),
+        "pruners": list(grid["pruners"]),
+        "compressions": [c for c in grid["compressions"] if c in COMPRESSIONS],
+        "extra": " ".join(text_of(AXES["compressions"], c).removesuffix(".0")
+                          for c in grid["compressions"] if c not in COMPRESSIONS),
+        "sweep-name": spec.name,
+        "data-dir": str(data_dir) if data_dir is not None else "",
+    }
+    for axis, s in AXES.items():
+        if axis not in _OWN_WIDGETS:
+            values[axis] = " ".join(text_of(s, v) for v in grid[axis])
+    for s in SETTINGS.values():
+        if not s.axis:
+            value = spec.settings.get(s.name, getattr(DEFAULTS, s.name))
+            values[s.name] = value if s.kind in ("switch", "select") else text_of(s, value)
+    for key in catalog.PRUNERS:
+        own = spec.overrides.get(key, {})
+        values[f"over-{key}"] = " ".join(f"{k}={text_of(SETTINGS[k], own[k])}"
+                                         for k in SETTINGS if k in own)
+    return values
 
 
 def _same_number(token: str, value: object) -> bool:

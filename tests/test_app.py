@@ -88,9 +88,16 @@ async def wait_idle(pilot: Pilot[Any], app: PruneApp, timeout: float = 60.0) -> 
     await pilot.pause()
 
 
+async def form_built(pilot: Pilot[Any], app: PruneApp) -> ConfigForm:
+    """The form, once Options' fields are mounted (after the first frame)."""
+    form = app.query_one(ConfigForm)
+    await wait_for(pilot, lambda: form._built, what="Options")
+    return form
+
+
 async def configure(pilot: Pilot[Any], app: PruneApp, *, epochs: str) -> None:
     """fc on digits, pruner Rand only, compression 1, ``epochs`` epochs; with keys only."""
-    form = app.query_one(ConfigForm)
+    form = await form_built(pilot, app)
     app.query_one("#dataset", Select).focus()
     await pilot.press("enter")  # open the dataset list: mnist, fashion-mnist, cifar10, ...
     await pilot.press("down", "down", "down", "down", "enter")  # ... cifar100, digits
@@ -246,7 +253,7 @@ async def test_options_open_on_a_tall_terminal_and_follow_resizes(tmp_path: Path
 async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        form = app.query_one(ConfigForm)
+        form = await form_built(pilot, app)
         form.set_values(lr="abc")
         await pilot.pause()
         msg = str(app.query_one("#validation", Static).render())
@@ -321,7 +328,7 @@ async def test_the_reason_a_run_is_refused_stays_in_view_on_a_small_terminal(
     Run button stay on screen with it, whatever the scroll position."""
     app = make_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        form = app.query_one(ConfigForm)
+        form = await form_built(pilot, app)
         app.query_one("#options", Collapsible).collapsed = False
         form.set_values(lr="abc")
         await pilot.pause()
@@ -349,7 +356,7 @@ async def test_the_reason_a_run_is_refused_stays_in_view_on_a_small_terminal(
 async def test_preview_per_layer_and_data_errors(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        form = app.query_one(ConfigForm)
+        form = await form_built(pilot, app)
         panel = app.query_one(PreviewPanel)
         layers = panel.query_one("#preview-layers")
         # Previews on from here (the default, SynFlow at 100 iterations, is slower to show).

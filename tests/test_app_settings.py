@@ -31,6 +31,13 @@ EXAMPLE = ROOT / "examples" / "vgg16-cifar10.toml"
 SMALL = (80, 24)
 
 
+async def built(pilot: Any, app: PruneApp) -> ConfigForm:
+    """The form, once Options' fields are mounted (after the first frame)."""
+    form = app.query_one(ConfigForm)
+    await wait_for(pilot, lambda: form._built, what="Options")
+    return form
+
+
 def dry_run_ids(*args: str) -> list[str]:
     """The run ids `prunetui sweep ARGS --dry-run` lists."""
     r = CliRunner().invoke(cli_app, ["sweep", *args, "--dry-run"])
@@ -178,7 +185,11 @@ async def test_every_setting_is_reached_with_tab_at_80x24(tmp_path: Path) -> Non
     row, the data dir and the file buttons get the focus, each scrolled into view."""
     app = make_app(tmp_path)
     async with app.run_test(size=SMALL) as pilot:
-        form = app.query_one(ConfigForm)
+        form = await built(pilot, app)
+        app.query_one("#options", Collapsible).collapsed = False
+        status = app.query_one("#data-status", Static)  # its lines move what is under it
+        await wait_for(pilot, lambda: "mnist:" in str(status.render()), what="the data check")
+        app.query_one("#options", Collapsible).collapsed = True  # tab and enter open it
         app.query_one("#model").focus()
         seen: list[str] = ["model"]
         for _ in range(90):
@@ -245,7 +256,7 @@ async def test_the_data_dir_check_says_what_it_holds(tmp_path: Path) -> None:
     root = write_mnist(tmp_path / "data")
     app = make_app(tmp_path)
     async with app.run_test(size=(100, 40)) as pilot:
-        form = app.query_one(ConfigForm)
+        form = await built(pilot, app)
         status = form.query_one("#data-status", Static)
         form.set_values(dataset="mnist", **{"more-datasets": "digits cifar10",
                                             "data-dir": str(root)})
@@ -294,6 +305,7 @@ async def test_the_preview_marks_its_table_stale_at_once(tmp_path: Path) -> None
 async def test_the_focused_field_stands_out(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=(100, 40)) as pilot:
+        await built(pilot, app)
         lr = app.query_one("#lr", Input)
         rest = lr.styles.background
         lr.focus()

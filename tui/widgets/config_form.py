@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -56,6 +57,8 @@ _OWN_WIDGETS = {"models": "model", "datasets": "dataset", "pruners": "pruners",
                 "compressions": "compressions"}
 # More values of an axis shown in a select or list above: typed in these rows.
 _MORE = {"models": "more-models", "datasets": "more-datasets", "compressions": "extra"}
+# The fields above Options, built with the form (the others only after its first frame).
+_TOP = frozenset({"model", "dataset", "pruners", "compressions"})
 _APP_NAMES = {"models": "Model", "model": "Model", "datasets": "Dataset", "dataset": "Dataset",
               "pruners": "Pruners", "pruner": "Pruners", "compressions": "Compression",
               "compression": "Compression", "data_dir": "Data dir"}
@@ -166,7 +169,12 @@ class ConfigForm(Vertical):
         self._ready = False
         self._update_pending = False
         self._tall: bool | None = None  # whether the terminal had room for the options
-        self._values: dict[str, Any] = {}  # each widget's value when composed
+        # Each widget's value by id: what it is built with, and what it holds until Options
+        # is built (``_read``).
+        self._values: dict[str, Any] = {}
+        self._built = False  # Options' fields are mounted
+        self._late: set[str] = set()  # fields set before they were mounted
+        self._data_lines: list[tuple[str, bool]] | None = None  # checked before they were
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -195,25 +203,9 @@ class ConfigForm(Vertical):
             yield comps
         self._tall = self.app.size.height >= OPTIONS_OPEN_HEIGHT
         with Collapsible(title="Options", collapsed=not self._tall, id="options"):
-            # One grid of label and field per group: a row container per field would double
-            # the widgets the first frame styles and lays out.
-            for group in GROUPS:
-                yield Static(group, classes="form-group")
-                with Grid(classes="form-grid"):
-                    yield from self._group(group)
-            yield Static("Per pruner (key=value …)", classes="form-group")
-            with Grid(classes="form-grid"):
-                for key, p in catalog.PRUNERS.items():
-                    yield from self._row(p.display, self._input_for(
-                        f"over-{key}", "e.g. post_epochs=300"))
-            yield Static("Sweep", classes="form-group")
-            with Grid(classes="form-grid"):
-                yield from self._row("Name", self._input_for("sweep-name",
-                                                             "default: models-datasets"))
-                yield Label("File", classes="form-label")
-                with Horizontal(id="file-row"):
-                    yield Button("Open… ^o", id="open-file", compact=True)
-                    yield Button("Save… ^s", id="save-file", compact=True)
+            # Filled after the first frame (``_build_options``): the top of the form shows
+            # at once; until then the values are read from ``_values``.
+            yield Vertical(id="options-body")
         # Docked at the bottom: with Options open on a short terminal the form scrolls, and
         # why the Run button is disabled must stay in view with the button.
         with Vertical(id="form-foot"):
@@ -222,11 +214,43 @@ class ConfigForm(Vertical):
                 yield Button("Run ▶", id="run", variant="success", compact=True)
                 yield Static("", id="sweep-size")
 
+    def _options_sections(self) -> list[tuple[str, list[Widget]]]:
+        """Options' content: a heading and the cells (label, field, …) of its grid for each
+        group (a row container per field would double the widgets to style and lay out),
+        then each pruner's own settings and the sweep's name and file."""
+        sections = [(group, list(self._group(group))) for group in GROUPS]
+        sections.append(("Per pruner (key=value …)", [
+            w for key, p in catalog.PRUNERS.items()
+            for w in self._row(p.display, self._input_for(f"over-{key}",
+                                                          "e.g. post_epochs=300"))]))
+        sections.append(("Sweep", [
+            *self._row("Name", self._input_for("sweep-name", "default: models-datasets")),
+            Label("File", classes="form-label"),
+            Horizontal(Button("Open… ^o", id="open-file", compact=True),
+                       Button("Save… ^s", id="save-file", compact=True), id="file-row")]))
+        return sections
+
+    async def _build_options(self) -> None:
+        """Mount Options' fields (after the first frame), each grid's cells awaited, so
+        that reading them (``_read``) finds every one once ``_built`` is set."""
+        body = self.query_one("#options-body")
+        for heading, cells in self._options_sections():
+            grid = Grid(classes="form-grid")
+            await body.mount_all([Static(heading, classes="form-group"), grid])
+            await grid.mount_all(cells)
+        self._built = True
+        # Values set while the widgets were being built (they were built with the old ones).
+        self.set_values(**{key: self._values[key] for key in self._late})
+        self._late.clear()
+        if self._data_lines is not None:
+            self.show_data_status(self._data_lines)
+        self._changed()
+
     def _input_for(self, id: str, placeholder: str = "", tooltip: str | None = None) -> Input:
         return Input(str(self._values.get(id, "")), placeholder=placeholder, compact=True,
                      id=id, tooltip=tooltip)
 
-    def _group(self, group: str) -> ComposeResult:
+    def _group(self, group: str) -> Iterator[Widget]:
         """The rows of one Options group: its axes' extra values, then its settings."""
         for axis, s in AXES.items():
             if s.group != group:
@@ -259,13 +283,14 @@ class ConfigForm(Vertical):
                        else "none: e.g. 60,120" if s.kind == "list" else "")
         return self._input_for(s.name, placeholder, s.help)
 
-    def _row(self, label: str, widget: Widget) -> ComposeResult:
+    def _row(self, label: str, widget: Widget) -> Iterator[Widget]:
         """A field and its label: two cells of a ``form-grid``."""
         yield Label(label, classes="form-label")
         yield widget
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        """The focused field's label stands out with it (a grid has no row to style)."""
+        """The focused field's label stands out with it (a grid has no row to style), and
+        the field is scrolled into view above the form's foot."""
         for label in self.query(".form-label.-focused"):
             label.remove_class("-focused")
         widget = event.widget
@@ -280,11 +305,14 @@ class ConfigForm(Vertical):
         at = cells.index(widget)
         if at > 0 and isinstance(cells[at - 1], Label):
             cells[at - 1].add_class("-focused")
+        # After the label's restyle has been laid out: scrolling before it is undone.
+        self.call_after_refresh(self.call_after_refresh, self._show_focused)
 
     def on_mount(self) -> None:
         self._cursor_on_ticked()
         self._ready = True
         self._changed()
+        self.call_after_refresh(self._build_options)
 
     def on_resize(self) -> None:
         self._fit_options()
@@ -321,6 +349,10 @@ class ConfigForm(Vertical):
         """Set form values by widget id (``load``, tests): text for inputs, a choice for
         selects, a bool for switches, the ticked values for the lists."""
         for key, value in values.items():
+            if not self._built and key not in _TOP:
+                self._values[key] = value
+                self._late.add(key)
+                continue
             widget = self.query_one(f"#{key}")
             if isinstance(widget, Select | Input | Checkbox):
                 widget.value = value
@@ -328,14 +360,19 @@ class ConfigForm(Vertical):
                 widget.deselect_all()
                 for v in value:
                     widget.select(v)
+        if not self._built:
+            self._changed()
+
+    def _read(self, id: str) -> Any:
+        """A field's value: its widget's, or the one it will be built with."""
+        widget = next(iter(self.query(f"#{id}")), None) if self._built or id in _TOP else None
+        # None also while the app closes: its fields go first, a validation may still run.
+        return self._values[id] if widget is None else widget.value  # type: ignore[attr-defined]
 
     # -- reading values --------------------------------------------------------------------
 
-    def _input(self, id: str) -> Input:
-        return self.query_one(f"#{id}", Input)
-
     def _text(self, id: str) -> str:
-        return self._input(id).value.strip()
+        return str(self._read(id)).strip()
 
     def selected_pruners(self) -> list[str]:
         chosen = set(self.query_one("#pruners", SelectionList).selected)
@@ -370,7 +407,7 @@ class ConfigForm(Vertical):
         grid: dict[str, list[Any]] = {}
         for axis, s in AXES.items():
             if axis in ("models", "datasets"):
-                first = self.query_one(f"#{_OWN_WIDGETS[axis]}", Select).value
+                first = self._read(_OWN_WIDGETS[axis])
                 grid[axis] = list(dict.fromkeys([first, *self._typed(axis, _MORE[axis])]))
             elif axis in ("pruners", "compressions"):
                 grid[axis] = (self.selected_pruners() if axis == "pruners"
@@ -391,13 +428,11 @@ class ConfigForm(Vertical):
         for s in SETTINGS.values():
             if s.axis:
                 continue
-            widget = self.query_one(f"#{s.name}")
-            if isinstance(widget, Input):
-                text = widget.value.strip()
+            value = self._read(s.name)
+            if s.kind not in ("switch", "select"):
+                text = str(value).strip()
                 value = (None if s.optional and not text else () if s.kind == "list" and
                          not text else coerce(s.name, text))
-            else:
-                value = widget.value  # type: ignore[attr-defined]
             if value != getattr(DEFAULTS, s.name):
                 out[s.name] = value
         return out
@@ -430,7 +465,7 @@ class ConfigForm(Vertical):
 
     def download(self) -> bool:
         """Whether runs may download missing datasets."""
-        return self.query_one("#download", Checkbox).value
+        return bool(self._read("download"))
 
     def spec(self) -> SweepSpec:
         """The sweep the form declares; raises ``ConfigError`` naming a field."""
@@ -462,8 +497,7 @@ class ConfigForm(Vertical):
             seeds = self._typed("seeds", "seeds") if "seeds" in AXES else []
             return RunConfig(**{
                 **self.settings(), **self.overrides().get(pruner, {}),
-                "model": self.query_one("#model", Select).value,
-                "dataset": self.query_one("#dataset", Select).value,
+                "model": self._read("model"), "dataset": self._read("dataset"),
                 "pruner": pruner, "compression": self._preview_compression,
                 **({"seed": seeds[0]} if seeds else {})}).validate()
         except PrunetuiError:
@@ -471,9 +505,13 @@ class ConfigForm(Vertical):
 
     def show_data_status(self, lines: list[tuple[str, bool]]) -> None:
         """The data dir check's lines (``tui.data_check``); problems in the error colour."""
+        if not self._built:  # shown once Options is built
+            self._data_lines = lines
+            return
         status = self.query_one("#data-status", Static)
         status.update("\n".join(line for line, _ in lines))
         status.set_class(any(bad for _, bad in lines), "-error")
+        self.call_after_refresh(self._show_focused)  # the lines above it may have moved it
 
     # -- reacting --------------------------------------------------------------------------
 
@@ -511,9 +549,13 @@ class ConfigForm(Vertical):
 
     def _widget_of(self, state: FormState) -> Widget | None:
         """The widget holding the value ``state``'s error is about, if it names one."""
-        e = state.problem
+        id = self._id_of(state.problem)
+        return next(iter(self.query(f"#{id}")), None) if id else None
+
+    def _id_of(self, e: PrunetuiError | None) -> str | None:
+        """The id of the widget holding the value ``e`` is about, if it names one."""
         if e is not None and e.pruner is not None:
-            return self.query_one(f"#over-{e.pruner}")
+            return f"over-{e.pruner}"
         if e is None or e.field is None:
             return None
         name = e.field
@@ -522,18 +564,25 @@ class ConfigForm(Vertical):
             # A value typed in More …, or else the select or list above it.
             typed = self._text(_MORE[axis]).replace(",", " ").split()
             if any(tok == str(e.value) or _same_number(tok, e.value) for tok in typed):
-                return self.query_one(f"#{_MORE[axis]}")
-            return self.query_one(f"#{_OWN_WIDGETS[axis]}")
+                return _MORE[axis]
+            return _OWN_WIDGETS[axis]
         if axis is not None:
-            return self.query_one(f"#{_OWN_WIDGETS.get(axis, axis)}")
+            return _OWN_WIDGETS.get(axis, axis)
         if name == "data_dir":
-            return self.query_one("#data-dir")
-        return next(iter(self.query(f"#{name}")), None) if name.isidentifier() else None
+            return "data-dir"
+        return name if name in SETTINGS else None
 
     def _show_focused(self) -> None:
+        """Scroll the focused field into view, above the foot docked over the form's bottom
+        rows (the screen's own focus scrolling stops at the field's grid)."""
         focused = self.screen.focused
-        if focused is not None and self in focused.ancestors:
-            focused.scroll_visible(animate=False)
+        if focused is None or self not in focused.ancestors:
+            return
+        self.scroll_to_widget(focused, animate=False, immediate=True)
+        foot = self.query_one("#form-foot").region
+        below = focused.region.bottom - foot.y
+        if foot.height and below > 0 and focused.region.y >= self.region.y:
+            self.scroll_relative(y=below, animate=False, immediate=True)
 
     def focus_error(self, state: FormState) -> None:
         """Put the focus on the field ``state``'s error is about (opening Options for one of

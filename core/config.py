@@ -222,6 +222,9 @@ class RunConfig:
         low=0, low_open=True, high=1)
     weight_decay: float = _setting(
         0.0, label="Weight decay", help="Weight decay (L2).", group=TRAINING, low=0)
+    label_smoothing: float = _setting(
+        0.0, label="Label smooth", help="Label smoothing of the training loss (0 is off; the "
+        "test loss stays plain cross-entropy).", group=TRAINING, low=0, high=1, high_open=True)
     batch_size: int = _setting(
         64, label="Batch size", help="Training batch size.", group=TRAINING, low=1)
     test_batch_size: int = _setting(

@@ -67,11 +67,12 @@ def train_epoch(
     amp: bool = False,
     cancel: CancelToken | None = None,
     on_batch: Callable[[int], None] | None = None,
+    label_smoothing: float = 0.0,
 ) -> EpochStats:
     """One pass over ``batches``; masks re-applied after every optimizer step so pruned
     weights are exactly zero whatever momentum or weight decay do."""
     model.train()
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     # Sum losses on the device: a .item() per batch would synchronise a GPU every step.
     total = torch.zeros((), device=device, dtype=torch.float64)
     seen = 0

@@ -386,7 +386,9 @@ def sweep_cmd(
     file: Annotated[Path | None, typer.Argument(help="A sweep TOML file (optional).")] = None,
     sets: Annotated[list[str] | None, typer.Option(
         "--set", help="KEY=VALUE shared setting or PRUNER.KEY=VALUE override (repeat), "
-                      "e.g. --set post_epochs=100 --set grasp.post_epochs=400.")] = None,
+                      "e.g. --set post_epochs=100 --set grasp.post_epochs=400; a KEY is any "
+                      "option of `run` but the axes, without its dashes (post_epochs or "
+                      "post-epochs).")] = None,
     name: Annotated[str | None, typer.Option(help="Sweep name [default: models-datasets].")] = (
         None),
     jobs: Annotated[int, typer.Option(help="Runs in parallel (worker processes).")] = 1,

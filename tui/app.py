@@ -520,6 +520,14 @@ class PruneApp(App[None]):
         event.stop()
         self.action_run()
 
+    @on(ConfigForm.FileRequested)
+    def _file_requested(self, event: ConfigForm.FileRequested) -> None:
+        event.stop()
+        if event.action == "open":
+            self.action_open_file()
+        else:
+            self.action_save_file()
+
     # -- the sweep worker's messages -------------------------------------------------------
 
     def on_cell_started(self, message: glue.CellStarted) -> None:

@@ -35,7 +35,7 @@ from prunetui.tui.screens.help import HelpScreen
 from prunetui.tui.screens.results import ResultsView, compile_filter, sort_rows
 from prunetui.tui.screens.run_detail import RunDetailScreen
 from prunetui.tui.widgets.accuracy_chart import AccuracyChart
-from prunetui.tui.widgets.config_form import ConfigForm
+from prunetui.tui.widgets.config_form import OPTIONS_OPEN_HEIGHT, ConfigForm
 from prunetui.tui.widgets.density_chart import DensityChart
 from prunetui.tui.widgets.epoch_table import EpochTable
 from prunetui.tui.widgets.flops_chart import FlopRatioChart
@@ -89,8 +89,9 @@ async def wait_idle(pilot: Pilot[Any], app: PruneApp, timeout: float = 60.0) -> 
 
 
 async def form_built(pilot: Pilot[Any], app: PruneApp) -> ConfigForm:
-    """The form, once Options' fields are mounted (after the first frame)."""
+    """The form, with Options opened and its fields mounted (they are on first show)."""
     form = app.query_one(ConfigForm)
+    app.query_one("#options", Collapsible).collapsed = False
     await wait_for(pilot, lambda: form._built, what="Options")
     return form
 
@@ -232,20 +233,23 @@ async def test_keys_configure_and_run_updates_table_and_charts(
 
 async def test_options_open_on_a_tall_terminal_and_follow_resizes(tmp_path: Path) -> None:
     app = make_app(tmp_path)
+    tall = OPTIONS_OPEN_HEIGHT  # the whole form fits
     async with app.run_test(size=(100, 30)) as pilot:
         options = app.query_one("#options", Collapsible)
-        assert options.collapsed
-        await pilot.resize_terminal(100, 48)
+        form = app.query_one(ConfigForm)
+        assert options.collapsed and not form._built  # built when first shown
+        await pilot.resize_terminal(100, tall)
         await pilot.pause()
         assert not options.collapsed
+        await wait_for(pilot, lambda: form._built, what="Options")
         options.collapsed = True  # by hand: kept while the terminal stays tall
-        await pilot.resize_terminal(110, 50)
+        await pilot.resize_terminal(110, tall + 2)
         await pilot.pause()
         assert options.collapsed
         await pilot.resize_terminal(100, 24)
         await pilot.pause()
         assert options.collapsed
-        await pilot.resize_terminal(100, 48)
+        await pilot.resize_terminal(100, tall)
         await pilot.pause()
         assert not options.collapsed
 

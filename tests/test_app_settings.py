@@ -32,8 +32,9 @@ SMALL = (80, 24)
 
 
 async def built(pilot: Any, app: PruneApp) -> ConfigForm:
-    """The form, once Options' fields are mounted (after the first frame)."""
+    """The form, with Options opened and its fields mounted (they are on first show)."""
     form = app.query_one(ConfigForm)
+    app.query_one("#options", Collapsible).collapsed = False
     await wait_for(pilot, lambda: form._built, what="Options")
     return form
 
@@ -103,6 +104,8 @@ async def test_ctrl_o_shows_a_sweep_file_and_saving_it_back_changes_nothing(
         await pilot.press("enter")
         await pilot.pause()
         form = app.query_one(ConfigForm)
+        assert form.spec() == load_toml(EXAMPLE)
+        await built(pilot, app)  # the fields show it too
         assert form.spec() == load_toml(EXAMPLE)
         assert form.query_one("#extra", Input).value == "0.05 0.1 0.2"
         assert form.query_one("#over-mag", Input).value == "pre_epochs=200 keep_optimizer=true"
@@ -230,7 +233,11 @@ async def test_every_setting_is_reached_with_tab_at_80x24(
         assert wanted <= set(seen), wanted - set(seen)
 
 
-@pytest.mark.parametrize(("values", "field", "message"), [
+def _focused_id(app: PruneApp) -> str | None:
+    return app.focused.id if app.focused is not None else None
+
+
+ERRORS: list[tuple[dict[str, Any], str, str]] = [
     ({"weight_decay": "-1"}, "weight_decay",
      "invalid Weight decay -1.0; it must be a number >= 0"),
     ({"lr_drops": "5,3"}, "lr_drops", "invalid LR drops [5, 3]; give increasing epochs"),
@@ -244,23 +251,32 @@ async def test_every_setting_is_reached_with_tab_at_80x24(
      "settings for synflow: invalid Epochs 'x'; it must be an integer >= 0"),
     ({"over-grasp": "epochs=3"}, "over-grasp", "settings for grasp: unknown setting 'epochs'"),
     ({"checkpoint_every": "0"}, "checkpoint_every", "invalid Checkpoint 0"),
-])
-async def test_an_error_names_its_field_by_label_and_r_focuses_it(
-        tmp_path: Path, values: dict[str, Any], field: str, message: str) -> None:
+]
+
+
+async def test_an_error_names_its_field_by_label_and_r_focuses_it(tmp_path: Path) -> None:
+    """Each error is worded with the field's label; r puts the focus on that field, opening
+    Options (and building its fields, the first time) when it is inside."""
+    from prunetui.core.sweep import SweepSpec
+
     app = make_app(tmp_path)
     async with app.run_test(size=SMALL) as pilot:
         form = app.query_one(ConfigForm)
-        form.set_values(**values)
-        await pilot.pause()
-        shown = str(app.query_one("#validation", Static).render())
-        assert shown.startswith(f"✗ {message}"), shown
-        assert app.query_one(f"#{field}").has_class("-rejected")
-        app.query_one("#model").focus()
-        await pilot.press("r")
-        await pilot.pause()
-        assert app.focused is app.query_one(f"#{field}")
-        assert not app.query_one("#options", Collapsible).collapsed
-        assert not app.sweep_active
+        for values, field, message in ERRORS:
+            form.load(SweepSpec(["fc"], ["mnist"], ["synflow"], [1.0]))
+            form.set_values(**values)  # the first time, Options is closed and not built
+            await pilot.pause()
+            shown = str(app.query_one("#validation", Static).render())
+            assert shown.startswith(f"✗ {message}"), shown
+            app.query_one("#model").focus()
+            app.query_one("#options", Collapsible).collapsed = True
+            await pilot.press("r")
+            target = field
+            await wait_for(pilot, lambda: _focused_id(app) == target,  # noqa: B023 (awaited)
+                           what=f"the focus on {field}")
+            assert not app.query_one("#options", Collapsible).collapsed
+            assert app.query_one(f"#{field}").has_class("-rejected"), field
+            assert not app.sweep_active
 
 
 async def test_the_data_dir_check_says_what_it_holds(tmp_path: Path) -> None:

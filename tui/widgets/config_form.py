@@ -50,7 +50,6 @@ from prunetui.core.errors import ConfigError, PrunetuiError
 from prunetui.core.sweep.spec import SweepSpec, axis_default, coerce, convert
 
 COMPRESSIONS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
-OPTIONS_OPEN_HEIGHT = 36  # terminal rows from which Options shows open
 # Axes with a widget of their own at the top of the form; any other axis (seeds, and those
 # declared later) is a list typed in its own row of Options.
 _OWN_WIDGETS = {"models": "model", "datasets": "dataset", "pruners": "pruners",
@@ -64,6 +63,20 @@ _APP_NAMES = {"models": "Model", "model": "Model", "datasets": "Dataset", "datas
               "compression": "Compression", "data_dir": "Data dir"}
 
 T = TypeVar("T")
+
+
+def _options_open_height() -> int:
+    """Terminal rows from which Options starts open: where the whole form fits (the tabs,
+    model and dataset, the lists, every Options row, the Run button and the key bar)."""
+    rows = 2 + 2 + 10 + 1 + 1 + 1
+    for group in GROUPS:
+        fields = [s for s in SETTINGS.values() if s.group == group
+                  and (not s.axis or s.axis not in _OWN_WIDGETS or s.axis in _MORE)]
+        rows += 2 + len(fields) + (3 if group == GROUPS[0] else 0)  # data dir rows
+    return rows + 2 + len(catalog.PRUNERS) + 2 + 2
+
+
+OPTIONS_OPEN_HEIGHT = _options_open_height()
 
 
 def compression_label(c: float) -> str:
@@ -173,6 +186,8 @@ class ConfigForm(Vertical):
         # is built (``_read``).
         self._values: dict[str, Any] = {}
         self._built = False  # Options' fields are mounted
+        self._building = False
+        self._focus_when_built: str | None = None
         self._late: set[str] = set()  # fields set before they were mounted
         self._data_lines: list[tuple[str, bool]] | None = None  # checked before they were
 
@@ -203,8 +218,8 @@ class ConfigForm(Vertical):
             yield comps
         self._tall = self.app.size.height >= OPTIONS_OPEN_HEIGHT
         with Collapsible(title="Options", collapsed=not self._tall, id="options"):
-            # Filled after the first frame (``_build_options``): the top of the form shows
-            # at once; until then the values are read from ``_values``.
+            # Filled when first opened, after the first frame (``_build_options``): until
+            # then the values are read from ``_values``.
             yield Vertical(id="options-body")
         # Docked at the bottom: with Options open on a short terminal the form scrolls, and
         # why the Run button is disabled must stay in view with the button.
@@ -231,14 +246,20 @@ class ConfigForm(Vertical):
         return sections
 
     async def _build_options(self) -> None:
-        """Mount Options' fields (after the first frame), each grid's cells awaited, so
-        that reading them (``_read``) finds every one once ``_built`` is set."""
+        """Mount Options' fields (when first shown), each grid's cells awaited, so that
+        reading them (``_read``) finds every one once ``_built`` is set."""
+        if self._built or self._building:
+            return
+        self._building = True
         body = self.query_one("#options-body")
         for heading, cells in self._options_sections():
             grid = Grid(classes="form-grid")
             await body.mount_all([Static(heading, classes="form-group"), grid])
             await grid.mount_all(cells)
         self._built = True
+        if self._focus_when_built is not None:
+            self.query_one(f"#{self._focus_when_built}").focus()
+            self._focus_when_built = None
         # Values set while the widgets were being built (they were built with the old ones).
         self.set_values(**{key: self._values[key] for key in self._late})
         self._late.clear()
@@ -312,7 +333,13 @@ class ConfigForm(Vertical):
         self._cursor_on_ticked()
         self._ready = True
         self._changed()
-        self.call_after_refresh(self._build_options)
+        if self._tall:
+            self.call_after_refresh(self._build_options)
+
+    @on(Collapsible.Expanded, "#options")
+    def _options_opened(self, event: Collapsible.Expanded) -> None:
+        if not self._built and not self._building:
+            self.call_after_refresh(self._build_options)
 
     def on_resize(self) -> None:
         self._fit_options()
@@ -588,6 +615,11 @@ class ConfigForm(Vertical):
         """Put the focus on the field ``state``'s error is about (opening Options for one of
         its fields); else leave it where it is."""
         target = self._widget_of(state)
+        id = self._id_of(state.problem)
+        if target is None and id is not None and not self._built:
+            self._focus_when_built = id  # built, then focused, once Options opens
+            self.query_one("#options", Collapsible).collapsed = False
+            return
         if target is None:
             return
         if self.query_one("#options", Collapsible) in target.ancestors:

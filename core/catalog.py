@@ -131,25 +131,70 @@ def _models() -> dict[str, ModelInfo]:
 
 MODELS: dict[str, ModelInfo] = _models()
 
-# Display names follow the reference report's column headers.
-PRUNERS: dict[str, str] = {
-    "rand": "Rand",
-    "mag": "Mag",
-    "snip": "SNIP",
-    "grasp": "GraSP",
-    "synflow": "SynFlow",
-    # Layerwise random baselines (core/pruners/layerwise.py): random positions, per-layer
-    # counts from a density rule.
-    "erk": "ERK",
-    "er": "ER",
-    "uniform": "Uniform",
-    "uniform-plus": "Uniform+",
+
+@dataclass(frozen=True)
+class PrunerInfo:
+    """A pruner as every face and the validation see it; its scorer is the ``score``
+    function of ``prunetui.core.pruners.<module>`` (default: its name).
+
+    Adding a pruner is its module plus one entry below: the CLI's help, the app's lists and
+    help screen, the validation and the scorer registry all read this table."""
+
+    name: str
+    display: str  # as the reference report's column headers spell it
+    needs_data: bool  # scores with a batch of real data (else data-free)
+    default_iterations: int  # pruning iterations when --prune-iterations is not given
+    description: str
+    module: str = ""
+    # scorer: ranks the weights by its module's ``score``; layerwise: a per-layer density rule
+    # (``pruners/layerwise.py``) with random positions, so --scope and iterations do not
+    # apply; training: prunes while it trains (IMP, ``core/run/imp.py``).
+    kind: str = "scorer"
+
+    @property
+    def module_name(self) -> str:
+        """The module under ``prunetui.core.pruners`` that holds its ``score``."""
+        return self.module or self.name
+
+
+# Iteration defaults follow the SynFlow paper: 100 rounds for SynFlow, one shot for the rest.
+PRUNERS: dict[str, PrunerInfo] = {
+    p.name: p
+    for p in (
+        PrunerInfo("rand", "Rand", False, 1, "random scores (a baseline)"),
+        PrunerInfo("mag", "Mag", False, 1, "weight magnitude |w|"),
+        PrunerInfo("snip", "SNIP", True, 1, "connection sensitivity |w * dL/dw| on a batch"),
+        PrunerInfo("grasp", "GraSP", True, 1, "gradient-signal preservation (Hessian-gradient)"),
+        PrunerInfo("synflow", "SynFlow", False, 100, "iterative synaptic flow, data-free"),
+        # Layerwise random baselines (Liu et al. 2022): random positions, per-layer counts
+        # from a density rule. "Random at method X's per-layer densities" is X with
+        # --ablation shuffle.
+        PrunerInfo("erk", "ERK", False, 1, "random, Erdős–Rényi-Kernel layer densities",
+                   kind="layerwise"),
+        PrunerInfo("er", "ER", False, 1, "random, Erdős–Rényi layer densities",
+                   kind="layerwise"),
+        PrunerInfo("uniform", "Uniform", False, 1, "random, the same density in every layer",
+                   kind="layerwise"),
+        PrunerInfo("uniform-plus", "Uniform+", False, 1,
+                   "random, uniform with the first layer dense and the last at >= 20%",
+                   kind="layerwise"),
+        PrunerInfo("imp", "IMP", False, 1, "iterative magnitude pruning after training "
+                   "(lottery tickets; --imp-rate, --rewind-epoch)", kind="training"),
+    )
 }
 # What a sweep runs when it names no pruners: the five methods the SynFlow paper compares (the
-# layerwise baselines are asked for by name).
-DEFAULT_PRUNERS = ("rand", "mag", "snip", "grasp", "synflow")
+# layerwise baselines and IMP are asked for by name).
+DEFAULT_PRUNERS = tuple(p.name for p in PRUNERS.values() if p.kind == "scorer")
 # Pruners that need a batch of data to score; the others are data-free.
-DATA_PRUNERS = frozenset({"snip", "grasp"})
+DATA_PRUNERS = frozenset(p.name for p in PRUNERS.values() if p.needs_data)
+
+
+def pruner_display(name: str) -> str:
+    """A pruner's display name ('SynFlow'), or the name itself when it is not registered."""
+    info = PRUNERS.get(name)
+    return info.display if info is not None else name
+
+
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
 SCOPES = ("global", "local")
 SCHEDULES = ("exponential", "linear")

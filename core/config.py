@@ -1,8 +1,13 @@
-"""The typed, validated, hashable description of one run.
+"""The typed, validated, hashable description of one run, and every setting's metadata.
 
 ``RunConfig.run_id`` is a short hash of every field that changes a run's numbers, so the same
 config is the same run: a second request reports the stored result, an interrupted one resumes.
 Where a run executes (device, data dir, checkpoint cadence) is not part of its identity.
+
+Each field is declared once, with its ``Setting`` (help, label, group, CLI flag, bounds or
+choices, grid axis): the CLI's options of ``run``/``inspect``, ``sweep --set`` and the TOML
+keys, the app's form, ``--help``, the README's option table and ``validate`` all read
+``SETTINGS``. Adding a setting is adding a field here (and using it in the engine).
 """
 
 from __future__ import annotations
@@ -11,69 +16,258 @@ import hashlib
 import json
 import math
 import re
+import typing
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Literal
 
 from prunetui.core import catalog
 from prunetui.core.errors import ConfigError, choices_message
 
-# Fields that say where or how a run executes, not what it computes.
-EXECUTION_FIELDS = frozenset({"device", "checkpoint_every", "timing_repeats"})
 MAX_SEED = 2**32 - 1
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
+# The app's Options groups and the order of the README's table.
+GROUPS = ("Model & data", "Pruning", "Training", "Timing", "Device")
+MODEL, PRUNING, TRAINING, TIMING, DEVICE = GROUPS
+
+# How a grid axis is filled when a sweep does not list it: it must be given ("required"),
+# the field's default alone ("default"), or every choice ("all").
+AxisDefault = Literal["required", "default", "all"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one ``RunConfig`` field is shown, typed on the command line and checked.
+
+    ``choices``: the valid values (a catalog dict or tuple, read when used, so entries added
+    to the catalog count). ``low``/``high``: numeric bounds, open when ``*_open``. ``axis``:
+    the sweep grid axis listing this field (``models``), with ``axis_default``. ``inspect``:
+    ``prunetui inspect`` takes it too. ``execution``: where or how a run executes, not part of
+    its identity. ``default_help``: the default in words where the value does not say it."""
+
+    label: str
+    help: str
+    group: str
+    flag: str = ""
+    choices: Collection[str] | None = None
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    axis: str = ""
+    axis_default: AxisDefault = "default"
+    # With axis_default "all": the values a sweep takes when it names none (default: every
+    # choice).
+    axis_values: Collection[str] | None = None
+    inspect: bool = False
+    execution: bool = False
+    default_help: str = ""
+    name: str = ""  # the field's name, filled in by ``SETTINGS``
+    value_type: Any = None  # the field's type, filled in by ``SETTINGS``
+
+    @property
+    def cli_flag(self) -> str:
+        """``--post-epochs``: the option of ``run`` (and ``inspect``)."""
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def kind(self) -> str:
+        """The widget and parser it takes: switch, select, list (of integers), or input."""
+        if self.value_type is bool:
+            return "switch"
+        if self.choices is not None:
+            return "select"
+        if self.value_type == tuple[int, ...]:
+            return "list"
+        return "input"
+
+    @property
+    def optional(self) -> bool:
+        """Whether None is a value (it means a default that depends on other fields)."""
+        return self.value_type == (int | None)
+
+    @property
+    def number(self) -> type | None:
+        """int or float for a numeric setting (a list's items for ``list``), else None."""
+        if self.value_type in (int, int | None, tuple[int, ...]):
+            return int
+        return float if self.value_type is float else None
+
+    def choice_list(self) -> list[str]:
+        """The valid values, in catalog order."""
+        return list(self.choices or ())
+
+    def bounds_text(self) -> str:
+        """'an integer >= 1', 'a number in (0, 1]': what a value must be, in words."""
+        what = "an integer" if self.number is int else "a number"
+        lo, hi = self.low, self.high
+        if lo is not None and hi is not None:
+            if self.number is int and not (self.low_open or self.high_open):
+                return f"{what} from {_num(lo)} to {_num(hi)}"
+            return (f"{what} in {'(' if self.low_open else '['}{_num(lo)}, {_num(hi)}"
+                    f"{')' if self.high_open else ']'}")
+        if lo is not None:
+            return f"{what} {'>' if self.low_open else '>='} {_num(lo)}"
+        if hi is not None:
+            return f"{what} {'<' if self.high_open else '<='} {_num(hi)}"
+        return what
+
+    def check(self, value: Any) -> None:
+        """Raise ``ConfigError`` naming this field unless ``value`` has its type, is among
+        its choices and within its bounds."""
+        if self.choices is not None:
+            if value not in self.choices:
+                raise ConfigError(field=self.name, value=value, choices=self.choice_list())
+            return
+        if self.value_type is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(field=self.name, value=value, hint="it must be true or false")
+            return
+        if self.number is None or self.kind == "list" or (value is None and self.optional):
+            return
+        if self.number is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = (isinstance(value, int | float) and not isinstance(value, bool)
+                  and math.isfinite(value))
+        if not (ok and self._within(value)):
+            raise ConfigError(field=self.name, value=value,
+                              hint=f"it must be {self.bounds_text()}")
+
+    def _within(self, v: float) -> bool:
+        lo, hi = self.low, self.high
+        if lo is not None and (v <= lo if self.low_open else v < lo):
+            return False
+        return not (hi is not None and (v >= hi if self.high_open else v > hi))
+
+
+def _num(x: float) -> str:
+    return f"{x:g}" if abs(x) < 1e6 else str(int(x))
+
+
+def _setting(default: Any, **meta: Any) -> Any:
+    """A dataclass field with its ``Setting`` (``dataclasses.field``; typed as the value)."""
+    return field(default=default, metadata={"setting": Setting(**meta)})
+
+
+def _iterations_help() -> str:
+    special = [f"{p.default_iterations} for {p.name}" for p in catalog.PRUNERS.values()
+               if p.default_iterations != 1]
+    return ", ".join([*special, "1 otherwise"])
+
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines one prune-and-train run. Build with keywords; call ``validate``."""
+    """Everything that defines one prune-and-train run. Build with keywords; call ``validate``.
 
-    model: str = "fc"
-    dataset: str = "mnist"
-    pruner: str = "synflow"
-    compression: float = 1.0
-    scope: str = "global"
-    schedule: str = "exponential"
-    # None means the pruner's default: 100 for synflow, 1 for the rest (SynFlow paper).
-    prune_iterations: int | None = None
-    prune_samples_per_class: int = 10
-    prune_bias: bool = False
-    prune_batchnorm: bool = False
-    shuffle_masks: bool = False
-    reinit: bool = False
-    pre_epochs: int = 0
+    Field order is the order of the CLI's options and the app's form within each group."""
+
+    model: str = _setting(
+        "fc", label="Model", help="Model; see `prunetui models`.", group=MODEL,
+        choices=catalog.MODELS, axis="models", axis_default="required", inspect=True)
+    dataset: str = _setting(
+        "mnist", label="Dataset", help="Dataset; see `prunetui datasets`.", group=MODEL,
+        choices=catalog.DATASETS, axis="datasets", axis_default="required", inspect=True)
+    pruner: str = _setting(
+        "synflow", label="Pruner", help="Pruning method.", group=PRUNING,
+        choices=catalog.PRUNERS, axis="pruners", axis_default="all",
+        axis_values=catalog.DEFAULT_PRUNERS, inspect=True)
+    compression: float = _setting(
+        1.0, label="Compression", help="Keep exactly round(prunable × 10^-c) weights; 0 is dense.",
+        group=PRUNING, low=0, axis="compressions", axis_default="required", inspect=True)
+    scope: str = _setting(
+        "global", label="Scope", help="global: one ranking over all layers; local: one per layer.",
+        group=PRUNING, choices=catalog.SCOPES, inspect=True)
+    schedule: str = _setting(
+        "exponential", label="Schedule", help="How the kept fraction shrinks over iterations.",
+        group=PRUNING, choices=catalog.SCHEDULES, inspect=True)
+    # None means the pruner's default (its catalog entry: 100 for synflow, 1 for the rest).
+    prune_iterations: int | None = _setting(
+        None, label="Iterations", help="Pruning iterations.", group=PRUNING, low=1,
+        inspect=True, default_help=_iterations_help())
+    prune_samples_per_class: int = _setting(
+        10, label="Samples/cls", help="Images per class in the batch SNIP and GraSP score.",
+        group=PRUNING, low=1, inspect=True)
+    prune_bias: bool = _setting(
+        False, label="Prune bias", help="Prune biases too.", group=PRUNING, inspect=True)
+    prune_batchnorm: bool = _setting(
+        False, label="Prune BN", help="Prune batch-norm parameters too.", group=PRUNING,
+        inspect=True)
+    shuffle_masks: bool = _setting(
+        False, label="Shuffle mask", help="Permute each layer's mask (an ablation).",
+        group=PRUNING, inspect=True)
+    reinit: bool = _setting(
+        False, label="Reinit", help="Re-initialize the kept weights (an ablation).",
+        group=PRUNING, inspect=True)
+    pre_epochs: int = _setting(
+        0, label="Pre-epochs", help="Dense training epochs before pruning (e.g. for mag).",
+        group=TRAINING, low=0)
     # Post-training goes on with pre-training's optimizer state and lr schedule (as the
     # SynFlow code's singleshot experiment, the reference report's, does) instead of fresh
     # ones. Only meaningful with pre_epochs; normalised to False without.
-    keep_optimizer: bool = False
-    post_epochs: int = 10
-    optimizer: str = "adam"
-    lr: float = 0.001
-    lr_drops: tuple[int, ...] = ()
-    lr_drop_rate: float = 0.1
-    weight_decay: float = 0.0
-    batch_size: int = 64
-    test_batch_size: int = 256
-    seed: int = 1
-    amp: bool = False
-    sparse_inference: bool = False
-    device: str = "auto"
-    checkpoint_every: int = 1
-    timing_repeats: int = 5
+    keep_optimizer: bool = _setting(
+        False, label="Keep optim", help="With pre-epochs: post-training continues "
+        "pre-training's optimizer state and lr schedule (as the SynFlow code does) instead "
+        "of fresh ones.", group=TRAINING)
+    post_epochs: int = _setting(
+        10, label="Epochs", help="Training epochs after pruning.", group=TRAINING, low=0)
+    optimizer: str = _setting(
+        "adam", label="Optimizer", help="Optimizer (momentum: SGD, Nesterov, 0.9).",
+        group=TRAINING, choices=catalog.OPTIMIZERS)
+    lr: float = _setting(
+        0.001, label="LR", help="Learning rate.", group=TRAINING, low=0, low_open=True)
+    lr_drops: tuple[int, ...] = _setting(
+        (), label="LR drops", help="Epochs at which the lr is multiplied by the drop rate "
+        "(repeat the option, or a comma list).", group=TRAINING)
+    lr_drop_rate: float = _setting(
+        0.1, label="LR drop ×", help="Factor applied to the lr at each drop.", group=TRAINING,
+        low=0, low_open=True, high=1)
+    weight_decay: float = _setting(
+        0.0, label="Weight decay", help="Weight decay (L2).", group=TRAINING, low=0)
+    label_smoothing: float = _setting(
+        0.0, label="Label smooth", help="Label smoothing of the training loss (0 is off; the "
+        "test loss stays plain cross-entropy).", group=TRAINING, low=0, high=1, high_open=True)
+    batch_size: int = _setting(
+        64, label="Batch size", help="Training batch size.", group=TRAINING, low=1)
+    test_batch_size: int = _setting(
+        256, label="Test batch", help="Test (and timing) batch size.", group=TRAINING, low=1)
+    seed: int = _setting(
+        1, label="Seed", help="Random seed (initial weights, pruning, data order).",
+        group=MODEL, low=0, high=MAX_SEED, axis="seeds", inspect=True)
+    amp: bool = _setting(
+        False, label="AMP (bf16)", help="bf16 autocast on CUDA.", group=DEVICE)
+    sparse_inference: bool = _setting(
+        False, label="Sparse inf.", help="Also time the compacted network: dead units and "
+        "filters removed, CSR kernels for very sparse linear layers.", group=TIMING)
+    device: str = _setting(
+        "auto", label="Device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or "
+        "mps.", group=DEVICE, inspect=True, execution=True)
+    checkpoint_every: int = _setting(
+        1, label="Checkpoint", help="Write a resume checkpoint every N epochs.", group=DEVICE,
+        low=1, execution=True)
+    timing_repeats: int = _setting(
+        5, label="Timing reps", help="Timed passes over the test set for the inference "
+        "time (median, min, max); when the slowest of 3 or more takes over 2× the fastest, "
+        "the run warns that the machine was busy.",
+        group=TIMING, low=1, execution=True)
     # Free-form label grouping the runs of one sweep; not part of a run's identity.
     sweep: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         # Normalise so that equal runs hash equally (e.g. lr_drops given as a list, 1 vs 1.0).
         object.__setattr__(self, "lr_drops", tuple(int(e) for e in self.lr_drops))
-        object.__setattr__(self, "compression", float(self.compression))
+        if isinstance(self.compression, int | float) and not isinstance(self.compression, bool):
+            object.__setattr__(self, "compression", float(self.compression))
         if self.prune_iterations is not None and self.prune_iterations == self._default_iters():
             object.__setattr__(self, "prune_iterations", None)
         if self.pre_epochs == 0:  # nothing to keep: the same run as without the flag
             object.__setattr__(self, "keep_optimizer", False)
 
     def _default_iters(self) -> int:
-        return 100 if self.pruner == "synflow" else 1
+        info = catalog.PRUNERS.get(self.pruner)
+        return info.default_iterations if info is not None else 1
 
     @property
     def iterations(self) -> int:
@@ -133,60 +327,53 @@ class RunConfig:
         return replace(self, **changes)
 
     def validate(self) -> RunConfig:
-        """Raise ``ConfigError`` with one actionable line if any field is invalid; return self."""
-        _choice("model", self.model, list(catalog.MODELS))
-        _choice("dataset", self.dataset, list(catalog.DATASETS))
-        _choice("pruner", self.pruner, list(catalog.PRUNERS))
-        _choice("scope", self.scope, list(catalog.SCOPES))
-        _choice("schedule", self.schedule, list(catalog.SCHEDULES))
-        _choice("optimizer", self.optimizer, list(catalog.OPTIMIZERS))
+        """Raise ``ConfigError`` naming the first invalid field; return self.
+
+        Each field is checked against its ``Setting`` (type, choices, bounds), in declaration
+        order; then what concerns several fields."""
+        for s in SETTINGS.values():
+            s.check(self.iterations if s.name == "prune_iterations" else getattr(self, s.name))
         if not _DEVICE_RE.match(self.device):
-            raise ConfigError(f"invalid device {self.device!r}; use {catalog.DEVICE_HELP}")
-        if not math.isfinite(self.compression) or self.compression < 0:
-            raise ConfigError(
-                f"invalid compression {self.compression!r}; it must be >= 0 (keeps 10^-c of "
-                "the weights; 0 is dense)"
-            )
-        _positive("post-epochs", self.post_epochs, allow_zero=True)
-        _positive("pre-epochs", self.pre_epochs, allow_zero=True)
-        _positive("batch-size", self.batch_size)
-        _positive("test-batch-size", self.test_batch_size)
-        _positive("prune-iterations", self.iterations)
-        _positive("prune-samples-per-class", self.prune_samples_per_class)
-        _positive("checkpoint-every", self.checkpoint_every)
-        _positive("timing-repeats", self.timing_repeats)
-        if self.post_epochs + self.pre_epochs == 0 and self.lr_drops:
-            raise ConfigError("--lr-drops given but no epochs to train")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"invalid lr {self.lr!r}; it must be a positive number")
-        if not (0 < self.lr_drop_rate <= 1):
-            raise ConfigError(f"invalid lr-drop-rate {self.lr_drop_rate!r}; it must be in (0, 1]")
-        if self.weight_decay < 0 or not math.isfinite(self.weight_decay):
-            raise ConfigError(f"invalid weight-decay {self.weight_decay!r}; it must be >= 0")
-        for e in self.lr_drops:
-            if e <= 0:
-                raise ConfigError(f"invalid lr-drops epoch {e}; epochs count from 1")
-        if list(self.lr_drops) != sorted(set(self.lr_drops)):
-            raise ConfigError(f"invalid lr-drops {list(self.lr_drops)}; give increasing epochs")
-        if not 0 <= self.seed <= MAX_SEED:
-            # Bounded as NumPy bounds seeds; far larger ones overflow torch and SQLite.
-            raise ConfigError(f"invalid seed {self.seed}; it must be from 0 to {MAX_SEED}")
+            raise ConfigError(field="device", value=self.device,
+                              hint=f"use {catalog.DEVICE_HELP}")
+        drops = list(self.lr_drops)
+        if any(e <= 0 for e in drops):
+            raise ConfigError(field="lr_drops", value=drops, hint="epochs count from 1")
+        if drops != sorted(set(drops)):
+            raise ConfigError(field="lr_drops", value=drops, hint="give increasing epochs")
+        if self.post_epochs + self.pre_epochs == 0 and drops:
+            raise ConfigError(field="lr_drops", value=drops,
+                              problem="given, but there are no epochs to train")
         problem = catalog.MODELS[self.model].check_dataset(catalog.DATASETS[self.dataset])
         if problem:
-            raise ConfigError(problem)
+            raise ConfigError(problem, field="dataset", value=self.dataset)
         return self
 
 
-def _choice(what: str, value: str, choices: list[str]) -> None:
-    if value not in choices:
-        raise ConfigError(choices_message(what, value, choices))
+def _settings() -> dict[str, Setting]:
+    hints = typing.get_type_hints(RunConfig)
+    out: dict[str, Setting] = {}
+    for f in fields(RunConfig):
+        meta = f.metadata.get("setting")
+        if meta is not None:
+            out[f.name] = replace(meta, name=f.name, value_type=hints[f.name])
+    return out
 
 
-def _positive(what: str, value: int, allow_zero: bool = False) -> None:
-    low = 0 if allow_zero else 1
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        bound = ">= 0" if allow_zero else ">= 1"
-        raise ConfigError(f"invalid {what} {value!r}; it must be an integer {bound}")
+# Every setting, in field order: what the faces generate their options and forms from.
+SETTINGS: dict[str, Setting] = _settings()
+# The same settings in the order the faces show them: by group, then in field order.
+ORDERED: tuple[Setting, ...] = tuple(sorted(SETTINGS.values(), key=lambda s: GROUPS.index(s.group)))
+# Fields that say where or how a run executes, not what it computes.
+EXECUTION_FIELDS = frozenset(s.name for s in SETTINGS.values() if s.execution)
+# The sweep grid's axes (``models``, ...) and the field each lists, in field order.
+AXES: dict[str, Setting] = {s.axis: s for s in SETTINGS.values() if s.axis}
+DEFAULTS = RunConfig()
+
+
+def field_name(key: str) -> str:
+    """A field's name from a key as users type it (``post-epochs``, ``post_epochs``)."""
+    return key.strip().replace("-", "_")
 
 
 def kept_count(total: int, compression: float) -> int:
@@ -200,5 +387,4 @@ def check_leaves_weights(total: int, compression: float) -> None:
         most = math.log10(total * 2)  # largest c with round(total*10^-c) >= 1
         raise ConfigError(
             f"compression {compression:g} keeps no weight of {total:,} prunable ones; "
-            f"use a compression below {most:.2f}"
-        )
+            f"use a compression below {most:.2f}", field="compression", value=compression)

@@ -273,10 +273,9 @@ def ensure_files(name: str, data_dir: Path | None, download: bool = True) -> Pat
     if missing:
         if not download:
             raise DataError(
-                f"{name} not found: expected {_describe_missing(layout, missing)}; put the files "
-                f"there, pass --data-dir DIR pointing at an existing torchvision data dir, or "
-                f"allow downloading"
-            )
+                f"{name} not found: expected {_describe_missing(layout, missing)}",
+                field="data_dir", hint="put the files there, set {field} to an existing "
+                "torchvision data dir, or allow downloading")
         _download(name, layout, root, missing)
     return root
 
@@ -321,13 +320,11 @@ def _fetch(name: str, layout: _Layout, root: Path, missing: list[Path]) -> None:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(
-            f"cannot create data dir {root} to download {name} ({_one_line(e)}); pass "
-            f"--data-dir DIR with a writable folder or set PRUNETUI_DATA"
-        ) from e
-    fix = (
-        f"put the files at {root / layout.folder}, pass --data-dir DIR pointing at an existing "
-        f"torchvision data dir, or connect to a network"
-    )
+            f"cannot create data dir {root} to download {name} ({_one_line(e)})",
+            field="data_dir", hint="set {field} to a writable folder") from e
+    # The way out, with the data dir named as the face showing the error names it.
+    fix = (f"put the files at {root / layout.folder}, set {{field}} to an existing "
+           "torchvision data dir, or connect to a network")
     try:
         import torchvision.datasets
 
@@ -340,13 +337,11 @@ def _fetch(name: str, layout: _Layout, root: Path, missing: list[Path]) -> None:
     except _DOWNLOAD_ERRORS as e:
         raise DataError(
             f"{name} not found (expected {_describe_missing(layout, missing)}) and "
-            f"downloading it failed ({_one_line(e)}); {fix}"
-        ) from e
+            f"downloading it failed ({_one_line(e)})", field="data_dir", hint=fix) from e
     still = _missing(layout, root)
     if still:
-        raise DataError(
-            f"{name}: the download did not produce {_describe_missing(layout, still)}; {fix}"
-        )
+        raise DataError(f"{name}: the download did not produce "
+                        f"{_describe_missing(layout, still)}", field="data_dir", hint=fix)
 
 
 def _one_line(exc: BaseException, limit: int = 160) -> str:

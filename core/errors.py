@@ -2,15 +2,96 @@
 
 Each face shows them as one line (CLI) or one notification (TUI); anything else is a bug and
 keeps its traceback.
+
+An error about one setting names it structurally (``field``, ``value``, ``hint``) instead of
+in words, so each face names the setting its own way (the CLI by its flag, the app by its
+form label, a sweep file by its key) and the app can put the focus on it. ``str(error)``
+names it by its key (``post_epochs``), the spelling of sweep files and ``--set``.
 """
 
 from __future__ import annotations
 
+import copy
+import enum
+from collections.abc import Callable, Sequence
+
+# How a face names a field: ``post_epochs`` → ``--post-epochs`` (CLI) or ``Epochs`` (app).
+Namer = Callable[[str], str]
+
+
+class _Missing(enum.Enum):
+    """No value given (an enum member: the same object again after pickling, which errors
+    from sweep worker processes and Ray tasks go through)."""
+
+    NO_VALUE = enum.auto()
+
+
+_NO_VALUE = _Missing.NO_VALUE
+
+
+def _key(field: str) -> str:
+    return field
+
 
 class PrunetuiError(Exception):
-    """Base of every error prunetui raises deliberately; ``exit_code`` is what the CLI returns."""
+    """Base of every error prunetui raises deliberately; ``exit_code`` is what the CLI returns.
+
+    ``PrunetuiError("one line")`` is a plain message. With ``field`` (a setting's key, a grid
+    axis such as ``pruners``, or ``data_dir``) the message is made from its parts:
+
+    - ``choices``: "unknown FIELD 'value'; choose one of: a, b"
+    - ``problem``: "FIELD 'value' PROBLEM"
+    - neither: "invalid FIELD 'value'"
+
+    then "; HINT" when a hint is given. ``message``, when given with a field, replaces the
+    first part. ``{field}`` in ``message`` or ``hint`` stands for the field's name in the face
+    that shows it (``render``). ``where`` is a prefix naming the part of a sweep the setting
+    belongs to (``settings for mag``); ``pruner`` the pruner whose override it is, if any.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *, field: str | None = None,
+                 value: object = _NO_VALUE, problem: str = "", hint: str = "",
+                 choices: Sequence[str] | None = None, where: str = "",
+                 pruner: str | None = None) -> None:
+        self.message = message
+        self.field = field
+        self.value = value
+        self.problem = problem
+        self.hint = hint
+        self.choices = tuple(choices) if choices is not None else None
+        self.where = where
+        self.pruner = pruner
+        super().__init__(self.render())
+
+    def render(self, name: Namer = _key) -> str:
+        """The one-line message, naming ``field`` as ``name(field)``."""
+        label = name(self.field) if self.field is not None else ""
+        shown = "" if self.value is _NO_VALUE else f" {self.value!r}"
+        if self.message:
+            text = self.message
+        elif self.field is None:
+            text = ""
+        elif self.choices is not None:
+            text = f"unknown {label}{shown}; choose one of: {', '.join(self.choices)}"
+        elif self.problem:
+            text = f"{label}{shown} {self.problem}"
+        else:
+            text = f"invalid {label}{shown}"
+        if self.hint:
+            text += f"; {self.hint}"
+        if self.field is not None:
+            text = text.replace("{field}", label)
+        return f"{self.where}: {text}" if self.where else text
+
+    def within(self, where: str, pruner: str | None = None) -> PrunetuiError:
+        """A copy said about a part of a sweep: ``where`` prefixes the line (``settings for
+        mag``), ``pruner`` names the pruner whose override holds the bad value."""
+        new = copy.copy(self)
+        new.where, new.pruner = where, pruner
+        new.args = (new.render(),)
+        return new
 
 
 class ConfigError(PrunetuiError):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prunetui.core.catalog import PRUNERS
+from prunetui.core.catalog import PRUNERS, pruner_display
 from prunetui.core.config import EXECUTION_FIELDS, RunConfig
 from prunetui.core.errors import ConfigError
 from prunetui.core.run.result import Layer
@@ -316,7 +316,7 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
     stale = [r.run_id for r in rows if not is_current(r)]
     rows = [r for r in rows if r.run_id not in stale]
     pruners = _pruners(rows)
-    names = [PRUNERS[p] for p in pruners]
+    names = [pruner_display(p) for p in pruners]
     pairs = sorted({(r.dataset, r.model) for r in rows})
 
     t = Table("accuracy_by_arch", "1.1", "Testing accuracy (top 1)", ["Data", "Arch"], names,
@@ -390,7 +390,7 @@ def build_report(rows: list[RunRow], at: float = 1.0, layers_at: float = 0.5) ->
             if r is not None:
                 stem = f"weight_hist_{p}" if single else f"weight_hist_{model}_{dataset}_{p}"
                 figures.append(Figure("2.1" if single else f"2.1.{n}",
-                                      f"{PRUNERS[p]} — {where}, compression {layers_at:g}",
+                                      f"{pruner_display(p)} — {where}, compression {layers_at:g}",
                                       stem + ".png", r.run_id))
     # The reference's order: 1.1, 1.2.*, then 2.2 and 2.3 (the figures, 2.1, come before them).
     tables.sort(key=lambda t: _section_key(t.section))
@@ -425,8 +425,8 @@ def _setup(model: str, dataset: str, runs: list[RunRow]) -> Setup:
         by_value: dict[str, list[str]] = {}  # each value and the pruners that use it
         for r in runs:
             who = by_value.setdefault(_setting_text(key, settings[r.run_id][key]), [])
-            if PRUNERS.get(r.pruner, r.pruner) not in who:
-                who.append(PRUNERS.get(r.pruner, r.pruner))
+            if pruner_display(r.pruner) not in who:
+                who.append(pruner_display(r.pruner))
         differing.append(f"{key}: " + "; ".join(f"{v} ({', '.join(who)})"
                                                for v, who in by_value.items()))
     done = [r.result for r in runs if r.status == RunStatus.FINISHED and r.result]

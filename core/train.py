@@ -67,11 +67,12 @@ def train_epoch(
     amp: bool = False,
     cancel: CancelToken | None = None,
     on_batch: Callable[[int], None] | None = None,
+    label_smoothing: float = 0.0,
 ) -> EpochStats:
     """One pass over ``batches``; masks re-applied after every optimizer step so pruned
     weights are exactly zero whatever momentum or weight decay do."""
     model.train()
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     # Sum losses on the device: a .item() per batch would synchronise a GPU every step.
     total = torch.zeros((), device=device, dtype=torch.float64)
     seen = 0
@@ -137,13 +138,14 @@ def resolve_device(name: str) -> torch.device:
     dev = torch.device(name)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} is not available: no CUDA GPU is visible; "
-                              "use --device cpu or auto")
+            raise ConfigError(field="device", value=name, problem="is not available: no CUDA "
+                              "GPU is visible", hint="set {field} to cpu or auto")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {name!r} is not available: only "
-                              f"{torch.cuda.device_count()} CUDA device(s); use cuda:0..")
+            raise ConfigError(field="device", value=name, problem="is not available: only "
+                              f"{torch.cuda.device_count()} CUDA device(s)", hint="use cuda:0..")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None)
                                   and torch.backends.mps.is_available()):
-        raise ConfigError(f"device {name!r} is not available on this machine; use cpu or auto")
+        raise ConfigError(field="device", value=name, problem="is not available on this "
+                          "machine", hint="set {field} to cpu or auto")
     return dev
 

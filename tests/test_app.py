@@ -37,7 +37,7 @@ from prunetui.tui.screens.help import HelpScreen
 from prunetui.tui.screens.results import ResultsView, compile_filter, sort_rows
 from prunetui.tui.screens.run_detail import RunDetailScreen
 from prunetui.tui.widgets.accuracy_chart import AccuracyChart
-from prunetui.tui.widgets.config_form import ConfigForm
+from prunetui.tui.widgets.config_form import OPTIONS_OPEN_HEIGHT, ConfigForm
 from prunetui.tui.widgets.density_chart import DensityChart
 from prunetui.tui.widgets.epoch_table import EpochTable
 from prunetui.tui.widgets.flops_chart import FlopRatioChart
@@ -90,9 +90,17 @@ async def wait_idle(pilot: Pilot[Any], app: PruneApp, timeout: float = 60.0) -> 
     await pilot.pause()
 
 
+async def form_built(pilot: Pilot[Any], app: PruneApp) -> ConfigForm:
+    """The form, with Options opened and its fields mounted (they are on first show)."""
+    form = app.query_one(ConfigForm)
+    app.query_one("#options", Collapsible).collapsed = False
+    await wait_for(pilot, lambda: form._built, what="Options")
+    return form
+
+
 async def configure(pilot: Pilot[Any], app: PruneApp, *, epochs: str) -> None:
     """fc on digits, pruner Rand only, compression 1, ``epochs`` epochs; with keys only."""
-    form = app.query_one(ConfigForm)
+    form = await form_built(pilot, app)
     app.query_one("#dataset", Select).focus()
     await pilot.press("enter")  # open the dataset list: mnist, fashion-mnist, cifar10, ...
     await pilot.press("down", "down", "down", "down", "enter")  # ... cifar100, digits
@@ -108,20 +116,26 @@ async def configure(pilot: Pilot[Any], app: PruneApp, *, epochs: str) -> None:
     if app.query_one("#options", Collapsible).collapsed:
         await pilot.press("enter")
     assert not app.query_one("#options", Collapsible).collapsed
-    await pilot.press("tab")
-    assert app.focused is app.query_one("#epochs", Input)
-    app.query_one("#epochs", Input).value = ""
-    await pilot.press(*epochs)
-    await pilot.press("tab", "tab", "tab", "tab")  # optimizer, lr, batch, seed
-    await pilot.press("tab")
-    assert app.focused is app.query_one("#device", Input)
-    app.query_one("#device", Input).value = ""
+    await tab_to(pilot, app, "post_epochs")
+    await pilot.press(*epochs)  # typing replaces the (selected) value
+    await tab_to(pilot, app, "device")
     await pilot.press(*"cpu")
     await pilot.pause()
     state = form.state()
     assert state.error is None, state.error
     assert [(c.model, c.dataset, c.pruner, c.compression, c.post_epochs, c.device)
             for c in state.configs] == [("fc", "digits", "rand", 1.0, int(epochs), "cpu")]
+
+
+async def tab_to(pilot: Pilot[Any], app: PruneApp, id: str) -> None:
+    """Press tab until the widget ``id`` has the focus (each step stays in the form)."""
+    form = app.query_one(ConfigForm)
+    for _ in range(60):
+        if app.focused is not None and app.focused.id == id:
+            return
+        await pilot.press("tab")
+        assert app.focused is not None and form in app.focused.ancestors_with_self, app.focused
+    raise AssertionError(f"tab never reached #{id}")
 
 
 def digits(**kw: Any) -> RunConfig:
@@ -221,20 +235,23 @@ async def test_keys_configure_and_run_updates_table_and_charts(
 
 async def test_options_open_on_a_tall_terminal_and_follow_resizes(tmp_path: Path) -> None:
     app = make_app(tmp_path)
+    tall = OPTIONS_OPEN_HEIGHT  # the whole form fits
     async with app.run_test(size=(100, 30)) as pilot:
         options = app.query_one("#options", Collapsible)
-        assert options.collapsed
-        await pilot.resize_terminal(100, 48)
+        form = app.query_one(ConfigForm)
+        assert options.collapsed and not form._built  # built when first shown
+        await pilot.resize_terminal(100, tall)
         await pilot.pause()
         assert not options.collapsed
+        await wait_for(pilot, lambda: form._built, what="Options")
         options.collapsed = True  # by hand: kept while the terminal stays tall
-        await pilot.resize_terminal(110, 50)
+        await pilot.resize_terminal(110, tall + 2)
         await pilot.pause()
         assert options.collapsed
         await pilot.resize_terminal(100, 24)
         await pilot.pause()
         assert options.collapsed
-        await pilot.resize_terminal(100, 48)
+        await pilot.resize_terminal(100, tall)
         await pilot.pause()
         assert not options.collapsed
 
@@ -242,11 +259,11 @@ async def test_options_open_on_a_tall_terminal_and_follow_resizes(tmp_path: Path
 async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        form = app.query_one(ConfigForm)
+        form = await form_built(pilot, app)
         form.set_values(lr="abc")
         await pilot.pause()
         msg = str(app.query_one("#validation", Static).render())
-        assert "invalid lr 'abc'; it must be a positive number" in msg
+        assert msg == "✗ invalid LR 'abc'; it must be a number > 0"  # the field's label
         assert app.query_one("#lr", Input).has_class("-rejected")
         assert app.query_one("#run", Button).disabled
         import torch  # loaded, as the previews load it: the form then checks the device
@@ -255,30 +272,32 @@ async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> 
             form.set_values(lr="0.01", device="cuda")
             await pilot.pause()
             msg = str(app.query_one("#validation", Static).render())
-            assert msg == ("✗ device 'cuda' is not available: no CUDA GPU is visible; "
-                           "set Device (Options) to cpu or auto")
+            assert msg == ("✗ Device 'cuda' is not available: no CUDA GPU is visible; "
+                           "set Device to cpu or auto")
             assert app.query_one("#device", Input).has_class("-rejected")
             app.query_one("#device", Input).focus()
             await pilot.press("tab")  # leaving the field keeps the mark
             await pilot.pause()
             assert app.query_one("#device", Input).has_class("-rejected")
             assert app.query_one("#run", Button).disabled
-        form.set_values(lr="0.01", batch="0", device="auto")
+        form.set_values(lr="0.01", batch_size="0", device="auto")
         await pilot.pause()
         msg = str(app.query_one("#validation", Static).render())
         assert msg == "✗ invalid Batch size 0; it must be an integer >= 1"  # the field's name
-        assert app.query_one("#batch", Input).has_class("-rejected")
-        form.set_values(batch="64", model="vgg11")
+        assert app.query_one("#batch_size", Input).has_class("-rejected")
+        form.set_values(batch_size="64", model="vgg11")
         await pilot.pause()
         msg = str(app.query_one("#validation", Static).render())
         assert "needs 32x32 or 64x64 inputs" in msg
+        assert app.query_one("#dataset", Select).has_class("-rejected")
         app.query_one("#pruners", SelectionList).focus()
         await pilot.press("r")
         assert not app.sweep_active
         assert app.notes[-1][0] == "error"
         form.set_values(model="fc", pruners=[])
         await pilot.pause()
-        assert "choose at least one pruner" in str(app.query_one("#validation").render())
+        assert "choose at least one pruner (space toggles)" in str(
+            app.query_one("#validation").render())
         # r on an invalid form puts the focus where the fix is (space then toggles a pruner).
         app.query_one("#compressions", SelectionList).focus()
         await pilot.press("r")
@@ -294,15 +313,15 @@ async def test_invalid_values_shown_inline_and_block_the_run(tmp_path: Path) -> 
         assert app.query_one("#run", Button).disabled
         form.set_values(extra="nan")  # typed in More c: marked there too
         await pilot.pause()
-        assert "invalid compression nan" in str(app.query_one("#validation").render())
+        assert "invalid Compression nan" in str(app.query_one("#validation").render())
         assert app.query_one("#extra", Input).has_class("-rejected")
-        form.set_values(extra="", seed="99999999999999999999999")  # would overflow torch
+        form.set_values(extra="", seeds="1 99999999999999999999999")  # would overflow torch
         await pilot.pause()
         assert str(app.query_one("#validation").render()) == (
-            "✗ invalid seed 99999999999999999999999; it must be from 0 to 4294967295")
-        assert app.query_one("#seed", Input).has_class("-rejected")
+            "✗ invalid Seed 99999999999999999999999; it must be an integer from 0 to 4294967295")
+        assert app.query_one("#seeds", Input).has_class("-rejected")
         assert app.query_one("#run", Button).disabled
-        form.set_values(seed="1")
+        form.set_values(seeds="1")
         form.set_values(pruners=["rand", "mag"], compressions=[0.5, 2.0], extra="1.25")
         await pilot.pause()
         assert len(form.state().configs) == 6
@@ -315,7 +334,7 @@ async def test_the_reason_a_run_is_refused_stays_in_view_on_a_small_terminal(
     Run button stay on screen with it, whatever the scroll position."""
     app = make_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        form = app.query_one(ConfigForm)
+        form = await form_built(pilot, app)
         app.query_one("#options", Collapsible).collapsed = False
         form.set_values(lr="abc")
         await pilot.pause()
@@ -327,7 +346,7 @@ async def test_the_reason_a_run_is_refused_stays_in_view_on_a_small_terminal(
             for widget in (app.query_one("#validation"), app.query_one("#run", Button)):
                 region = app.screen.find_widget(widget).region
                 assert region.height > 0 and visible.contains_region(region), widget
-        assert "invalid lr 'abc'" in str(app.query_one("#validation").render())
+        assert "invalid LR 'abc'" in str(app.query_one("#validation").render())
         # Typing in the last field, it stays in view above the message that grows under it.
         form.set_values(lr="0.001")
         form.scroll_to(y=0, animate=False)
@@ -343,7 +362,7 @@ async def test_the_reason_a_run_is_refused_stays_in_view_on_a_small_terminal(
 async def test_preview_per_layer_and_data_errors(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        form = app.query_one(ConfigForm)
+        form = await form_built(pilot, app)
         panel = app.query_one(PreviewPanel)
         layers = panel.query_one("#preview-layers")
         # Previews on from here (the default, SynFlow at 100 iterations, is slower to show).
@@ -372,8 +391,7 @@ async def test_preview_per_layer_and_data_errors(tmp_path: Path) -> None:
             panel.query_one("#preview-summary").render()), what="the DataError")
         assert layers.row_count == 0
         shown = str(panel.query_one("#preview-summary").render())  # in the app's terms
-        assert "start the app with --data-dir DIR" in shown and "--device" not in shown
-        assert "or start the run (r), which downloads it" in shown
+        assert "mnist not found" in shown and "--" not in shown  # no CLI flag in the app
         # Keeping less than one weight is refused by the form, as the engine would.
         form.set_values(dataset="digits", extra="9")
         app.query_one("#pruners", SelectionList).highlighted = 0
@@ -407,8 +425,8 @@ async def test_cancel_mid_run_then_resume(tmp_path: Path, monkeypatch: pytest.Mo
     app = make_app(tmp_path)
     config = digits(post_epochs=3)
     async with app.run_test(size=SIZE) as pilot:
-        app.query_one(ConfigForm).set_values(dataset="digits", pruners=["rand"], epochs="3",
-                                             device="cpu")
+        app.query_one(ConfigForm).set_values(dataset="digits", pruners=["rand"],
+                                             post_epochs="3", device="cpu")
         await pilot.pause()
         assert app.query_one(ConfigForm).state().configs == [config]
         await pilot.click("#run")
@@ -1083,17 +1101,6 @@ async def test_a_fit_table_shows_the_leading_columns_that_fit_and_keeps_the_rest
         assert [c.label.plain for c in table.columns.values()] == ["Layer"]  # at least one
         table.clear()
         assert table.row_count == 0 and len(table.columns) == 1
-
-
-def test_engine_messages_are_put_in_the_apps_terms() -> None:
-    from prunetui.tui.widgets.fmt import for_app
-
-    assert for_app("run ab is stored as diverged (x); change the lr or seed, or force a rerun "
-                   "(run --force)") == ("run ab is stored as diverged (x); change the lr or "
-                                        "seed, or delete it in Results (del) to run it again")
-    assert "delete them in Results (del) to train them" in for_app(
-        "1 run was stored from other data …; `prunetui rm` them (or `prunetui run --force`) "
-        "to train them on this data, or use another --results-dir")
 
 
 async def test_layer_density_shows_every_layer_on_a_small_terminal(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 
 import fakes
 import pytest
-from test_app import prepared_store
+from test_app import prepared_store, wait_for
 from textual.pilot import Pilot
-from textual.widgets import TabbedContent
+from textual.widgets import Collapsible, TabbedContent
 
 from prunetui.core import events as ev
 from prunetui.core.config import RunConfig
@@ -51,21 +51,32 @@ def app_for(tmp_path: Path) -> PruneApp:
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_main_screen(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+def test_main_screen(snap_compare: Any, tmp_path: Path, size: tuple[int, int],
+                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Options shows the data dir's check (open at 40 rows): one path for every run of this.
+    monkeypatch.setenv("PRUNETUI_DATA", "/nonexistent/prunetui-data")
+
     async def before(pilot: Pilot[Any]) -> None:
         app = pilot.app
         assert isinstance(app, PruneApp)
         state = app.query_one(ConfigForm).state()
         assert state.preview is not None
         app.query_one(PreviewPanel).show_info(state.preview, fake_info(state.preview))
+        if not app.query_one("#options", Collapsible).collapsed:  # a terminal it all fits
+            form = app.query_one(ConfigForm)
+            await wait_for(pilot, lambda: form._built, what="Options")
+            status = app.query_one("#data-status")
+            await wait_for(pilot, lambda: "mnist:" in str(status.render()), what="the check")
         await pilot.pause()
 
     assert snap_compare(app_for(tmp_path), terminal_size=size, run_before=before)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_results_screen(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+def test_results_screen(snap_compare: Any, tmp_path: Path, size: tuple[int, int],
+                        monkeypatch: pytest.MonkeyPatch) -> None:
     prepared_store(tmp_path / "results")
+    monkeypatch.chdir("/")  # the export field shows the working dir's report/: "/report"
     assert snap_compare(app_for(tmp_path), terminal_size=size, press=["3"])
 
 

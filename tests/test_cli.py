@@ -88,8 +88,8 @@ def test_run_json_then_runs_show_export(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("extra", "expect"), [
     (["--datasets", "mnist", "--set", "device=cpu", "--data-dir", "{tmp}/none",
       "--no-download"], "mnist not found: expected {tmp}/none/MNIST/raw/"),
-    (["--datasets", "digits", "--devices", "cuda:0"], "device 'cuda:0' is not available: no "
-     "CUDA GPU is visible; use --devices cpu, or leave it out"),
+    (["--datasets", "digits", "--devices", "cuda:0"], "device 'cuda:0' of --devices is not "
+     "available: no CUDA GPU is visible; use --devices cpu, or leave it out"),
     (["--datasets", "digits", "--set", "device=cpu", "--results-dir", "{tmp}/file"],
      "results dir {tmp}/file is a file"),
 ])
@@ -210,29 +210,37 @@ def test_sweep_dry_run_and_run() -> None:
 
 
 BAD = [
-    (["run", "--model", "vgg99"], "unknown model 'vgg99'; choose one of: fc, conv"),
-    (["run", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
-    (["run", "--pruner", "obd"], "unknown pruner 'obd'; choose one of: rand, mag, snip"),
-    (["run", "--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
-    (["run", "--scope", "layer"], "unknown scope 'layer'"),
-    (["run", "--schedule", "cubic"], "unknown schedule 'cubic'"),
-    (["run", "--device", "tpu"], "invalid device 'tpu'"),
-    (["run", "--device", "cuda:7", "--dataset", "digits"], "device 'cuda:7' is not available"),
-    (["run", "--compression", "-1"], "invalid compression -1.0"),
+    (["run", "--model", "vgg99"], "unknown --model 'vgg99'; choose one of: fc, conv"),
+    (["run", "--dataset", "imagenet"], "unknown --dataset 'imagenet'"),
+    (["run", "--pruner", "obd"], "unknown --pruner 'obd'; choose one of: rand, mag, snip"),
+    (["run", "--optimizer", "lbfgs"], "unknown --optimizer 'lbfgs'"),
+    (["run", "--scope", "layer"], "unknown --scope 'layer'"),
+    (["run", "--schedule", "cubic"], "unknown --schedule 'cubic'"),
+    (["run", "--device", "tpu"], "invalid --device 'tpu'; use auto, cpu, cuda, cuda:N or mps"),
+    (["run", "--device", "cuda:7", "--dataset", "digits"], "--device 'cuda:7' is not available: "
+     "no CUDA GPU is visible; set --device to cpu or auto"),
+    (["run", "--lr-drops", "60,x"], "invalid --lr-drops '60,x'; give integers, repeated or "
+     "comma-separated"),
+    (["run", "--lr-drops", "5", "--lr-drops", "3"], "invalid --lr-drops [5, 3]; give "
+     "increasing epochs"),
+    (["run", "--keep-optimizer", "--prune-iterations", "0"], "invalid --prune-iterations 0"),
+    (["inspect", "fc", "--seed", "-1"], "invalid --seed -1"),
+    (["run", "--compression", "-1"], "invalid --compression -1.0; it must be a number >= 0"),
     (["run", "--seed", "99999999999999999999999"],
-     "invalid seed 99999999999999999999999; it must be from 0 to 4294967295"),
+     "invalid --seed 99999999999999999999999; it must be an integer from 0 to 4294967295"),
     (["run", "--compression", "abc"], "Invalid value for '--compression': 'abc' is not a"),
     (["run", "--dataset", "digits", "--compression", "9"], "keeps no weight of"),
-    (["run", "--post-epochs", "-2"], "invalid post-epochs -2"),
+    (["run", "--post-epochs", "-2"], "invalid --post-epochs -2; it must be an integer >= 0"),
     (["run", "--pre-epochs=x"], "Invalid value for '--pre-epochs'"),
-    (["run", "--batch-size", "0"], "invalid batch-size 0"),
-    (["run", "--test-batch-size", "-1"], "invalid test-batch-size -1"),
-    (["run", "--lr", "0"], "invalid lr 0.0"),
-    (["run", "--model", "vgg16", "--dataset", "mnist"], "model 'vgg16' needs 32x32 or 64x64"),
+    (["run", "--batch-size", "0"], "invalid --batch-size 0"),
+    (["run", "--test-batch-size", "-1"], "invalid --test-batch-size -1"),
+    (["run", "--lr", "0"], "invalid --lr 0.0; it must be a number > 0"),
+    (["run", "--model", "vgg16", "--dataset", "mnist"],
+     "model 'vgg16' needs 32x32 or 64x64 inputs"),
     (["run", "--dataset", "mnist", "--no-download"], "MNIST"),
     (["run", "--bogus"], "No such option: --bogus"),
-    (["inspect", "nope"], "unknown model 'nope'"),
-    (["inspect", "vgg16", "--dataset", "mnist"], "model 'vgg16' needs 32x32 or 64x64"),
+    (["inspect", "nope"], "unknown model 'nope'"),  # an argument, not an option
+    (["inspect", "vgg16", "--dataset", "mnist"], "model 'vgg16' needs 32x32 or 64x64 inputs"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
       "epochs=3"], "unknown setting 'epochs'"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
@@ -240,10 +248,14 @@ BAD = [
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--pruners",
       "rand", "--set", "mag.lr=-1"], "settings for mag (not in the grid): invalid lr -1.0"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
-      "device=cuda:7"], "device 'cuda:7' is not available: no CUDA GPU is visible; use "
-     "--set device=cpu (or auto)"),
+      "device=cuda:7"], "device 'cuda:7' is not available: no CUDA GPU is visible; set "
+     "device to cpu or auto"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "x"],
      "invalid compressions 'x'"),
+    (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
+      "lr=0"], "invalid lr 0.0; it must be a number > 0"),  # named as --set names it
+    (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
+      "mag.post_epochs=-1"], "settings for mag: invalid post_epochs -1"),
     (["sweep", "--models", "fc", "--datasets", "digits"], "a sweep needs --compressions"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1,9"],
      "fc on digits: compression 9 keeps no weight of 47,400 prunable ones; use a compression "
@@ -599,3 +611,84 @@ def test_a_sweep_says_once_that_the_machine_was_busy_while_it_timed_runs() -> No
         "fastest): their inference medians may be off; time on a quiet machine to compare "
         "pruners")
     assert busy_summary({}) is None
+
+
+def test_run_and_inspect_have_an_option_per_setting_with_its_help() -> None:
+    from prunetui.core.config import SETTINGS
+
+    text = runner.invoke(app, ["run", "--help"]).output
+    for s in SETTINGS.values():
+        assert s.cli_flag in text, s.cli_flag
+    assert "[default: 100 for synflow, 1 otherwise]" in " ".join(text.split())
+    text = " ".join(runner.invoke(app, ["inspect", "--help"]).output.split())
+    assert "--prune-iterations" in text and "--post-epochs" not in text
+    assert "[default: cpu]" in text  # inspect's own default device
+
+
+@pytest.mark.parametrize("args", [["--lr-drops", "60", "--lr-drops", "120"],
+                                  ["--lr-drops", "60,120"], ["--lr-drops", "60, 120"]])
+def test_lr_drops_repeated_or_as_a_comma_list(monkeypatch: pytest.MonkeyPatch,
+                                              args: list[str]) -> None:
+    import typer
+
+    from prunetui.tui import cli
+
+    seen = []
+    real = cli._config
+
+    def config(**kw: Any) -> Any:  # the config the options make; then stop
+        seen.append(real(**kw))
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(cli, "_config", config)
+    r = runner.invoke(app, ["run", *args, "--post-epochs", "130", "--keep-optimizer"])
+    assert r.exit_code == 0, r.output
+    assert seen[0].lr_drops == (60, 120) and seen[0].keep_optimizer is False  # no pre-epochs
+
+
+def test_a_toml_file_as_the_first_word_opens_it_in_the_app(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from prunetui.tui.app import PruneApp
+
+    opened: list[Path | None] = []
+    monkeypatch.setattr(PruneApp, "run", lambda self: opened.append(self.sweep_file))
+    example = Path(__file__).resolve().parents[1] / "examples" / "vgg16-cifar10.toml"
+    for argv in ([str(example)], ["--open", str(example)],
+                 ["--results-dir", str(tmp_path / "r"), str(example)]):
+        r = runner.invoke(app, argv)
+        assert r.exit_code == 0, r.output
+    assert opened == [example] * 3
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[grid]\nmodels = ['fc']\ndatasets = ['digits']\ncompressions = [1]\n"
+                   "[settings]\nlr = 'fast'\n")
+    r = runner.invoke(app, [str(bad)])
+    assert r.exit_code == 2 and r.stderr == (
+        "error: invalid lr 'fast'; it must be a number > 0\n")  # named as the file names it
+    r = runner.invoke(app, [str(tmp_path / "none.toml")])
+    assert r.exit_code == 2 and "does not exist" in r.stderr
+    r = runner.invoke(app, ["notes.txt"])  # not a TOML file: still an unknown command
+    assert r.exit_code == 2 and "No such command 'notes.txt'" in r.stderr
+    assert len(opened) == 3
+
+
+def test_runs_at_80_columns_keeps_whole_ids_and_the_key_columns(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+    from test_app import prepared_store
+
+    from prunetui.tui import cli
+
+    ids = [r.run_id for r in prepared_store(results()).query()]
+    monkeypatch.setattr(cli, "out", Console(width=80))
+    r = runner.invoke(app, ["runs"])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), r.stdout
+    assert all(any(rid in line for line in lines) for rid in ids)
+    header = next(line for line in lines if "status" in line)
+    for column in ("id", "model", "dataset", "pruner", "c", "seed", "status", "top-1"):
+        assert f" {column} " in header
+    assert "--json for" in lines[0]  # says what it left out
+    monkeypatch.setattr(cli, "out", Console(width=160))
+    wide = runner.invoke(app, ["runs"]).stdout
+    assert "FLOP ratio" in wide and "--json for" not in wide

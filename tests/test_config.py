@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from prunetui.core import catalog
-from prunetui.core.config import RunConfig, check_leaves_weights, kept_count
+from prunetui.core.config import (
+    AXES,
+    EXECUTION_FIELDS,
+    GROUPS,
+    SETTINGS,
+    RunConfig,
+    check_leaves_weights,
+    kept_count,
+)
 from prunetui.core.errors import ConfigError
 
 
@@ -54,15 +62,21 @@ def test_run_id_changes_with_results_fields(field: str) -> None:
         ({"device": "tpu"}, "invalid device 'tpu'"),
         ({"compression": -1.0}, "invalid compression -1.0"),
         ({"compression": float("nan")}, "invalid compression nan"),
-        ({"post_epochs": -1}, "invalid post-epochs -1"),
-        ({"batch_size": 0}, "invalid batch-size 0"),
-        ({"test_batch_size": -5}, "invalid test-batch-size -5"),
-        ({"prune_iterations": 0}, "invalid prune-iterations 0"),
+        ({"post_epochs": -1}, "invalid post_epochs -1; it must be an integer >= 0"),
+        ({"batch_size": 0}, "invalid batch_size 0; it must be an integer >= 1"),
+        ({"test_batch_size": -5}, "invalid test_batch_size -5"),
+        ({"prune_iterations": 0}, "invalid prune_iterations 0"),
         ({"lr": 0.0}, "invalid lr 0.0"),
-        ({"lr_drop_rate": 2.0}, "invalid lr-drop-rate 2.0"),
-        ({"lr_drops": (5, 3)}, "invalid lr-drops [5, 3]"),
-        ({"weight_decay": -0.1}, "invalid weight-decay -0.1"),
-        ({"model": "vgg16", "dataset": "mnist"}, "model 'vgg16' needs 32x32 or 64x64"),
+        ({"lr_drop_rate": 2.0}, "invalid lr_drop_rate 2.0; it must be a number in (0, 1]"),
+        ({"lr_drops": (5, 3)}, "invalid lr_drops [5, 3]; give increasing epochs"),
+        ({"lr_drops": (3,), "post_epochs": 0}, "lr_drops [3] given, but there are no epochs"),
+        ({"seed": -1}, "invalid seed -1; it must be an integer from 0 to 4294967295"),
+        ({"seed": 2**70}, "invalid seed 1180591620717411303424"),
+        ({"amp": "yes"}, "invalid amp 'yes'; it must be true or false"),
+        ({"lr": True}, "invalid lr True; it must be a number > 0"),
+        ({"batch_size": 2.5}, "invalid batch_size 2.5; it must be an integer >= 1"),
+        ({"weight_decay": -0.1}, "invalid weight_decay -0.1"),
+        ({"model": "vgg16", "dataset": "mnist"}, "model 'vgg16' needs 32x32 or 64x64 inputs"),
         ({"model": "resnet20", "dataset": "digits"}, "use it with: cifar10, cifar100"),
     ],
 )
@@ -94,3 +108,77 @@ def test_kept_count_and_leaves_weights() -> None:
 def test_catalog_models_need_32x32() -> None:
     assert catalog.MODELS["vgg16"].check_dataset(catalog.DATASETS["cifar10"]) is None
     assert catalog.MODELS["fc"].check_dataset(catalog.DATASETS["digits"]) is None
+
+
+@pytest.mark.parametrize(("changes", "run_id"), [
+    ({}, "44136fa355"),
+    ({"model": "vgg16", "dataset": "cifar10", "pruner": "mag", "compression": 1,
+      "pre_epochs": 200, "keep_optimizer": True, "post_epochs": 100, "optimizer": "momentum",
+      "lr": 0.1, "lr_drops": (60, 120), "weight_decay": 5e-4, "batch_size": 128,
+      "device": "cuda", "amp": True}, "da792d86dd"),
+    ({"model": "fc", "dataset": "digits", "pruner": "snip", "compression": 0.5, "seed": 3,
+      "prune_iterations": 1}, "3ee9cf50f3"),
+    ({"prune_iterations": 100, "scope": "local", "schedule": "linear", "prune_bias": True,
+      "shuffle_masks": True, "reinit": True, "sparse_inference": True, "timing_repeats": 9,
+      "checkpoint_every": 3}, "ba36853f8e"),
+])
+def test_known_run_ids_do_not_change(changes: dict[str, object], run_id: str) -> None:
+    """Stored runs are found by these ids: a change to the fields, their defaults or the hash
+    would orphan every store (ids computed before the settings metadata existed)."""
+    assert RunConfig(**changes).run_id == run_id  # type: ignore[arg-type]
+
+
+def test_every_field_but_the_sweep_label_is_a_described_setting() -> None:
+    from dataclasses import fields
+
+    assert [f.name for f in fields(RunConfig) if f.name != "sweep"] == list(SETTINGS)
+    labels = [s.label for s in SETTINGS.values()]
+    assert len(set(labels)) == len(labels)  # the app names fields by their labels
+    for s in SETTINGS.values():
+        assert s.group in GROUPS and s.help.endswith(".") and len(s.label) <= 12, s
+        assert s.cli_flag.startswith("--") and s.kind in ("switch", "select", "list", "input")
+    assert sorted(EXECUTION_FIELDS) == ["checkpoint_every", "device", "timing_repeats"]
+    assert {a: s.name for a, s in AXES.items()} == {
+        "models": "model", "datasets": "dataset", "pruners": "pruner",
+        "compressions": "compression", "seeds": "seed"}
+
+
+def test_choices_come_from_the_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pruner added to the registry is valid everywhere the registry is read, with its
+    own default iterations."""
+    monkeypatch.setitem(catalog.PRUNERS, "new", catalog.PrunerInfo(
+        "new", "New", needs_data=False, default_iterations=7, description="test"))
+    config = RunConfig(pruner="new").validate()
+    assert config.iterations == 7 and SETTINGS["pruner"].choice_list()[-1] == "new"
+    assert RunConfig(pruner="new", prune_iterations=7).run_id == config.run_id
+
+
+def test_an_error_names_its_field_for_each_face() -> None:
+    with pytest.raises(ConfigError) as e:
+        RunConfig(post_epochs=-1).validate()
+    err = e.value
+    assert (err.field, err.value) == ("post_epochs", -1)
+    assert err.render(lambda f: SETTINGS[f].cli_flag) == (
+        "invalid --post-epochs -1; it must be an integer >= 0")
+    assert err.render(lambda f: SETTINGS[f].label) == (
+        "invalid Epochs -1; it must be an integer >= 0")
+    with pytest.raises(ConfigError) as e:
+        RunConfig(model="vgg16", dataset="mnist").validate()
+    assert e.value.field == "dataset"  # the app focuses the dataset for a model it cannot take
+    plain = ConfigError("no field here")
+    assert (str(plain), plain.field, plain.render(str.upper)) == ("no field here", None,
+                                                                  "no field here")
+
+
+def test_errors_keep_their_field_through_pickling() -> None:
+    """Sweep workers and Ray tasks send errors back pickled: the app still focuses the
+    field and words it its own way."""
+    import pickle
+
+    err = ConfigError(field="device", value="cuda", problem="is not available",
+                      hint="set {field} to cpu").within("settings for mag", "mag")
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.field, back.value, back.pruner) == ("device", "cuda", "mag")
+    assert back.render(str.upper) == ("settings for mag: DEVICE 'cuda' is not available; set "
+                                      "DEVICE to cpu")
+    assert str(back) == "settings for mag: device 'cuda' is not available; set device to cpu"

@@ -31,7 +31,7 @@ def test_readme_cli_sweep_equals_example_toml() -> None:
     spec = SweepSpec(opts["models"].split(","), opts["datasets"].split(","),
                      opts["pruners"].split(","), [float(c) for c in
                                                   opts["compressions"].split(",")],
-                     [1], shared, per, name=opts["name"])
+                     [1], settings=shared, overrides=per, name=opts["name"])
     toml = load_toml(ROOT / "examples" / "vgg16-cifar10.toml")
     assert [c.run_id for c in spec.configs()] == [c.run_id for c in toml.configs()]
     assert len(toml.configs()) == 30
@@ -40,3 +40,15 @@ def test_readme_cli_sweep_equals_example_toml() -> None:
 def test_fc_mnist_example_loads() -> None:
     configs = load_toml(ROOT / "examples" / "fc-mnist.toml").configs()
     assert {c.pruner: c.post_epochs for c in configs}["synflow"] == 150
+
+
+def test_readme_option_table_is_the_settings_metadata() -> None:
+    """The README's option table says what `run --help` and the app say: one row per
+    setting, from core/config.py. Regenerate it with
+    `python -c 'from prunetui.tui.options import options_markdown as m; print(m())'`."""
+    from prunetui.tui.options import options_markdown
+
+    text = (ROOT / "README.md").read_text()
+    table = text.split("<!-- options:start", 1)[1].split("-->", 1)[1]
+    table = table.split("<!-- options:end -->", 1)[0].strip()
+    assert table == options_markdown()

@@ -18,21 +18,23 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import Input, TabbedContent, TabPane
+from textual.widgets import Collapsible, Input, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from prunetui.core.config import RunConfig
-from prunetui.core.errors import PrunetuiError
+from prunetui.core.errors import ConfigError, PrunetuiError
 from prunetui.core.events import CancelToken, RunWarning
 from prunetui.core.status import RunStatus
 from prunetui.core.store import Store, default_results_dir
 from prunetui.core.sweep import CellOutcome
+from prunetui.core.sweep.spec import SweepSpec, load_toml, save_toml
 from prunetui.tui import worker as glue
 from prunetui.tui.screens.confirm import ConfirmScreen
+from prunetui.tui.screens.path_prompt import PathScreen
 from prunetui.tui.screens.results import ResultsView
 from prunetui.tui.screens.run_detail import RunDetailScreen
-from prunetui.tui.widgets.config_form import ConfigForm, FormState
-from prunetui.tui.widgets.fmt import for_app, run_label
+from prunetui.tui.widgets.config_form import ConfigForm, FormState, app_name
+from prunetui.tui.widgets.fmt import run_label
 from prunetui.tui.widgets.key_bar import KeyBar
 from prunetui.tui.widgets.preview import PreviewPanel
 from prunetui.tui.widgets.run_panel import RunPanel
@@ -42,6 +44,9 @@ W = TypeVar("W", bound=Widget)
 TABS = {"configure": "tab-configure", "run": "tab-run", "results": "tab-results"}
 FOCUS = {"configure": "#model", "results": "#runs"}  # on showing a tab (Run: its view's)
 PREVIEW_DELAY = 0.25  # seconds of calm before a preview is computed
+# The configuration of the last sweep started from the app, in each results dir: a sweep file
+# (``prunetui sweep results/.prunetui-app.toml`` runs it again), read when the app starts.
+REMEMBERED = ".prunetui-app.toml"
 
 
 class PruneApp(App[None]):
@@ -59,6 +64,8 @@ class PruneApp(App[None]):
         Binding("question_mark", "help", "Help", key_display="?"),
         # Shown only in a text field, where the letter keys above are typed instead.
         Binding("escape", "leave_field", "Leave field"),
+        Binding("ctrl+o", "open_file", "Open sweep file", show=False),
+        Binding("ctrl+s", "save_file", "Save sweep file", show=False),
         Binding("1", "tab('configure')", "Configure", show=False),
         Binding("2", "tab('run')", "Run tab", show=False),
         Binding("3", "tab('results')", "Results", show=False),
@@ -67,13 +74,16 @@ class PruneApp(App[None]):
     def __init__(self, results_dir: Path | None = None, data_dir: Path | None = None, *,
                  preview: bool = True, download: bool = True,
                  settings: dict[str, Any] | None = None,
-                 torch_threads: int | str | None = "auto") -> None:
+                 torch_threads: int | str | None = "auto",
+                 sweep_file: Path | None = None) -> None:
         """``results_dir``: the store (default ``$PRUNETUI_RESULTS`` or ./results);
         ``data_dir``: datasets (default: the engine's); ``preview=False`` turns off the
         automatic pruning preview (tests that want a still screen); ``settings``: RunConfig
-        fields the form doesn't show (e.g. ``timing_repeats``), applied to every run;
+        fields set in the form at start (over the sweep file or remembered ones);
         ``torch_threads``: torch's threads while the app runs ("auto": all cores but one, kept
-        for the UI, unless OMP_NUM_THREADS is set; None: leave torch alone)."""
+        for the UI, unless OMP_NUM_THREADS is set; None: leave torch alone); ``sweep_file``:
+        a sweep file to start with (raises ``ConfigError`` when it cannot be read), else the
+        results dir's remembered configuration, if any."""
         super().__init__()
         if "TEXTUAL_ANIMATIONS" not in os.environ:
             # The tab underline's slide re-renders the screen ~14 times per tab switch: CPU a
@@ -91,17 +101,43 @@ class PruneApp(App[None]):
         self.sweep_active = False
         self.form_state: FormState | None = None
         self._preview_serial = 0
-        self._previewed: RunConfig | None = None
+        self._previewed: tuple[RunConfig, Path | None] | None = None
         self._preview_timer: Timer | None = None
         self.outcomes: list[CellOutcome] = []
         self._quit_question: ConfirmScreen | None = None  # shown while a run is active
+        self.sweep_file = Path(sweep_file) if sweep_file else None
+        self._start_note = ""
+        self._initial = self._initial_spec()
+        if self.data_dir is None and self._initial is not None and self._initial.data_dir:
+            self.data_dir = Path(self._initial.data_dir)
+        self._data_checked: tuple[Any, ...] | None = None
+        self._data_timer: Timer | None = None
+
+    def _initial_spec(self) -> SweepSpec | None:
+        """The sweep file given, else the configuration remembered in the results dir (one
+        that no longer reads, e.g. after a setting was renamed, is noted and skipped)."""
+        if self.sweep_file is not None:
+            spec = load_toml(self.sweep_file)
+            spec.configs()  # names the form can show, values it can hold
+            return spec
+        remembered = self.results_dir / REMEMBERED
+        if not remembered.is_file():
+            return None
+        try:
+            spec = load_toml(remembered)
+            spec.configs()
+            return spec
+        except ConfigError as e:
+            self._start_note = f"the last configuration was not restored: {e}"
+            return None
 
     # -- layout ----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         with TabbedContent(id="main-tabs"):
             with TabPane("Configure", id=TABS["configure"]), Horizontal(id="configure"):
-                yield ConfigForm(extra=self.settings, id="form")
+                yield ConfigForm(spec=self._initial, extra=self.settings,
+                                 data_dir=self.data_dir, download=self.download, id="form")
                 yield PreviewPanel(id="preview")
             with TabPane("Run", id=TABS["run"]):
                 yield RunPanel(id="run-panel")
@@ -114,6 +150,8 @@ class PruneApp(App[None]):
         self.main("#model").focus()
         if not self.preview_enabled:
             self.main(PreviewPanel).show_error(None, "preview off")
+        if self._start_note:
+            self.notify(self._start_note, severity="warning", title="Configure", timeout=10)
 
     def on_ready(self) -> None:
         glue.freeze_gc()
@@ -137,7 +175,7 @@ class PruneApp(App[None]):
         try:
             return self.store()
         except PrunetuiError as e:
-            self.notify(for_app(str(e)), severity="error", title="Results store", timeout=10)
+            self.notify(str(e), severity="error", title="Results store", timeout=10)
             return None
 
     # -- actions ---------------------------------------------------------------------------
@@ -187,19 +225,99 @@ class PruneApp(App[None]):
         if self.sweep_active:
             self.notify("a run is already active; cancel it first (c)", severity="warning")
             return
-        state = self.main(ConfigForm).state()
+        form = self.main(ConfigForm)
+        state = form.state()
         if state.error or not state.configs:
-            if (len(self.screen_stack) > 1
-                    or self.main("#main-tabs", TabbedContent).active != TABS["configure"]):
-                self.action_tab("configure")
-            self.main(ConfigForm).focus_error(state.error or "")
-            self.notify(state.error or "nothing to run", severity="error",
-                        title="Invalid configuration")
+            self._show_form_error(state)
             return
         store = self._safe_store()
         if store is None:
             return
+        self.data_dir, self.download = form.data_dir(), form.download()
+        if state.spec is not None:
+            self._remember(state.spec, store.root / REMEMBERED)
         self.start_sweep(state.configs)
+
+    def _show_form_error(self, state: FormState) -> None:
+        """Show the Configure tab with the focus on the field the error is about."""
+        if (len(self.screen_stack) > 1
+                or self.main("#main-tabs", TabbedContent).active != TABS["configure"]):
+            self.action_tab("configure")
+        self.main(ConfigForm).focus_error(state)
+        self.notify(state.error or "nothing to run", severity="error",
+                    title="Invalid configuration")
+
+    def _remember(self, spec: SweepSpec, path: Path) -> None:
+        """Keep the configuration of a sweep started here, for the next start in this
+        results dir (a failure to write it is said, and the sweep runs anyway)."""
+        spec.data_dir = str(self.data_dir.resolve()) if self.data_dir else ""
+        try:
+            save_toml(spec, path)
+        except ConfigError as e:
+            self.notify(f"the configuration is not remembered: {e}", severity="warning",
+                        title="Configure")
+
+    # -- sweep files -------------------------------------------------------------------------
+
+    def action_open_file(self) -> None:
+        """Ask for a sweep file and show it in the Configure tab."""
+        start = self.sweep_file or Path.cwd() / "sweep.toml"
+
+        def opened(path: Path | None) -> None:
+            if path is None:
+                return
+            try:
+                spec = load_toml(path)
+                spec.configs()  # a file the form can show: known names, valid values
+            except ConfigError as e:
+                self.notify(str(e), severity="error", title="Open", timeout=10)
+                return
+            self.sweep_file = path
+            self.action_tab("configure")
+            self.main(ConfigForm).load(spec, Path(spec.data_dir) if spec.data_dir else None)
+            self.notify(f"{path}: {spec.label()}", title="Opened")
+
+        self.push_screen(PathScreen("Open a sweep file (the TOML `prunetui sweep FILE` reads)",
+                                    str(start), "Open"), opened)
+
+    def action_save_file(self) -> None:
+        """Ask where, then write the Configure tab as a sweep file (asking before
+        overwriting one)."""
+        form = self.main(ConfigForm)
+        state = form.state()
+        spec = state.spec
+        if spec is None:  # only what the engine checks on this machine may fail: still saved
+            self._show_form_error(state)
+            return
+        data_dir = form.data_dir()
+        spec.data_dir = str(data_dir.resolve()) if data_dir else ""
+        start = self.sweep_file or Path.cwd() / f"{spec.label()}.toml"
+
+        def write(path: Path) -> None:
+            try:
+                save_toml(spec, path)
+            except ConfigError as e:
+                self.notify(str(e), severity="error", title="Save", timeout=10)
+                return
+            self.sweep_file = path
+            n = len(spec.configs())
+            self.notify(f"{path} ({n} run{'s' * (n != 1)}; `prunetui sweep {path}` runs "
+                        f"{'them' if n != 1 else 'it'})", title="Saved")
+
+        def chosen(path: Path | None) -> None:
+            if path is None:
+                return
+            if path.is_dir():
+                self.notify(f"{path} is a folder; give a file name", severity="error",
+                            title="Save")
+            elif path.exists() and path != self.sweep_file:
+                self.push_screen(ConfirmScreen(f"{path} exists. Overwrite it?",
+                                               yes="Overwrite"),
+                                 lambda yes: write(path) if yes else None)
+            else:
+                write(path)
+
+        self.push_screen(PathScreen("Save as a sweep file (TOML)", str(start), "Save"), chosen)
 
     def start_sweep(self, configs: list[RunConfig]) -> None:
         self.cancel_token = CancelToken()
@@ -266,6 +384,10 @@ class PruneApp(App[None]):
                             self.action_cancel)
         yield SystemCommand("Configure", "Show the Configure tab (1)",
                             lambda: self.action_tab("configure"))
+        yield SystemCommand("Open sweep file", "Show a sweep TOML in Configure (ctrl+o)",
+                            self.action_open_file)
+        yield SystemCommand("Save sweep file", "Write Configure as a sweep TOML (ctrl+s)",
+                            self.action_save_file)
         yield SystemCommand("Run progress", "Show the Run tab (2)",
                             lambda: self.action_tab("run"))
         yield SystemCommand("Results", "Show the stored runs (3)",
@@ -305,6 +427,8 @@ class PruneApp(App[None]):
     @on(ConfigForm.Changed)
     def _form_changed(self, event: ConfigForm.Changed) -> None:
         self.form_state = event.state
+        self.data_dir = self.main(ConfigForm).data_dir()
+        self._check_data_soon()
         if not self.preview_enabled:
             return
         panel = self.main(PreviewPanel)
@@ -318,21 +442,20 @@ class PruneApp(App[None]):
         # shows is not part of the run.
         ticked = self.main(ConfigForm).is_ticked(config.pruner, config.compression)
         panel.border_subtitle = "" if ticked else "under the cursor · not ticked"
-        if config == self._previewed:
+        if (config, self.data_dir) == self._previewed:
             return
-        self._previewed = config
+        self._previewed = (config, self.data_dir)
         panel.show_pending(config)
         if self._preview_timer is not None:
             self._preview_timer.stop()
         self._preview_timer = self.set_timer(PREVIEW_DELAY, self._start_preview)
 
     def _start_preview(self) -> None:
-        config = self._previewed
-        if config is None:
+        if self._previewed is None:
             return
+        config, data_dir = self._previewed
         self._preview_serial += 1
         serial = self._preview_serial
-        data_dir = self.data_dir
 
         def job() -> None:
             worker = get_current_worker()
@@ -343,9 +466,51 @@ class PruneApp(App[None]):
         self.run_worker(job, thread=True, exclusive=True, group="preview",
                         exit_on_error=False, name="preview")
 
+    @on(Collapsible.Expanded, "#options")
+    def _options_opened(self, event: Collapsible.Expanded) -> None:
+        event.stop()
+        self._check_data_soon()
+
+    def _check_data_soon(self) -> None:
+        """Check the data dir for the form's datasets (shown in Options, so only while
+        Options is open: the check loads the engine's data module, and with it torch)."""
+        if not self.screen_stack:  # the app is closing
+            return
+        form = self.main(ConfigForm)
+        if form.query_one("#options", Collapsible).collapsed:
+            return
+        try:
+            datasets = form.grid()["datasets"]
+        except ConfigError:
+            return  # the form says what is wrong
+        key = (tuple(datasets), form.data_dir(), form.download())
+        if key == self._data_checked:
+            return
+        self._data_checked = key
+        if self._data_timer is not None:
+            self._data_timer.stop()
+        self._data_timer = self.set_timer(PREVIEW_DELAY, lambda: self._check_data(*key))
+
+    def _check_data(self, datasets: tuple[str, ...], data_dir: Path | None,
+                    download: bool) -> None:
+        if not self.screen_stack:
+            return
+        form = self.main(ConfigForm)
+        form.show_data_status([("checking the data dir…", False)])
+
+        def job() -> None:
+            from prunetui.tui.data_check import data_status
+
+            lines = data_status(list(datasets), data_dir, download, app_name)
+            if (datasets, data_dir, download) == self._data_checked and self.is_running:
+                self.call_from_thread(form.show_data_status, lines)
+
+        self.run_worker(job, thread=True, exclusive=True, group="data-check",
+                        exit_on_error=False, name="data check")
+
     def on_preview_ready(self, message: glue.PreviewReady) -> None:
-        if message.serial != self._preview_serial:
-            return  # a newer preview is on its way
+        if message.serial != self._preview_serial or not self.screen_stack:
+            return  # a newer preview is on its way, or the app is closing
         panel = self.main(PreviewPanel)
         if message.info is None:
             panel.show_error(message.config, message.error)
@@ -356,6 +521,14 @@ class PruneApp(App[None]):
     def _run_requested(self, event: ConfigForm.RunRequested) -> None:
         event.stop()
         self.action_run()
+
+    @on(ConfigForm.FileRequested)
+    def _file_requested(self, event: ConfigForm.FileRequested) -> None:
+        event.stop()
+        if event.action == "open":
+            self.action_open_file()
+        else:
+            self.action_save_file()
 
     # -- the sweep worker's messages -------------------------------------------------------
 
@@ -381,7 +554,7 @@ class PruneApp(App[None]):
             self.notify(f"{label} stored as cancelled; run it again to resume",
                         severity="warning", title="Run cancelled")
         elif not o.status.ok:
-            self.notify(f"{label}: {for_app(o.error)}", severity="error",
+            self.notify(f"{label}: {o.error}", severity="error",
                         title=f"Run {o.status.label}", timeout=12)
         elif message.total == 1 and o.result is not None:
             stored = o.config.run_id in self.main(RunPanel).cached

@@ -19,23 +19,40 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from prunetui.core import catalog
-from prunetui.core.config import RunConfig
-from prunetui.core.errors import ConfigError, PrunetuiError, StoreError
+from prunetui.core.config import SETTINGS, RunConfig
+from prunetui.core.errors import ConfigError, Namer, PrunetuiError, StoreError
 from prunetui.core.run.result import Epoch, Structure
 from prunetui.core.status import RunStatus
 from prunetui.core.store import RunRow, Store, wrote_row
+from prunetui.tui.options import (
+    axis_parameters,
+    axis_values,
+    flag_name,
+    key_name,
+    setting_parameters,
+    settings_from_options,
+    with_parameters,
+)
 
 # Piped output (a file, less, grep) gets room for whole tables instead of rich's 80 columns.
 out = Console() if sys.stdout.isatty() else Console(width=160)
 err = Console(stderr=True)
-D = RunConfig()  # defaults shown in --help come from the config itself
+D = RunConfig()
 
 
 class _OneLineErrors(TyperGroup):
-    """Turns usage errors and PrunetuiErrors into one line on stderr and an exit code."""
+    """Turns usage errors and PrunetuiErrors into one line on stderr and an exit code.
+
+    An error about a setting names it as the running command takes it: ``naming`` is the
+    option's flag (``--post-epochs``) unless the command says otherwise (``sweep``: the key
+    of ``--set`` and of sweep files)."""
+
+    naming: Namer = staticmethod(flag_name)
 
     def main(self, args: Any = None, prog_name: Any = None,  # type: ignore[override]
              complete_var: Any = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        _OneLineErrors.naming = staticmethod(flag_name)
+        args = self._open_file_args(list(sys.argv[1:] if args is None else args))
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as e:  # usage errors: bad option, wrong type, no command
@@ -44,13 +61,35 @@ class _OneLineErrors(TyperGroup):
                 message = f"{message} Commands: {', '.join(self.commands)}."
             _fail(message + _given(e, args, message), e.exit_code)
         except PrunetuiError as e:
-            _fail(str(e), e.exit_code)
+            _fail(e.render(_OneLineErrors.naming), e.exit_code)
         except (typer.Abort, KeyboardInterrupt):
             rv = 130
         if rv == 130:  # typer turns Ctrl-C into exit code 130
             _fail("interrupted: any run it had started is stored as interrupted, and the same "
                   "command resumes it", 130)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+    def _open_file_args(self, args: list[str]) -> list[str]:
+        """``prunetui FILE.toml`` is ``prunetui --open FILE.toml``: the app, showing a sweep
+        file (a first word that is not a command and names a TOML file)."""
+        i = 0
+        while i < len(args):
+            tok = args[i]
+            if tok in _ROOT_VALUE_OPTIONS:
+                i += 2
+                continue
+            if tok.startswith("-"):
+                i += 1
+                continue
+            if tok not in self.commands and tok.endswith(".toml"):
+                return [*args[:i], "--open", tok, *args[i + 1:]]
+            break
+        return args
+
+
+# The app's options that take a value (the word after them is not a command).
+_ROOT_VALUE_OPTIONS = ("--results-dir", "--data-dir", "--open")
 
 
 def _given(e: Exception, args: Any, message: str) -> str:
@@ -96,32 +135,6 @@ Download = Annotated[bool, typer.Option(
     "--download/--no-download", help="Download missing datasets when a network exists.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead.")]
 
-Scope = Annotated[str, typer.Option(help="global | local (per layer).")]
-Schedule = Annotated[str, typer.Option(help="exponential | linear.")]
-Iters = Annotated[int | None, typer.Option(
-    "--prune-iterations", help="Pruning iterations [default: 100 for synflow, 1 otherwise].")]
-PerClass = Annotated[int, typer.Option(help="Images per class in the SNIP/GraSP batch.")]
-PruneBias = Annotated[bool, typer.Option("--prune-bias", help="Prune biases too.")]
-PruneBN = Annotated[bool, typer.Option("--prune-batchnorm", help="Prune batch-norm params.")]
-Shuffle = Annotated[bool, typer.Option("--shuffle-masks", help="Permute each layer's mask.")]
-Reinit = Annotated[bool, typer.Option("--reinit", help="Re-initialize kept weights.")]
-PreEpochs = Annotated[int, typer.Option(help="Dense training epochs before pruning.")]
-KeepOpt = Annotated[bool, typer.Option(
-    "--keep-optimizer", help="Post-training continues pre-training's optimizer state and lr "
-                             "schedule (as the SynFlow code does) instead of fresh ones.")]
-PostEpochs = Annotated[int, typer.Option(help="Training epochs after pruning.")]
-Optim = Annotated[str, typer.Option(help="sgd | momentum | adam | rmsprop.")]
-Lr = Annotated[float, typer.Option(help="Learning rate.")]
-LrDrops = Annotated[list[int] | None, typer.Option(
-    "--lr-drops", help="Epochs at which the lr is multiplied by --lr-drop-rate (repeat).")]
-LrRate = Annotated[float, typer.Option(help="Factor applied at each lr drop.")]
-Wd = Annotated[float, typer.Option(help="Weight decay.")]
-Bs = Annotated[int, typer.Option(help="Training batch size.")]
-TBs = Annotated[int, typer.Option(help="Test batch size.")]
-Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps.")]
-Amp = Annotated[bool, typer.Option("--amp", help="bf16 autocast on CUDA.")]
-Repeats = Annotated[int, typer.Option(help="Timed passes over the test set.")]
-CkptEvery = Annotated[int, typer.Option(help="Write a resume checkpoint every N epochs.")]
 Force = Annotated[bool, typer.Option("--force", help="Rerun even if a finished run exists.")]
 
 
@@ -167,8 +180,12 @@ def _show_warnings(structure: Structure) -> None:
 
 
 @app.callback()
-def _root(ctx: typer.Context, results_dir: ResultsDir = None, data_dir: DataDir = None) -> None:
-    """With no subcommand, open the Textual app (on --results-dir and --data-dir)."""
+def _root(ctx: typer.Context, results_dir: ResultsDir = None, data_dir: DataDir = None,
+          open_file: Annotated[Path | None, typer.Option(
+              "--open", help="A sweep file (TOML) to show in the app's Configure tab; "
+                             "`prunetui FILE.toml` does the same.")] = None) -> None:
+    """With no subcommand, open the Textual app (on --results-dir and --data-dir; `prunetui
+    FILE.toml` opens a sweep file in it)."""
     # Given before a subcommand, they apply to it: its own options read these variables.
     if results_dir is not None:
         os.environ["PRUNETUI_RESULTS"] = str(results_dir)
@@ -176,9 +193,14 @@ def _root(ctx: typer.Context, results_dir: ResultsDir = None, data_dir: DataDir 
         os.environ["PRUNETUI_DATA"] = str(data_dir)
     if ctx.invoked_subcommand is None:
         _store(results_dir)  # an unusable results dir is one line here, not a screen later
+        if open_file is not None:  # so is a sweep file that cannot be shown
+            from prunetui.core.sweep import load_toml
+
+            _OneLineErrors.naming = staticmethod(key_name)
+            load_toml(open_file).configs()
         from prunetui.tui.app import PruneApp
 
-        PruneApp(results_dir=results_dir, data_dir=data_dir).run()
+        PruneApp(results_dir=results_dir, data_dir=data_dir, sweep_file=open_file).run()
 
 
 @app.command("models")
@@ -238,46 +260,17 @@ def datasets_cmd(data_dir: DataDir = None) -> None:
 
 
 def _config(**kw: Any) -> RunConfig:
-    kw["lr_drops"] = tuple(kw.get("lr_drops") or ())
-    return RunConfig(**kw).validate()
+    return RunConfig(**settings_from_options(kw)).validate()
 
 
 @app.command("run")
+@with_parameters(setting_parameters(SETTINGS))
 def run_cmd(
-    model: Annotated[str, typer.Option(help="Model name; see `prunetui models`.")] = D.model,
-    dataset: Annotated[str, typer.Option(help="Dataset; see `prunetui datasets`.")] = D.dataset,
-    pruner: Annotated[str, typer.Option(help="rand | mag | snip | grasp | synflow.")] = D.pruner,
-    compression: Annotated[float, typer.Option(help="Keep 10^-c of the weights.")] = D.compression,
-    scope: Scope = D.scope, schedule: Schedule = D.schedule, prune_iterations: Iters = None,
-    prune_samples_per_class: PerClass = D.prune_samples_per_class,
-    prune_bias: PruneBias = False, prune_batchnorm: PruneBN = False,
-    shuffle_masks: Shuffle = False, reinit: Reinit = False,
-    pre_epochs: PreEpochs = D.pre_epochs, keep_optimizer: KeepOpt = False,
-    post_epochs: PostEpochs = D.post_epochs,
-    optimizer: Optim = D.optimizer, lr: Lr = D.lr, lr_drops: LrDrops = None,
-    lr_drop_rate: LrRate = D.lr_drop_rate, weight_decay: Wd = D.weight_decay,
-    batch_size: Bs = D.batch_size, test_batch_size: TBs = D.test_batch_size,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = D.seed,
-    device: Device = D.device, amp: Amp = False, timing_repeats: Repeats = D.timing_repeats,
-    sparse_inference: Annotated[bool, typer.Option(
-        "--sparse-inference", help="Also time the network with dead units removed and "
-                                   "sparse kernels (compacted).")] = False,
-    checkpoint_every: CkptEvery = D.checkpoint_every,
     data_dir: DataDir = None, download: Download = True, results_dir: ResultsDir = None,
-    force: Force = False, as_json: AsJson = False,
+    force: Force = False, as_json: AsJson = False, **settings: Any,
 ) -> None:
     """Prune a model at initialization, train it, measure it and store the result."""
-    config = _config(
-        model=model, dataset=dataset, pruner=pruner, compression=compression, scope=scope,
-        schedule=schedule, prune_iterations=prune_iterations,
-        prune_samples_per_class=prune_samples_per_class, prune_bias=prune_bias,
-        prune_batchnorm=prune_batchnorm, shuffle_masks=shuffle_masks, reinit=reinit,
-        pre_epochs=pre_epochs, keep_optimizer=keep_optimizer, post_epochs=post_epochs,
-        optimizer=optimizer, lr=lr,
-        lr_drops=lr_drops, lr_drop_rate=lr_drop_rate, weight_decay=weight_decay,
-        batch_size=batch_size, test_batch_size=test_batch_size, seed=seed, device=device,
-        amp=amp, timing_repeats=timing_repeats, sparse_inference=sparse_inference,
-        checkpoint_every=checkpoint_every)
+    config = _config(**settings)
     store = _store(results_dir)
     from prunetui.core.events import Checkpointed, Event, RunFinished, RunStarted
     from prunetui.core.run import engine
@@ -355,31 +348,27 @@ def _interrupted_line(run_id: str, row: RunRow | None, checkpoint: str) -> str:
             "checkpoint; the same command starts it again")
 
 
+# What `inspect` takes: the settings of pruning (model and dataset have their own parameters).
+_INSPECTED = [n for n, s in SETTINGS.items() if s.inspect and n not in ("model", "dataset")]
+
+
 @app.command("inspect")
+@with_parameters(setting_parameters(_INSPECTED, device="cpu"))
 def inspect_cmd(
     model: Annotated[str, typer.Argument(help="Model name; see `prunetui models`.")],
     dataset: Annotated[str | None, typer.Option(
         help="Dataset (sets input shape and classes) [default: the model's, as `prunetui "
              "models` lists it].", show_default=False)] = None,
-    pruner: Annotated[str, typer.Option(help="rand | mag | snip | grasp | synflow.")] = D.pruner,
-    compression: Annotated[float, typer.Option(
-        help="Keep 10^-c of the weights; 0 shows the dense model.")] = D.compression,
-    scope: Scope = D.scope, schedule: Schedule = D.schedule, prune_iterations: Iters = None,
-    prune_samples_per_class: PerClass = D.prune_samples_per_class,
-    prune_bias: PruneBias = False, prune_batchnorm: PruneBN = False,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = D.seed,
-    device: Device = "cpu", data_dir: DataDir = None, download: Download = True,
-    as_json: AsJson = False,
+    data_dir: DataDir = None, download: Download = True, as_json: AsJson = False,
+    **settings: Any,
 ) -> None:
     """Build a model and prune it at initialization (no training): per-layer table, FLOPs,
     collapse warnings. Data is loaded only for snip and grasp."""
     if dataset is None:
         info = catalog.MODELS.get(model)
         dataset = info.default_dataset if info is not None else D.dataset
-    config = _config(model=model, dataset=dataset, pruner=pruner, compression=compression,
-                     scope=scope, schedule=schedule, prune_iterations=prune_iterations,
-                     prune_samples_per_class=prune_samples_per_class, prune_bias=prune_bias,
-                     prune_batchnorm=prune_batchnorm, seed=seed, device=device)
+    _OneLineErrors.naming = staticmethod(lambda f: f if f == "model" else flag_name(f))
+    config = _config(model=model, dataset=dataset, **settings)
     from prunetui.core.run.build import inspect
     from prunetui.tui.console import ConsoleSink, layer_table, summary_table
 
@@ -415,16 +404,14 @@ def _catch_sigterm() -> None:
 
 
 @app.command("sweep")
+@with_parameters(axis_parameters())
 def sweep_cmd(
     file: Annotated[Path | None, typer.Argument(help="A sweep TOML file (optional).")] = None,
-    models: Annotated[str | None, typer.Option(help="Comma list, e.g. fc,vgg16.")] = None,
-    datasets: Annotated[str | None, typer.Option(help="Comma list, e.g. mnist.")] = None,
-    pruners: Annotated[str | None, typer.Option(help="Comma list [default: all five].")] = None,
-    compressions: Annotated[str | None, typer.Option(help="Comma list, e.g. 0.5,1,2.")] = None,
-    seeds: Annotated[str | None, typer.Option(help="Comma list [default: 1].")] = None,
     sets: Annotated[list[str] | None, typer.Option(
         "--set", help="KEY=VALUE shared setting or PRUNER.KEY=VALUE override (repeat), "
-                      "e.g. --set post_epochs=100 --set grasp.post_epochs=400.")] = None,
+                      "e.g. --set post_epochs=100 --set grasp.post_epochs=400; a KEY is any "
+                      "option of `run` but the axes, without its dashes (post_epochs or "
+                      "post-epochs).")] = None,
     name: Annotated[str | None, typer.Option(help="Sweep name [default: models-datasets].")] = (
         None),
     jobs: Annotated[int, typer.Option(help="Runs in parallel (worker processes).")] = 1,
@@ -445,25 +432,24 @@ def sweep_cmd(
         help="With --executor ray: where runs keep their checkpoints, a path every node can "
              "read and write [default: the results dir].")] = None,
     data_dir: DataDir = None, download: Download = True, results_dir: ResultsDir = None,
+    **axes: str | None,
 ) -> None:
     """Run a grid of runs (resumable: re-running skips finished runs, resumes the rest)."""
-    from prunetui.core.sweep import SweepSpec, load_toml, parse_sets
+    from prunetui.core.sweep import SweepSpec, load_toml
 
-    spec = load_toml(file) if file else SweepSpec([], [], list(catalog.DEFAULT_PRUNERS), [])
-    for attr, value, kind in (("models", models, str), ("datasets", datasets, str),
-                              ("pruners", pruners, str), ("compressions", compressions, float),
-                              ("seeds", seeds, int)):
+    _OneLineErrors.naming = staticmethod(key_name)
+    spec = load_toml(file) if file else SweepSpec()
+    for axis, value in axes.items():
         if value is not None:
-            setattr(spec, attr, _csv(value, kind, attr))
-    shared, per = parse_sets(sets or [])
-    spec.settings.update(shared)
-    for p, kv in per.items():
-        spec.overrides.setdefault(p, {}).update(kv)
+            spec.grid[axis] = axis_values(axis, value)
+    spec.with_sets(sets or [])
     if name:
         spec.name = name
-    for attr in ("models", "datasets", "compressions"):
-        if not getattr(spec, attr):
-            raise ConfigError(f"a sweep needs --{attr} (or a sweep file with grid.{attr})")
+    for axis, values in spec.grid.items():
+        if not values:
+            raise ConfigError(f"a sweep needs --{axis} (or a sweep file with grid.{axis})")
+    if data_dir is None and spec.data_dir:  # --data-dir and PRUNETUI_DATA come first
+        data_dir = Path(spec.data_dir)
     if jobs < 1:
         raise ConfigError(f"invalid --jobs {jobs}; it must be >= 1")
     device_list = _csv(devices, str, "devices")
@@ -575,10 +561,13 @@ def _preflight(configs: list[RunConfig], devices: list[str], data_dir: Path | No
     for d in devices or sorted({c.device for c in configs}):
         try:
             resolve_device(d)
-        except ConfigError as e:  # its advice names run's --device, which sweep has not
-            fix = ("use --devices cpu, or leave it out" if devices
-                   else "use --set device=cpu (or auto)")
-            raise ConfigError(str(e).replace("use --device cpu or auto", fix)) from None
+        except ConfigError as e:
+            if not devices:
+                raise
+            # A device of --devices: named as that option, with that option's fix.
+            raise ConfigError(f"device {d!r} of --devices {e.problem or 'is not usable'}; "
+                              "use --devices cpu, or leave it out", field="devices",
+                              value=d) from None
     store.check_writable()
     for name in sorted({c.dataset for c in configs}):
         ensure_files(name, data_dir, download)
@@ -620,17 +609,47 @@ def runs_cmd(
 
     from prunetui.tui.widgets.fmt import epochs, seconds
 
-    t = Table("id", "model", "dataset", "pruner", "c", "seed", "epochs", "status", "top-1",
-              "density", "FLOP ratio", "time", title=_count(len(rows), "run"),
+    cells = [{"id": r.run_id, "model": r.model, "dataset": r.dataset, "pruner": r.pruner,
+              "c": f"{r.compression:g}", "seed": str(r.seed), "epochs": epochs(r.config),
+              "status": r.status + (" ‡" if r.collapsed else ""),
+              "top-1": f"{r.top1:.2f}" if r.top1 is not None else "—",
+              "density": f"{r.density:.4g}" if r.density is not None else "—",
+              "FLOP ratio": f"{r.flop_ratio:.4f}" if r.flop_ratio is not None else "—",
+              "time": seconds(r.seconds)} for r in rows]
+    columns = _fitting_columns(cells, out.width)
+    t = Table(title=_count(len(rows), "run") + ("" if len(columns) == len(_RUNS_COLUMNS) else
+                                                 "; wider terminal or --json for " + ", ".join(
+                                                     c for c in _RUNS_COLUMNS
+                                                     if c not in columns)),
               title_justify="left")
-    for r in rows:
-        t.add_row(r.run_id, r.model, r.dataset, r.pruner, f"{r.compression:g}", str(r.seed),
-                  epochs(r.config), r.status + (" ‡" if r.collapsed else ""),
-                  f"{r.top1:.2f}" if r.top1 is not None else "—",
-                  f"{r.density:.4g}" if r.density is not None else "—",
-                  f"{r.flop_ratio:.4f}" if r.flop_ratio is not None else "—",
-                  seconds(r.seconds))
+    for c in columns:
+        # The id whole, always: show and rm take it.
+        t.add_column(c, no_wrap=c == "id", min_width=10 if c == "id" else None)
+    for cell in cells:
+        t.add_row(*(cell[c] for c in columns))
     out.print(t)
+
+
+# `runs` columns: those always shown, then the rest in the order they are dropped last.
+_RUNS_COLUMNS = ("id", "model", "dataset", "pruner", "c", "seed", "epochs", "status", "top-1",
+                 "density", "FLOP ratio", "time")
+_RUNS_KEEP = ("id", "model", "dataset", "pruner", "c", "seed", "status", "top-1")
+
+
+def _fitting_columns(cells: list[dict[str, str]], width: int) -> list[str]:
+    """The columns of ``runs`` that fit ``width`` at their natural widths: the key ones
+    always, then epochs, density, FLOP ratio and time while they fit (rich would otherwise
+    squeeze every column, cutting the ids)."""
+    def need(c: str) -> int:  # the column's text, its padding and its border
+        return max(len(c), *(len(cell[c]) for cell in cells)) + 3
+
+    chosen = list(_RUNS_KEEP)
+    used = 1 + sum(need(c) for c in chosen)
+    for c in ("epochs", "density", "FLOP ratio", "time"):
+        if used + need(c) <= width:
+            chosen.append(c)
+            used += need(c)
+    return [c for c in _RUNS_COLUMNS if c in chosen]
 
 
 def _check_filters(model: str | None, dataset: str | None, pruner: str | None) -> None:

@@ -17,7 +17,7 @@ from rich.progress import (
 from rich.table import Table
 
 from prunetui.core import events as ev
-from prunetui.core.catalog import PRUNERS
+from prunetui.core.catalog import pruner_display
 from prunetui.core.run.result import Inspection, Layer, RunResult
 
 
@@ -142,7 +142,8 @@ def summary_table(what: RunResult | Inspection) -> Table:
     t.add_column(style="bold")
     t.add_column()
     t.add_row("run", f"{result.run_id if result else '—'}  {cfg['model']} / {cfg['dataset']} / "
-                     f"{PRUNERS[cfg['pruner']]} / c={cfg['compression']:g} / seed {cfg['seed']}")
+                     f"{pruner_display(cfg['pruner'])} / c={cfg['compression']:g} / "
+                     f"seed {cfg['seed']}")
     if result and result.data:  # runs stored before fingerprints were kept have none
         d = result.data
         t.add_row("data", f"{d['train']:,} train / {d['test']:,} test images "

@@ -6,19 +6,21 @@ scores into masks; scorers never touch masks.
 
 A layerwise pruner (``LAYERWISE``) is a rule instead: it maps the prunables and the number of
 entries to keep, k, to how many each layer keeps (summing to k exactly); the schedule keeps
-that many at random positions within each layer. The two registries are disjoint and together
-name every pruner in ``catalog.PRUNERS``.
+that many at random positions within each layer. The two registries are disjoint and name
+every pruner in ``catalog.PRUNERS`` but the one that prunes while it trains (IMP).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
+from prunetui.core import catalog
 from prunetui.core.masks import Prunable
-from prunetui.core.pruners import grasp, layerwise, mag, rand, snip, synflow
+from prunetui.core.pruners import layerwise
 from prunetui.core.pruners.layerwise import LayerCounts
 
 
@@ -39,12 +41,10 @@ class Scorer(Protocol):
     ) -> list[Tensor]: ...
 
 
+# Built from the catalog's registry: a pruner is its module here plus its catalog entry.
 SCORERS: dict[str, Scorer] = {
-    "rand": rand.score,
-    "mag": mag.score,
-    "snip": snip.score,
-    "grasp": grasp.score,
-    "synflow": synflow.score,
+    name: importlib.import_module(f"{__name__}.{info.module_name}").score
+    for name, info in catalog.PRUNERS.items() if info.kind == "scorer"
 }
 
 # ``rule(prunables, k)``: per-layer counts summing to k, from the parameters' shapes only.

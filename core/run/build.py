@@ -105,8 +105,8 @@ def check_keeps_weights(configs: list[RunConfig]) -> None:
         try:
             _check_pruning(_meta_prunables(c.model, c.dataset, c.prune_bias,
                                            c.prune_batchnorm), c)
-        except ConfigError as e:
-            raise ConfigError(f"{c.model} on {c.dataset}: {e}") from None
+        except ConfigError as e:  # keeping its field: the app marks the compression
+            raise e.within(f"{c.model} on {c.dataset}") from None
 
 
 @functools.lru_cache(maxsize=64)

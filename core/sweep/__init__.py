@@ -18,8 +18,10 @@ from prunetui.core.sweep.spec import (
     coerce,
     load_toml,
     parse_sets,
+    save_toml,
+    to_toml,
 )
 
 __all__ = ["EXECUTORS", "GRID_KEYS", "SETTING_NAMES", "CellOutcome", "Executor", "InProcess",
            "ProcessPool", "RayCluster", "SweepRunner", "SweepSpec", "coerce", "load_toml",
-           "make_executor", "parse_sets", "run_cell"]
+           "make_executor", "parse_sets", "run_cell", "save_toml", "to_toml"]

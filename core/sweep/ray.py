@@ -8,7 +8,7 @@ How a cell runs:
 * The driver (the process the user started) skips cells its store has finished, then submits
   one task per remaining cell with ``num_cpus``/``num_gpus`` from the runner; Ray places them on
   the cluster's nodes as resources free up.
-* A task runs ``experiment.run`` unchanged against a private ``Store``: its SQLite file lives in
+* A task runs ``engine.run`` unchanged against a private ``Store``: its SQLite file lives in
   a node-local temporary dir (SQLite's WAL does not work on network file systems), while its run
   dir — ``resume.pt``, ``final.pt``, ``histograms.json``, plus ``epochs.json`` (the epochs
   stored so far) and ``result.json`` (the finished record) — is ``<checkpoint_dir>/<run_id>/``.

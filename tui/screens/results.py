@@ -20,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, Select, Static
 
-from prunetui.core.catalog import PRUNERS
+from prunetui.core.catalog import PRUNERS, pruner_display
 from prunetui.core.errors import PrunetuiError
 from prunetui.core.status import RunStatus
 from prunetui.core.store import RunRow, Store
@@ -100,14 +100,14 @@ def _text_test(field: str, value: str, *, negate: bool) -> Callable[[RunRow], bo
 
 def _haystack(row: RunRow) -> str:
     return " ".join([row.run_id, row.model, row.dataset, row.pruner,
-                     PRUNERS.get(row.pruner, ""), row.status]).lower()
+                     pruner_display(row.pruner), row.status]).lower()
 
 
 def _text_match(row: RunRow, field: str, value: str) -> bool:
     if field == "run_id":
         return row.run_id.startswith(value)
     if field == "pruner":
-        return value in (row.pruner, PRUNERS.get(row.pruner, "").lower())
+        return value in (row.pruner, pruner_display(row.pruner).lower())
     return str(_field(row, field)).lower() == value
 
 
@@ -169,7 +169,9 @@ class ResultsView(Vertical):
         yield RunsTable(id="runs")
         with Horizontal(id="export-bar"):
             yield Label("Export to", id="export-label")
-            yield Input("report", id="export-path", compact=True)
+            # A real path, all of it selected when focused: typing replaces it.
+            yield Input(str(Path.cwd() / "report"), id="export-path", compact=True,
+                        select_on_focus=True)
             yield Checkbox("overwrite", id="export-force", compact=True)
             yield Button("Export", id="export", compact=True, variant="primary")
         yield Static(HINT, id="results-hint")
@@ -337,9 +339,29 @@ class ResultsView(Vertical):
     @on(Input.Submitted, "#export-path")
     def _export_pressed(self, event: Any) -> None:
         event.stop()
-        self.action_export()
+        self._start_export()
 
     def action_export(self) -> None:
+        """ctrl+e: confirm (or change) the folder, then export."""
+        from prunetui.tui.screens.path_prompt import PathScreen
+
+        rows = self.export_rows()
+        if not rows:
+            self.notify("no runs to export (check the filter)", severity="warning",
+                        title="Export")
+            return
+        field = self.query_one("#export-path", Input)
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                field.value = str(path)
+                self._start_export()
+
+        self.app.push_screen(PathScreen(
+            f"Export the report of {len(rows)} run{'s' * (len(rows) != 1)} to the folder:",
+            field.value.strip() or str(Path.cwd() / "report"), "Export"), chosen)
+
+    def _start_export(self) -> None:
         rows = self.export_rows()
         text = self.query_one("#export-path", Input).value.strip()
         if not text:

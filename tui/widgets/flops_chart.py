@@ -6,7 +6,7 @@ import math
 
 from textual_plotext.plot import Plot
 
-from prunetui.core.catalog import PRUNERS
+from prunetui.core.catalog import PRUNERS, pruner_display
 from prunetui.tui.widgets.chart import Chart
 
 
@@ -40,7 +40,7 @@ class FlopRatioChart(Chart):
             xs = sorted(points)
             comps.update(xs)
             ys = [math.log10(max(points[x], 1e-12)) for x in xs]
-            plt.plot(xs, ys, label=PRUNERS[pruner] if labelled else None, marker="braille")
+            plt.plot(xs, ys, label=pruner_display(pruner) if labelled else None, marker="braille")
             plt.scatter(xs, ys, marker="●")
         ticks = sorted(comps)
         if len(ticks) <= 8:

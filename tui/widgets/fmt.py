@@ -5,28 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from prunetui.core.catalog import PRUNERS
-
-# The engine's errors name the CLI's flags; in the app the same fix is done another way.
-_APP_WORDING = (
-    ("use --device cpu or auto", "set Device (Options) to cpu or auto"),
-    ("on this machine; use cpu or auto", "on this machine; set Device (Options) to cpu or auto"),
-    ("pass --data-dir DIR", "start the app with --data-dir DIR"),
-    ("or allow downloading", "or start the run (r), which downloads it"),
-    ("pass --results-dir DIR", "start the app with --results-dir DIR"),
-    ("or force a rerun (run --force)", "or delete it in Results (del) to run it again"),
-    ("`prunetui rm` them (or `prunetui run --force`)", "delete them in Results (del)"),
-    # The CLI's option names, as the form labels those fields.
-    ("invalid post-epochs", "invalid Epochs"), ("invalid batch-size", "invalid Batch size"),
-    ("invalid prune-iterations", "invalid Prune iters"),
-)
-
-
-def for_app(message: str) -> str:
-    """An engine error message, with the CLI flags it suggests put in the app's terms."""
-    for cli, app in _APP_WORDING:
-        message = message.replace(cli, app)
-    return message
+from prunetui.core.catalog import pruner_display
 
 
 def count(n: float) -> str:
@@ -61,7 +40,8 @@ def seconds(x: float | None) -> str:
 
 
 def pruner_name(key: str) -> str:
-    return PRUNERS.get(key, key)
+    """'SynFlow' for 'synflow'; an unregistered name as it is."""
+    return pruner_display(key)
 
 
 def cell_label(config: dict[str, Any] | Any) -> str:

@@ -9,12 +9,20 @@ from textual.widgets import Static
 from prunetui.core.config import RunConfig
 from prunetui.core.report import collapse_message
 from prunetui.core.run.result import Structure
-from prunetui.tui.widgets.fmt import count, for_app, run_label
+from prunetui.tui.widgets.fmt import count, run_label
 from prunetui.tui.widgets.table import FitTable
 
 
 class PreviewPanel(Vertical):
-    """Title, summary line, collapse warning and a per-layer table of one pruned-at-init model."""
+    """Title, summary line, collapse warning and a per-layer table of one pruned-at-init model.
+
+    While a new preview is computed (SynFlow on VGG16 takes seconds), the table of the last
+    one is dimmed, and emptied when it is of another model or dataset: its rows say nothing
+    about the new choice."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._shown: RunConfig | None = None  # whose layers the table holds
 
     def compose(self) -> ComposeResult:
         yield Static("Preview", id="preview-title")
@@ -38,12 +46,20 @@ class PreviewPanel(Vertical):
         warn.display = bool(warning)
 
     def show_pending(self, config: RunConfig, waiting: bool = False) -> None:
+        """A preview of ``config`` is on its way: the table shown is stale from now."""
+        table = self.query_one(FitTable)
+        shown = self._shown
+        if shown is not None and (shown.model, shown.dataset) != (config.model, config.dataset):
+            table.clear()
+            self._shown = None
+        table.add_class("-stale")
         self._set(_title(config), "waiting for the run to start…" if waiting
                   else "pruning at init…")
 
     def show_error(self, config: RunConfig | None, message: str) -> None:
         self.query_one(FitTable).clear()
-        self._set(_title(config) if config else "Preview", f"✗ {for_app(message)}",
+        self._shown = None
+        self._set(_title(config) if config else "Preview", f"✗ {message}",
                   error=True)
 
     def show_info(self, config: RunConfig, info: Structure) -> None:
@@ -56,6 +72,8 @@ class PreviewPanel(Vertical):
         self._set(_title(config), summary, f"⚠ {warning}" if warning else "")
         table = self.query_one(FitTable)
         table.clear()
+        table.remove_class("-stale")
+        self._shown = config
         for layer in info.layers:
             table.put_row(layer.name, (
                 layer.name, f"{layer.density:.4f}",

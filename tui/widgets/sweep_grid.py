@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from prunetui.core.catalog import PRUNERS
+from prunetui.core.catalog import PRUNERS, pruner_display
 from prunetui.core.config import RunConfig
 from prunetui.core.status import RunStatus
 from prunetui.tui.widgets.table import Table
@@ -37,7 +37,7 @@ class SweepGrid(Table[Text]):
         self._runs = {(c.compression, c.pruner): c.run_id for c in configs}
         self.add_column("c", key="c")
         for p in self._pruners:
-            self.add_column(PRUNERS[p], key=p, width=max(9, len(PRUNERS[p])))
+            self.add_column(pruner_display(p), key=p, width=max(9, len(pruner_display(p))))
         for c in self._comps:
             cells = [Text(PENDING if (c, p) in self._runs else "", justify="right")
                      for p in self._pruners]

@@ -196,6 +196,9 @@ def pruner_display(name: str) -> str:
 
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+# Controls of what a pruner found (Frankle et al. 2021, arXiv 2009.08576): none, or its masks
+# shuffled within each layer, its kept weights re-initialised, or its ranking inverted.
+ABLATIONS = ("none", "shuffle", "reinit", "invert")
 SCOPES = ("global", "local")
 SCHEDULES = ("exponential", "linear")
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"

@@ -25,6 +25,9 @@ from prunetui.core import catalog
 from prunetui.core.errors import ConfigError, choices_message
 
 MAX_SEED = 2**32 - 1
+# Fields of stored runs that are no setting any more (no option, no form field): read, not run.
+LEGACY_FIELDS = ("shuffle_masks", "reinit")
+DEFAULT_IMP_RATE = 0.2
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -171,7 +174,8 @@ class RunConfig:
         "mnist", label="Dataset", help="Dataset; see `prunetui datasets`.", group=MODEL,
         choices=catalog.DATASETS, axis="datasets", axis_default="required", inspect=True)
     pruner: str = _setting(
-        "synflow", label="Pruner", help="Pruning method.", group=PRUNING,
+        "synflow", label="Pruner", help="Pruning method; see `prunetui pruners`.",
+        group=PRUNING,
         choices=catalog.PRUNERS, axis="pruners", axis_default="all",
         axis_values=catalog.DEFAULT_PRUNERS, inspect=True)
     compression: float = _setting(
@@ -195,12 +199,20 @@ class RunConfig:
     prune_batchnorm: bool = _setting(
         False, label="Prune BN", help="Prune batch-norm parameters too.", group=PRUNING,
         inspect=True)
-    shuffle_masks: bool = _setting(
-        False, label="Shuffle mask", help="Permute each layer's mask (an ablation).",
-        group=PRUNING, inspect=True)
-    reinit: bool = _setting(
-        False, label="Reinit", help="Re-initialize the kept weights (an ablation).",
-        group=PRUNING, inspect=True)
+    ablation: str = _setting(
+        "none", label="Ablation", help="A control of what the pruner found (Frankle et al. "
+        "2021): shuffle permutes each layer's mask, kept weights keeping their values (random "
+        "pruning at the method's per-layer densities); reinit re-draws the kept weights from "
+        "the model's init; invert keeps the lowest-ranked weights instead.", group=PRUNING,
+        choices=catalog.ABLATIONS, axis="ablations", inspect=True)
+    imp_rate: float = _setting(
+        DEFAULT_IMP_RATE, label="IMP rate", help="With --pruner imp: the fraction of the "
+        "remaining weights each round prunes.", group=PRUNING, low=0, high=1, low_open=True,
+        high_open=True)
+    rewind_epoch: int = _setting(
+        0, label="Rewind to", help="With --pruner imp: the epoch of the dense round the kept "
+        "weights are rewound to after each pruning (0: the initialization, the original "
+        "lottery ticket; k > 0: late rewinding).", group=PRUNING, low=0)
     pre_epochs: int = _setting(
         0, label="Pre-epochs", help="Dense training epochs before pruning (e.g. for mag).",
         group=TRAINING, low=0)
@@ -254,6 +266,10 @@ class RunConfig:
         group=TIMING, low=1, execution=True)
     # Free-form label grouping the runs of one sweep; not part of a run's identity.
     sweep: str = field(default="", compare=False)
+    # The ablation switches before --ablation: read from stored runs (their ids include them),
+    # never run anew: --shuffle-masks left most kept weights at 0 (shuffle keeps their values).
+    shuffle_masks: bool = False
+    reinit: bool = False
 
     def __post_init__(self) -> None:
         # Normalise so that equal runs hash equally (e.g. lr_drops given as a list, 1 vs 1.0).
@@ -264,6 +280,9 @@ class RunConfig:
             object.__setattr__(self, "prune_iterations", None)
         if self.pre_epochs == 0:  # nothing to keep: the same run as without the flag
             object.__setattr__(self, "keep_optimizer", False)
+        if self.pruner != "imp":  # IMP's own settings change nothing else: one run, one id
+            object.__setattr__(self, "imp_rate", DEFAULT_IMP_RATE)
+            object.__setattr__(self, "rewind_epoch", 0)
 
     def _default_iters(self) -> int:
         info = catalog.PRUNERS.get(self.pruner)
@@ -347,7 +366,45 @@ class RunConfig:
         problem = catalog.MODELS[self.model].check_dataset(catalog.DATASETS[self.dataset])
         if problem:
             raise ConfigError(problem, field="dataset", value=self.dataset)
+        self._check_pruner()
         return self
+
+    def _check_pruner(self) -> None:
+        """What the pruner's kind allows (``catalog.PrunerInfo.kind``)."""
+        if self.shuffle_masks or self.reinit:
+            old, new = ("shuffle_masks", "shuffle") if self.shuffle_masks else ("reinit",
+                                                                                 "reinit")
+            raise ConfigError(field=old, value=True, problem="is an old switch no longer run "
+                              "(stored runs that used it stay readable)",
+                              hint=f"set ablation to {new}")
+        kind = catalog.PRUNERS[self.pruner].kind
+        if kind in ("layerwise", "training"):
+            why = ("sets each layer's count itself" if kind == "layerwise"
+                   else "prunes globally by magnitude, round after round")
+            if self.scope != "global":
+                raise ConfigError(field="scope", value=self.scope,
+                                  problem=f"does not apply: {self.pruner} {why}",
+                                  hint="leave it global")
+            if self.iterations != 1:
+                raise ConfigError(field="prune_iterations", value=self.iterations,
+                                  problem=f"does not apply: {self.pruner} {why}",
+                                  hint="leave it at 1")
+        if kind != "training":
+            return
+        if self.ablation != "none":
+            raise ConfigError(field="ablation", value=self.ablation,
+                              problem="applies to pruning at initialization, not to imp")
+        if self.pre_epochs:
+            raise ConfigError(field="pre_epochs", value=self.pre_epochs,
+                              problem="does not apply to imp: its round 0 trains the dense "
+                              "network", hint="set it to 0")
+        if self.post_epochs < 1:
+            raise ConfigError(field="post_epochs", value=self.post_epochs,
+                              hint="imp trains every round for {field} epochs: at least 1")
+        if self.rewind_epoch > self.post_epochs:
+            raise ConfigError(field="rewind_epoch", value=self.rewind_epoch,
+                              hint=f"rewind to an epoch of the dense round: 0 to "
+                              f"{self.post_epochs}")
 
 
 def _settings() -> dict[str, Setting]:

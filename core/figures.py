@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prunetui.core.catalog import PRUNER_COLOURS, PRUNERS
+from prunetui.core.catalog import PRUNER_COLOURS, pruner_display
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -51,7 +51,7 @@ def pruner_colour(pruner: str) -> str:
 
 def pruner_name(pruner: str) -> str:
     """Display name of a pruner (SynFlow, GraSP), the key itself for one not in the catalog."""
-    return PRUNERS.get(pruner, pruner)
+    return pruner_display(pruner)
 
 
 @dataclass(frozen=True)

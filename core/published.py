@@ -327,6 +327,10 @@ def recipe_differences(experiment: Experiment, pruner: str,
             cfg.prune_samples_per_class != paper.prune_samples_per_class:
         out.append(f"prune_samples_per_class {cfg.prune_samples_per_class} vs "
                    f"{paper.prune_samples_per_class}")
+    for name in ("ablation", "label_smoothing"):  # what the paper's runs left at its default
+        if getattr(cfg, name) != getattr(RunConfig(), name):
+            out.append(f"{name} {_show(getattr(cfg, name))} vs "
+                       f"{_show(getattr(RunConfig(), name))}")
     for name in _NOT_IN_PAPER:
         if getattr(cfg, name):
             out.append(f"{name} {_show(getattr(cfg, name))} vs {_show(False)}")

@@ -73,7 +73,7 @@ async def test_the_reference_recipe_set_up_in_the_app_saves_as_the_example(
     app = make_app(tmp_path)
     async with app.run_test(size=SMALL) as pilot:
         form = app.query_one(ConfigForm)
-        form.set_values(model="vgg16", dataset="cifar10", pruners=list(catalog.PRUNERS),
+        form.set_values(model="vgg16", dataset="cifar10", pruners=list(catalog.DEFAULT_PRUNERS),
                         compressions=[0.5, 1.0, 2.0], extra="0.05 0.1 0.2",
                         post_epochs="100", optimizer="momentum", lr="0.1", lr_drops="60,120",
                         weight_decay="5e-4", batch_size="128", device="cuda", amp=True,

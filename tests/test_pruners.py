@@ -108,7 +108,7 @@ def run(
 
 
 def test_registry_matches_catalog() -> None:
-    assert [*SCORERS, *LAYERWISE] == list(catalog.PRUNERS)
+    assert [*SCORERS, *LAYERWISE, "imp"] == list(catalog.PRUNERS)  # imp prunes in training
     assert not set(SCORERS) & set(LAYERWISE)
 
 
@@ -904,7 +904,7 @@ def test_shuffled_masks_keep_the_initial_values(pruner: str) -> None:
     # most of the 11,940 kept weights at 0).
     config = RunConfig(model="fc", pruner=pruner, compression=1.0, prune_iterations=3)
     plain, _ = _engine_prune(config)
-    shuffled, before = _engine_prune(config.with_(shuffle_masks=True))
+    shuffled, before = _engine_prune(config.with_(ablation="shuffle"))
     kept = 0
     for p, q in zip(plain, shuffled, strict=True):
         assert int(p.mask.sum()) == int(q.mask.sum())  # per-layer counts unchanged
@@ -920,7 +920,7 @@ def test_shuffled_masks_keep_the_initial_values(pruner: str) -> None:
 def test_reinit_draws_every_parameter_from_a_second_build() -> None:
     config = RunConfig(model="conv", pruner="mag", compression=1.0)
     plain, before = _engine_prune(config)
-    config = config.with_(reinit=True)
+    config = config.with_(ablation="reinit")
     torch.manual_seed(config.seed)
     model, prunables = run_build.build(config, torch.device("cpu"))
     info = catalog.DATASETS[config.dataset]

@@ -135,10 +135,10 @@ def test_recipe_differences_say_yours_vs_the_papers() -> None:
     short = RunConfig(model="vgg16-bn", dataset="cifar10", pruner="synflow", compression=1.0,
                       optimizer="momentum", lr=0.01, post_epochs=2, batch_size=128,
                       lr_drops=(60, 120), weight_decay=1e-4, prune_iterations=10,
-                      shuffle_masks=True)
+                      ablation="shuffle")
     assert recipe_differences(vgg, "synflow", short.to_dict()) == [
         "lr 0.01 vs 0.1", "post_epochs 2 vs 160", "prune_iterations 10 vs 100",
-        "shuffle_masks true vs false"]
+        "ablation shuffle vs none"]
     # The paper's own recipe (as stored: the default iterations as None) differs in nothing.
     same = vgg.run_config("grasp", 2.0, seed=5).to_dict()
     assert same["prune_iterations"] is None

@@ -141,12 +141,13 @@ def test_saving_where_a_file_blocks_the_folder_is_one_error(tmp_path: Path) -> N
 
 def test_axes_left_out_take_their_defaults() -> None:
     spec = SweepSpec(models=["fc"], datasets=["digits"], compressions=[1.0])
-    assert spec.grid["pruners"] == list(catalog.PRUNERS) and spec.grid["seeds"] == [1]
-    assert len(spec.configs()) == len(catalog.PRUNERS)
+    assert spec.grid["pruners"] == list(catalog.DEFAULT_PRUNERS) and spec.grid["seeds"] == [1]
+    assert spec.grid["ablations"] == ["none"]
+    assert len(spec.configs()) == len(catalog.DEFAULT_PRUNERS)
     with pytest.raises(ConfigError, match="a sweep needs models"):
         SweepSpec(datasets=["digits"], compressions=[1.0]).configs()
-    with pytest.raises(TypeError, match="unknown axis 'ablations'"):
-        SweepSpec(ablations=["none"])
+    with pytest.raises(TypeError, match="unknown axis 'widths'"):
+        SweepSpec(widths=["none"])
 
 
 def test_a_bad_override_names_its_pruner_and_field() -> None:

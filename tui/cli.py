@@ -231,6 +231,30 @@ def models_cmd(as_json: AsJson = False) -> None:
     out.print(t)
 
 
+@app.command("pruners")
+def pruners_cmd(as_json: AsJson = False) -> None:
+    """List the pruners: what each scores, whether it needs data, its default iterations."""
+    kinds = {"scorer": "scores weights", "layerwise": "layer densities, random positions",
+             "training": "prunes while training"}
+    rows = [{"pruner": p.name, "name": p.display, "kind": p.kind, "needs_data": p.needs_data,
+             "iterations": p.default_iterations, "description": p.description}
+            for p in catalog.PRUNERS.values()]
+    if as_json:
+        _emit_json(rows)
+        return
+    from rich.table import Table
+
+    t = Table("pruner", "name", "kind", "data", "iters", "description",
+              caption="A sweep without --pruners runs "
+                      f"{', '.join(catalog.DEFAULT_PRUNERS)}. Random pruning at a method's "
+                      "per-layer densities is that method with --ablation shuffle.",
+              caption_justify="left")
+    for r in rows:
+        t.add_row(r["pruner"], r["name"], kinds.get(r["kind"], r["kind"]),
+                  "yes" if r["needs_data"] else "no", str(r["iterations"]), r["description"])
+    out.print(t)
+
+
 @app.command("datasets")
 def datasets_cmd(data_dir: DataDir = None) -> None:
     """List the datasets, their shapes, and whether their files are in the data dir."""
@@ -274,7 +298,7 @@ def run_cmd(
     store = _store(results_dir)
     from prunetui.core.events import Checkpointed, Event, RunFinished, RunStarted
     from prunetui.core.run import engine
-    from prunetui.tui.console import ConsoleSink, layer_table, summary_table
+    from prunetui.tui.console import ConsoleSink, layer_table, rounds_table, summary_table
 
     _catch_sigterm()
     stored = store.get(config.run_id)
@@ -330,6 +354,8 @@ def run_cmd(
         _emit_json(result.to_dict())
         return
     out.print(summary_table(result))
+    if rounds := rounds_table(result):
+        out.print(rounds)
     out.print(layer_table(result.layers))
     _show_warnings(result.structure)
 
@@ -360,6 +386,15 @@ def inspect_cmd(
         help="Dataset (sets input shape and classes) [default: the model's, as `prunetui "
              "models` lists it].", show_default=False)] = None,
     data_dir: DataDir = None, download: Download = True, as_json: AsJson = False,
+    compressions: Annotated[str | None, typer.Option(
+        help="Prune at each of these compressions instead (start:stop:step, e.g. 0:4:0.25, "
+             "or a comma list): per compression the kept fraction, FLOP ratio, emptied "
+             "layers and whether a path remains, and the critical compression (the largest "
+             "before collapse).", show_default=False)] = None,
+    pruners: Annotated[str | None, typer.Option(
+        help="With --compressions: these pruners (a comma list, or all: the SynFlow paper's "
+             "five) instead of --pruner, and a table of their critical compressions.",
+        show_default=False)] = None,
     **settings: Any,
 ) -> None:
     """Build a model and prune it at initialization (no training): per-layer table, FLOPs,
@@ -369,6 +404,11 @@ def inspect_cmd(
         dataset = info.default_dataset if info is not None else D.dataset
     _OneLineErrors.naming = staticmethod(lambda f: f if f == "model" else flag_name(f))
     config = _config(model=model, dataset=dataset, **settings)
+    if pruners is not None and compressions is None:
+        raise ConfigError("--pruners goes with --compressions (one compression: --pruner)")
+    if compressions is not None:
+        _collapse_analysis(config, compressions, pruners, data_dir, download, as_json)
+        return
     from prunetui.core.run.build import inspect
     from prunetui.tui.console import ConsoleSink, layer_table, summary_table
 
@@ -380,6 +420,63 @@ def inspect_cmd(
     out.print(summary_table(seen))
     out.print(layer_table(seen.structure.layers))
     _show_warnings(seen.structure)
+
+
+def _collapse_analysis(config: RunConfig, compressions: str, pruners: str | None,
+                       data_dir: Path | None, download: bool, as_json: bool) -> None:
+    """``inspect --compressions``: each pruner's network pruned at each compression, and
+    where it collapses (the SynFlow paper's Figure 1, for the pruners given)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from prunetui.core.analysis import CollapseCurve, collapse_curve, parse_compressions
+
+    cs = parse_compressions(compressions)
+    names = (list(catalog.DEFAULT_PRUNERS) if pruners == "all"
+             else _csv(pruners, str, "pruners") if pruners else [config.pruner])
+    configs = [config.with_(pruner=p, prune_iterations=None if pruners else
+                            config.prune_iterations).validate() for p in names]
+    curves: list[CollapseCurve] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), console=err, transient=True) as bar:
+        for cfg in configs:
+            task = bar.add_task(f"{catalog.pruner_display(cfg.pruner)}", total=len(cs),
+                                info="")
+            curves.append(collapse_curve(
+                cfg, cs, data_dir=data_dir, download=download,
+                on_progress=lambda p, t=task: bar.update(
+                    t, completed=p.done, info=f"c={p.compression:g} step {p.step}/{p.steps}")))
+    if as_json:
+        _emit_json([c.to_dict() for c in curves])
+        return
+    for curve in curves:
+        t = Table("c", "kept", "FLOP ratio", "path", "emptied layers",
+                  title=f"{catalog.pruner_display(curve.pruner)} on {curve.model} / "
+                        f"{curve.dataset}: critical compression {curve.critical.text()}",
+                  title_justify="left")
+        for p in curve.points:
+            t.add_row(f"{p.compression:g}", f"{p.density:.3g}", f"{p.flop_ratio:.4f}",
+                      "no (collapse)" if p.disconnected else "yes",
+                      ", ".join(p.empty_layers) or "—")
+        out.print(t)
+        if len(curves) == 1:  # the kept fraction of every layer at every compression
+            d = Table("layer", *(f"{p.compression:g}" for p in curve.points),
+                      title="kept fraction per layer", title_justify="left")
+            for i, name in enumerate(curve.layers):
+                d.add_row(name, *(f"{p.layer_density[i]:.2g}" for p in curve.points))
+            out.print(d)
+    if len(curves) > 1:
+        t = Table("pruner", "critical compression", "first collapse",
+                  "critical by an emptied layer",
+                  title=f"Critical compressions of {config.model} on {config.dataset} at init "
+                        "(the largest compression tested before the network collapses)",
+                  title_justify="left")
+        for curve in curves:
+            first = curve.critical.first
+            t.add_row(catalog.pruner_display(curve.pruner), curve.critical.text(),
+                      "—" if first is None else f"{first:g}",
+                      curve.critical_by_empty_layer.text())
+        out.print(t)
 
 
 def _csv(value: str | None, kind: type, what: str) -> list[Any]:
@@ -407,6 +504,11 @@ def _catch_sigterm() -> None:
 @with_parameters(axis_parameters())
 def sweep_cmd(
     file: Annotated[Path | None, typer.Argument(help="A sweep TOML file (optional).")] = None,
+    preset: Annotated[str | None, typer.Option(
+        help="A named sweep instead of a file: synflow-fig6/DATASET-MODEL, an experiment of "
+             "the SynFlow paper's Figure 6 with its published recipe and 3 seeds (e.g. "
+             "synflow-fig6/cifar10-vgg16-bn; `--preset list` names them). Options given "
+             "narrow or change it.", show_default=False)] = None,
     sets: Annotated[list[str] | None, typer.Option(
         "--set", help="KEY=VALUE shared setting or PRUNER.KEY=VALUE override (repeat), "
                       "e.g. --set post_epochs=100 --set grasp.post_epochs=400; a KEY is any "
@@ -438,7 +540,16 @@ def sweep_cmd(
     from prunetui.core.sweep import SweepSpec, load_toml
 
     _OneLineErrors.naming = staticmethod(key_name)
-    spec = load_toml(file) if file else SweepSpec()
+    if preset is not None:
+        from prunetui.core.sweep.presets import preset as named
+        from prunetui.core.sweep.presets import presets
+
+        if preset == "list":
+            _list_presets(presets())
+            return
+        if file is not None:
+            raise ConfigError("give a sweep file or --preset, not both")
+    spec = named(preset) if preset is not None else load_toml(file) if file else SweepSpec()
     for axis, value in axes.items():
         if value is not None:
             spec.grid[axis] = axis_values(axis, value)
@@ -540,6 +651,22 @@ def sweep_cmd(
                       f"{o.config.pruner} c={o.config.compression:g} seed {o.config.seed}: "
                       f"{o.error}")
         raise typer.Exit(1)
+
+
+def _list_presets(known: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    t = Table("preset", "runs", "recipe", "runnable here",
+              caption="Each runs 5 pruners × 13 compressions × 3 seeds, as the paper did; "
+                      "narrow it with --pruners, --compressions, --seeds, --set.",
+              caption_justify="left")
+    for name, e in known.items():
+        r = e.recipe
+        why = e.unsupported()
+        t.add_row(name, str(len(e.pruners) * len(e.compressions) * 3),
+                  f"{r.post_epochs} epochs, {r.optimizer} lr {r.lr:g}, batch {r.batch_size}",
+                  f"no: {why}" if why else "yes")
+    out.print(t)
 
 
 def _resuming(rows: list[RunRow]) -> str:
@@ -677,7 +804,7 @@ def show_cmd(
         return
     from rich.table import Table
 
-    from prunetui.tui.console import layer_table, summary_table
+    from prunetui.tui.console import layer_table, rounds_table, summary_table
 
     reached = f" at epoch {row.epoch}" if row.status != RunStatus.FINISHED else ""
     cfg = Table(show_header=False, box=None, title=f"run {row.run_id}: {row.status}{reached}",
@@ -691,6 +818,8 @@ def show_cmd(
         out.print(_curve(epochs))
     if row.result:
         out.print(summary_table(row.result))
+        if rounds := rounds_table(row.result):
+            out.print(rounds)
         out.print(layer_table(row.result.layers))
         try:
             out.print(_histogram_rows(store.histograms(row.run_id)))

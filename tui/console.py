@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -130,6 +131,19 @@ def layer_table(layers: Sequence[Layer], title: str = "Per-layer") -> Table:
         t.add_row(r.name, "×".join(str(s) for s in r.shape), fmt_int(r.params),
                   fmt_int(r.remaining), f"{r.density:.4f}", fmt_int(r.flops_dense),
                   fmt_int(r.flops_pruned))
+    return t
+
+
+def rounds_table(result: RunResult) -> Table | None:
+    """IMP's rounds: the weights each kept and the top-1 its training ended with."""
+    if not result.rounds:
+        return None
+    t = Table("round", "kept", "density", "compression", "top-1", title="IMP rounds",
+              title_justify="left")
+    for i, r in enumerate(result.rounds):
+        c = -math.log10(r.density) if r.density > 0 else math.inf
+        t.add_row(str(i), fmt_int(r.kept), f"{r.density:.4f}", f"{c:.3g}",
+                  "—" if r.top1 is None else f"{r.top1:.2f}")
     return t
 
 

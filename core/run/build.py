@@ -79,9 +79,11 @@ def build(config: RunConfig, device: torch.device) -> tuple[nn.Module, list[Prun
 
 def _check_pruning(prunables: list[Prunable], config: RunConfig) -> None:
     """What pruning would refuse (a compression that keeps no weight, a layerwise pruner's
-    budget that does not fit, ...), refused before anything is written."""
-    validate(prunables, config.pruner, config.compression, scope=config.scope,
-             schedule=config.schedule, iterations=config.iterations)
+    budget that does not fit, ...), refused before anything is written. IMP's rounds prune
+    by magnitude, globally, one step each."""
+    training = catalog.PRUNERS[config.pruner].kind == "training"
+    validate(prunables, "mag" if training else config.pruner, config.compression,
+             scope=config.scope, schedule=config.schedule, iterations=config.iterations)
 
 
 @functools.lru_cache(maxsize=64)
@@ -131,18 +133,23 @@ def pruning_batch(config: RunConfig, splits: Splits | None, device: torch.device
 def prune_model(model: nn.Module, prunables: list[Prunable], config: RunConfig,
                 batch: tuple[torch.Tensor, torch.Tensor], gen: torch.Generator,
                 emit: Emit, cancel: CancelToken | None, run_id: str) -> float:
-    """Prune at the config's compression (plus --shuffle-masks / --reinit); seconds taken."""
+    """Prune at the config's compression, with its ablation (``--ablation``); seconds taken.
+
+    shuffle: each layer's mask permuted, the kept weights keeping the values pruning saw
+    (random pruning at the method's per-layer densities); reinit: the kept weights re-drawn
+    from the model's own init; invert: the lowest-ranked weights kept (the ranking reversed,
+    right for signed scores too: ``schedule.prune``)."""
     start = time.perf_counter()
     emit(PhaseStarted(run_id, "prune", config.iterations))
     # The values pruning sees, which the shuffled masks' kept weights keep.
-    before = snapshot(prunables) if config.shuffle_masks else None
+    before = snapshot(prunables) if config.ablation == "shuffle" else None
     prune(model, prunables, config.pruner, config.compression, scope=config.scope,
           schedule=config.schedule, iterations=config.iterations, batch=batch,
-          generator=gen,
-          on_step=lambda i, n, d: emit(PruneStep(run_id, i, n, d)), cancel=cancel)
+          generator=gen, on_step=lambda i, n, d: emit(PruneStep(run_id, i, n, d)),
+          cancel=cancel, invert=config.ablation == "invert")
     if before is not None:
         shuffle_masks(prunables, gen, before)
-    if config.reinit:
+    if config.ablation == "reinit":
         reinit_kept(model, prunables, dict(_fresh_build(config).named_parameters()))
     apply_masks(prunables)
     return time.perf_counter() - start
@@ -179,6 +186,10 @@ def inspect(config: RunConfig, *, data_dir: Path | None = None, download: bool =
 
     Data is loaded only for the pruners that score with data (snip, grasp)."""
     config.validate()
+    if catalog.PRUNERS[config.pruner].kind == "training":
+        raise ConfigError(f"{config.pruner} prunes while it trains, not at initialization: "
+                          "there is nothing to inspect; `prunetui run --pruner imp` runs it",
+                          field="pruner", value=config.pruner)
     device = resolve_device(config.device)
     gens, model, prunables = seeded_build(config, device)
     info = catalog.DATASETS[config.dataset]

@@ -224,7 +224,8 @@ def _execute(ctx: RunContext) -> RunResult:
         train_phase(ctx, "train", config.post_epochs, done)
     result = measure(ctx)
     ctx.store.finish_run(ctx.run_id, result)
-    (ctx.run_dir / RESUME).unlink(missing_ok=True)
+    for name in (RESUME, imp.REWIND):  # what only an unfinished run needs
+        (ctx.run_dir / name).unlink(missing_ok=True)
     return result
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 import warnings
 
 import torch
@@ -75,6 +76,7 @@ def _prune_and_rewind(ctx: RunContext, keep: int, total: int, r: int, rounds: in
     """Prune to ``keep`` weights by magnitude (globally, among those still kept), rewind, and
     store what pruning left (shown while the next round trains)."""
     run_id = ctx.run_id
+    start = time.perf_counter()
     ctx.emit(PhaseStarted(run_id, "prune", 1))
     # The compression whose exact count is ``keep``: round(total * keep / total) == keep.
     compression = -math.log10(keep / total)
@@ -85,6 +87,7 @@ def _prune_and_rewind(ctx: RunContext, keep: int, total: int, r: int, rounds: in
           batch=batch, generator=ctx.gens.prune, cancel=ctx.cancel,
           on_step=lambda i, n, d: ctx.emit(PruneStep(run_id, r, rounds, d)))
     _rewind(ctx)
+    ctx.prune_seconds += time.perf_counter() - start  # every round's pruning, all sessions
     ctx.store.record_pruned(run_id, structure(ctx.model, ctx.prunables, info.shape))
 
 

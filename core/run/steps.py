@@ -165,7 +165,8 @@ def train_phase(ctx: RunContext, name: str, epochs: int, first: int,
     for epoch in range(first + 1, epochs + 1):
         lr = opt.param_groups[0]["lr"]
         stats = train_epoch(ctx.model, ctx.train_loader, opt, ctx.prunables, device=ctx.device,
-                            amp=config.amp, cancel=ctx.cancel, on_batch=progress(epoch))
+                            amp=config.amp, cancel=ctx.cancel, on_batch=progress(epoch),
+                            label_smoothing=config.label_smoothing)
         if not torch.isfinite(torch.tensor(stats.loss)):
             raise RunDiverged(epoch, stats.loss)
         test_loss, top1, top5 = evaluate(ctx.model, ctx.test_loader, device=ctx.device,

@@ -21,6 +21,11 @@ from prunetui.core.config import AXES, SETTINGS, RunConfig, Setting, field_name
 from prunetui.core.errors import ConfigError, choices_message
 
 GRID_KEYS = tuple(AXES)
+# The order of SweepSpec's positional lists: the five axes every sweep has had, then the rest
+# (an axis added later, like ablations, must not shift the positions of existing callers).
+POSITIONAL_AXES = ("models", "datasets", "pruners", "compressions", "seeds",
+                   *(a for a in GRID_KEYS
+                     if a not in ("models", "datasets", "pruners", "compressions", "seeds")))
 # Settings a sweep shares (``[settings]``, ``--set``); grid fields are set per cell.
 SETTING_NAMES = tuple(name for name, s in SETTINGS.items() if not s.axis)
 
@@ -41,15 +46,16 @@ class SweepSpec:
     come first).
 
     ``SweepSpec(models, datasets, pruners, compressions, seeds, settings=..., ...)``: lists
-    given in ``GRID_KEYS`` order, or by axis name; an axis left out takes its default
+    given in ``POSITIONAL_AXES`` order, or by axis name; an axis left out takes its default
     (``axis_default``; an empty list for a required one, which ``configs`` refuses)."""
 
     def __init__(self, *lists: Sequence[Any], settings: dict[str, Any] | None = None,
                  overrides: dict[str, dict[str, Any]] | None = None, name: str = "",
                  data_dir: str = "", **axes: Sequence[Any]) -> None:
-        if len(lists) > len(GRID_KEYS):
-            raise TypeError(f"at most {len(GRID_KEYS)} axis lists: {', '.join(GRID_KEYS)}")
-        given = dict(zip(GRID_KEYS, lists, strict=False))
+        if len(lists) > len(POSITIONAL_AXES):
+            raise TypeError(f"at most {len(POSITIONAL_AXES)} axis lists: "
+                            f"{', '.join(POSITIONAL_AXES)}")
+        given = dict(zip(POSITIONAL_AXES, lists, strict=False))
         for axis, values in axes.items():
             if axis not in AXES:
                 raise TypeError(f"unknown axis {axis!r}; axes: {', '.join(GRID_KEYS)}")

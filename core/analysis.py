@@ -191,7 +191,7 @@ def collapse_curve(config: RunConfig, compressions: Sequence[float], *,
     pruning step and after every compression; ``cancel`` is checked at the same points and
     raises ``RunCancelled``. A bad config or a compression that keeps no weight raises
     ``ConfigError`` before anything is pruned."""
-    from prunetui.core.experiment import check_keeps_weights, inspect
+    from prunetui.core.run.build import check_keeps_weights, inspect
 
     cs = sorted(set(float(c) for c in compressions))
     if not cs:
@@ -213,18 +213,16 @@ def collapse_curve(config: RunConfig, compressions: Sequence[float], *,
                     cancel.check()
                 report(Progress(i, len(cs), cfg.compression, event.iteration, steps))
 
-        result = inspect(cfg, data_dir=data_dir, download=download, emit=on_event)
-        rows = [r for r in result["layers"]
-                if r["kind"] != "batchnorm" or cfg.prune_batchnorm]
-        layers = tuple(r["name"] for r in rows)
-        collapse = result["collapse"]
+        seen = inspect(cfg, data_dir=data_dir, download=download, emit=on_event)
+        built = seen.structure
+        rows = [r for r in built.layers if r.kind != "batchnorm" or cfg.prune_batchnorm]
+        layers = tuple(r.name for r in rows)
         points.append(CollapsePoint(
-            compression=cfg.compression, density=float(result["density"]),
-            flop_ratio=float(result["flops"]["ratio"]),
-            layer_density=tuple(float(r["density"]) for r in rows),
-            empty_layers=tuple(collapse["empty_layers"]),
-            disconnected=bool(collapse["disconnected"]), collapsed=bool(collapse["collapsed"]),
-            prune_seconds=float(result["prune_seconds"])))
+            compression=cfg.compression, density=built.density, flop_ratio=built.flops.ratio,
+            layer_density=tuple(r.density for r in rows),
+            empty_layers=built.collapse.empty_layers,
+            disconnected=built.collapse.disconnected, collapsed=built.collapse.collapsed,
+            prune_seconds=seen.prune_seconds))
         report(Progress(i + 1, len(cs), cfg.compression, steps, steps))
     return CollapseCurve(config.model, config.dataset, config.pruner, layers, tuple(points))
 

@@ -522,5 +522,10 @@ def histogram_figure(hists: Sequence[Mapping[str, Any]], title: str,
     ax.set_title(f"{title}\nweights after training", fontsize=10)
     scale = "one scale for every figure of the comparison" if vmax is not None \
         else "this figure's own scale"
-    fig.colorbar(im, ax=ax, label=f"fraction of layer's weights, square-root scale\n({scale})")
+    bar = fig.colorbar(im, ax=ax,
+                       label=f"fraction of layer's weights, square-root scale\n({scale})")
+    # Ticks evenly spaced along the bar (squares of even steps): linear ones crowd its top.
+    top = float(norm.vmax or 1.0)
+    bar.set_ticks([top * f ** 2 for f in (0.0, 0.25, 0.5, 0.75, 1.0)],
+                  labels=[f"{top * f ** 2:.2g}" for f in (0.0, 0.25, 0.5, 0.75, 1.0)])
     return fig

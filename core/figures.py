@@ -16,6 +16,7 @@ Every pruner has one colour everywhere (``catalog.PRUNER_COLOURS``).
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import statistics
@@ -171,10 +172,11 @@ def accuracy_png(
     dense: float | None = None,
     published: Sequence[Series] = (),
     reference: Series | None = None,
+    zoom: bool = False,
 ) -> bytes:
     """``accuracy_figure`` as PNG bytes."""
     return _png(accuracy_figure(series, title=title, dense=dense, published=published,
-                                reference=reference))
+                                reference=reference, zoom=zoom))
 
 
 def accuracy_figure(
@@ -184,6 +186,7 @@ def accuracy_figure(
     dense: float | None = None,
     published: Sequence[Series] = (),
     reference: Series | None = None,
+    zoom: bool = False,
 ) -> Figure:
     """Top-1 (%) against the compression ratio 10^c on a log axis, as the SynFlow paper's
     Figure 6 draws it.
@@ -194,13 +197,70 @@ def accuracy_figure(
     paper's runs of a pruner, drawn behind as a lighter, hatched min–max band in the pruner's
     colour, labelled as published. ``reference``: one run's curve (IMP's per-round accuracy),
     drawn with a marker at every point and no band. The legend sits outside the axes so that
-    it never covers a curve."""
+    it never covers a curve.
+
+    ``zoom``: when collapsed cells (top-1 at chance) sit far below the rest (``zoom_range``),
+    draw the upper cluster in a large panel and the full range in a small one below it, so
+    that curves a point apart do not merge into one line pressed against the top."""
     if not series and reference is None:
         raise ValueError("accuracy_png needs at least one series")
+    window = zoom_range(_accuracy_values(series, published, reference, dense)) if zoom else None
+    fig = _figure(9, 6.4 if window else 5.2)
+    if window:
+        top, full = fig.subplots(2, 1, sharex=True, height_ratios=[2.2, 1])
+        panels = [top, full]
+    else:
+        panels = [fig.subplots()]
+    for i, ax in enumerate(panels):
+        compressions = _draw_accuracy(ax, series, dense, published, reference, legend=i == 0)
+        _ratio_axis(ax, compressions)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.set_ylabel("top-1 accuracy (%)")
+    panels[0].set_title(title, fontsize=11)
+    if window:
+        panels[0].set_ylim(*window)
+        panels[0].set_xlabel("")
+        panels[0].set_ylabel("top-1 accuracy (%), zoomed")
+        panels[1].set_title("full range", fontsize=9, loc="left")
+    fig.legend(*panels[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8,
+               frameon=False)
+    return fig
+
+
+def _accuracy_values(series: Sequence[Series], published: Sequence[Series],
+                     reference: Series | None, dense: float | None) -> list[float]:
+    """Every y value the accuracy figure draws: band edges, means, the dense line."""
+    drawn = [*series, *published, *([reference] if reference is not None else [])]
+    out = [v for s in drawn for p in s.points for v in (min(p.values), max(p.values), p.mean)]
+    return out + ([dense] if dense is not None else [])
+
+
+def zoom_range(values: Sequence[float]) -> tuple[float, float] | None:
+    """The y range of a zoomed panel over the upper cluster of ``values``, or None: when one
+    gap splits them (collapsed runs at chance below, the working ones above), at least 10
+    points, a quarter of the full range and twice any other gap wide (values spread evenly
+    have no cluster to zoom on), the values above it, padded."""
+    vs = sorted(set(values))
+    if len(vs) < 3:
+        return None
+    gaps = sorted((b - a, b) for a, b in itertools.pairwise(vs))
+    gap, above = gaps[-1]
+    if gap < max(10.0, 0.25 * (vs[-1] - vs[0]), 2 * gaps[-2][0]):
+        return None
+    pad = max(0.5, 0.06 * (vs[-1] - above))
+    return above - pad, vs[-1] + pad
+
+
+def _draw_accuracy(ax: Axes, series: Sequence[Series], dense: float | None,
+                   published: Sequence[Series], reference: Series | None,
+                   legend: bool) -> list[float]:
+    """Draw the accuracy figure's content into ``ax`` (labelled for the legend when
+    ``legend``); the compressions drawn."""
     from matplotlib.colors import to_rgb
 
-    fig = _figure(9, 5.2)
-    ax = fig.subplots()
+    def label(text: str) -> str:
+        return text if legend else "_"
+
     compressions: list[float] = []
     for s in published:
         xs = [10.0 ** p.compression for p in s.points]
@@ -209,39 +269,34 @@ def accuracy_figure(
         # (three runs within a few tenths of a point) visible.
         ax.fill_between(xs, [min(p.values) for p in s.points], [max(p.values) for p in s.points],
                         facecolor=(*to_rgb(colour), 0.16), edgecolor=(*to_rgb(colour), 0.5),
-                        hatch="////", linewidth=0.6, zorder=1, label=s.label)
+                        hatch="////", linewidth=0.6, zorder=1, label=label(s.label))
         ax.plot(xs, [p.mean for p in s.points], color=colour, alpha=0.45, linewidth=1.0,
                 zorder=1)
         compressions += [p.compression for p in s.points]
     collapsed_any = False
     for s in series:
-        _draw_series(ax, s)
+        _draw_series(ax, s, label(s.label))
         compressions += [p.compression for p in s.points]
         collapsed_any |= any(p.collapsed for p in s.points)
     if reference is not None:
         xs = [10.0 ** p.compression for p in reference.points]
         ax.plot(xs, [p.mean for p in reference.points], color=pruner_colour(reference.pruner),
                 linestyle=ABLATION_STYLES[reference.ablation], linewidth=1.4, marker="D",
-                markersize=4.5, zorder=4, label=reference.label)
+                markersize=4.5, zorder=4, label=label(reference.label))
         _collapse_marks(ax, reference)
         compressions += [p.compression for p in reference.points]
         collapsed_any |= any(p.collapsed for p in reference.points)
     if dense is not None:
         ax.axhline(dense, color="black", linestyle=(0, (1, 2)), linewidth=1.1, zorder=2,
-                   label=f"dense (c = 0): {dense:.2f}%")
-    if collapsed_any:
+                   label=label(f"dense (c = 0): {dense:.2f}%"))
+    if collapsed_any and legend:
         # A legend entry for the mark: an invisible line carrying the marker.
         ax.plot([], [], linestyle="none", marker=f"${COLLAPSE_MARK}$", markersize=10,
                 color="black", label="a run of the cell collapsed")
-    _ratio_axis(ax, compressions)
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(title, fontsize=11)
-    ax.grid(True, which="major", alpha=0.3)
-    fig.legend(loc="outside right upper", fontsize=8, frameon=False)
-    return fig
+    return compressions
 
 
-def _draw_series(ax: Axes, s: Series) -> None:
+def _draw_series(ax: Axes, s: Series, label: str) -> None:
     colour = pruner_colour(s.pruner)
     xs = [10.0 ** p.compression for p in s.points]
     if any(len(p.values) > 1 for p in s.points):
@@ -249,7 +304,7 @@ def _draw_series(ax: Axes, s: Series) -> None:
                         color=colour, alpha=0.22, linewidth=0, zorder=2)
     ax.plot(xs, [p.mean for p in s.points], color=colour,
             linestyle=ABLATION_STYLES[s.ablation], linewidth=1.8, marker="o", markersize=3,
-            zorder=3, label=s.label)
+            zorder=3, label=label)
     _collapse_marks(ax, s)
 
 
@@ -437,8 +492,9 @@ def histogram_png(hists: Sequence[Mapping[str, Any]], title: str,
 def histogram_figure(hists: Sequence[Mapping[str, Any]], title: str,
                      vmax: float | None = None, span: float | None = None) -> Figure:
     """One heat map of a run's kept weights after training: x the weight value, y the layer,
-    colour the fraction of that layer's weights in the bin. A heat map shows every layer at
-    once where a 3-D surface hides some.
+    colour the fraction of that layer's weights in the bin, on a square-root scale (sparse
+    layers stay readable beside a layer kept whole). A heat map shows every layer at once where
+    a 3-D surface hides some.
 
     Without ``vmax`` the colour scale runs to this figure's own largest fraction, and without
     ``span`` the x axis to its own range; to compare pruners, give every figure the same
@@ -450,9 +506,15 @@ def histogram_figure(hists: Sequence[Mapping[str, Any]], title: str,
     fig = _figure(8, 0.35 * len(hists) + 2.0)
     ax = fig.subplots()
     # Zero-fraction bins are masked so "no weight here" reads as blank, not as dark blue.
+    # A square-root scale: a layer kept whole (a fraction of 0.1 in its fullest bin) would
+    # otherwise leave the sparse layers (0.005) all in the darkest colour.
+    from matplotlib.colors import PowerNorm
+
+    norm = PowerNorm(0.5, vmin=0.0,
+                     vmax=vmax if vmax is not None else max(float(grid.max()), 1e-12))
     im = ax.imshow(np.ma.masked_equal(grid, 0.0), aspect="auto", cmap="viridis",
                    extent=(edges[0], edges[-1], len(hists) - 0.5, -0.5), interpolation="nearest",
-                   vmin=0.0, vmax=vmax if vmax is not None else max(float(grid.max()), 1e-12))
+                   norm=norm)
     if span is not None:
         ax.set_xlim(-span, span)
     ax.set_yticks(range(len(hists)), [h["layer"] for h in hists], fontsize=8)
@@ -460,5 +522,10 @@ def histogram_figure(hists: Sequence[Mapping[str, Any]], title: str,
     ax.set_title(f"{title}\nweights after training", fontsize=10)
     scale = "one scale for every figure of the comparison" if vmax is not None \
         else "this figure's own scale"
-    fig.colorbar(im, ax=ax, label=f"fraction of layer's weights\n({scale})")
+    bar = fig.colorbar(im, ax=ax,
+                       label=f"fraction of layer's weights, square-root scale\n({scale})")
+    # Ticks evenly spaced along the bar (squares of even steps): linear ones crowd its top.
+    top = float(norm.vmax or 1.0)
+    bar.set_ticks([top * f ** 2 for f in (0.0, 0.25, 0.5, 0.75, 1.0)],
+                  labels=[f"{top * f ** 2:.2g}" for f in (0.0, 0.25, 0.5, 0.75, 1.0)])
     return fig

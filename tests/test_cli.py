@@ -531,8 +531,8 @@ def test_shows_curve_of_a_flat_run_keeps_its_axis_at_its_value() -> None:
 def test_an_unknown_command_lists_the_commands() -> None:
     r = runner.invoke(app, ["foo"])
     assert r.exit_code == 2 and r.stderr == (
-        "error: No such command 'foo'. Commands: models, pruners, datasets, run, inspect, sweep, runs, "
-        "show, rm, gc, export.\n")
+        "error: No such command 'foo'. Commands: models, pruners, datasets, run, inspect, sweep, "
+        "runs, show, rm, gc, export.\n")
     r = runner.invoke(app, ["rnu"])  # click's suggestion stays a sentence of its own
     assert r.stderr.startswith("error: No such command 'rnu'. Did you mean 'run'? Commands: ")
 

@@ -49,7 +49,7 @@ def curve(pruner: str, comps: list[float], base: float, *, seeds: int = 2,
           collapsed_from: float = 99.0, ablation: str = "none", label: str = "") -> Series:
     pts = tuple(Point(c, tuple(base - 8 * c + s for s in range(seeds)),
                       collapsed=c >= collapsed_from) for c in comps)
-    return Series(pruner, label or catalog.PRUNERS.get(pruner, pruner), pts, ablation)
+    return Series(pruner, label or catalog.pruner_display(pruner), pts, ablation)
 
 
 def no_overlaps(fig: Figure, labels: list[Any]) -> None:
@@ -125,6 +125,37 @@ def test_accuracy_figure_draws_each_pruner_in_its_colour_with_band_and_marks() -
     assert "a run of the cell collapsed" in legend and any("dense" in t for t in legend)
     ticks = [t.get_text() for t in ax.get_xticklabels()]
     assert ticks == ["1×\n100%", "10×\n10%", "100×\n1%", "1,000×\n0.1%"]
+
+
+def test_collapsed_cells_far_below_get_a_zoomed_panel_over_the_rest() -> None:
+    """Cells at chance (10%) would press five curves a point apart into one line at the top:
+    with ``zoom`` the upper cluster gets its own panel, the full range a small one below."""
+    comps = [0.0, 1.0, 2.0, 3.0]
+    mag = Series("mag", "Mag", tuple(Point(c, (10.0, 10.0) if c >= 2 else (92 - c, 93 - c),
+                                           collapsed=c >= 2) for c in comps))
+    syn = curve("synflow", comps, 93)  # 93 - 8c (+1 for the second seed): 69 … 94
+    fig = accuracy_figure([syn, mag], title="t", dense=93.0, zoom=True)
+    top, full = fig.axes[:2]
+    assert top.get_title() == "t" and full.get_title(loc="left") == "full range"
+    lo, hi = top.get_ylim()
+    assert lo == pytest.approx(69 - 0.06 * (94 - 69)) and hi == pytest.approx(94 + 1.5)
+    assert full.get_ylim()[0] < 10 < 69 < full.get_ylim()[1]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend.count("Mag") == 1 and legend.count("SynFlow") == 1  # not once per panel
+    assert not any(t.get_visible() and t.get_text() for t in top.get_xticklabels())
+    # No gap (the same curves without the collapse) or no zoom asked: one panel.
+    assert len(accuracy_figure([syn], title="t", zoom=True).axes) == 1
+    assert len(accuracy_figure([syn, mag], title="t").axes) == 1
+    assert png_size(accuracy_png([syn, mag], title="t", zoom=True)) == (990, 704)
+
+
+def test_zoom_range_is_the_cluster_above_the_widest_gap() -> None:
+    from prunetui.core.figures import zoom_range
+
+    assert zoom_range([10.0, 10.0, 11.0, 80.0, 85.0, 90.0]) == pytest.approx((79.4, 90.6))
+    assert zoom_range([20.0, 35.0, 50.0, 65.0, 80.0]) is None  # evenly spread: no gap
+    assert zoom_range([88.0, 89.0, 90.0]) is None  # a gap, but of one point
+    assert zoom_range([10.0, 90.0]) is None  # too few values to call one a cluster
 
 
 def test_one_seed_draws_no_band_and_no_collapse_legend() -> None:
@@ -293,6 +324,8 @@ def test_histograms_share_one_weight_axis_when_given() -> None:
 def test_histogram_says_weights_are_after_training() -> None:
     fig = histogram_figure(hists(0.3), "SynFlow — VGG16, compression 1", 0.5)
     ax = fig.axes[0]
+    # A square-root colour scale: the sparse layers' small fractions stay apart from zero.
+    assert ax.images[0].norm.gamma == 0.5 and "square-root" in fig.axes[1].get_ylabel()
     assert "after training" in ax.get_title() and "after training" in ax.get_xlabel()
     assert "one scale" in fig.axes[1].get_ylabel()
     assert png_size(histogram_png(hists(0.3), "t"))[0] == 880

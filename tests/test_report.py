@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import fakes
+import pytest
 
+from prunetui.core import figures, report
+from prunetui.core.analysis import CollapseCurve, CollapsePoint
 from prunetui.core.config import RunConfig
-from prunetui.core.report import build_report, markdown_table, to_csv, to_json, to_markdown
-from prunetui.core.run.result import Compacted
+from prunetui.core.errors import ConfigError
+from prunetui.core.report import (
+    Report,
+    Table,
+    build_report,
+    markdown_table,
+    to_csv,
+    to_json,
+    to_markdown,
+)
+from prunetui.core.run.result import Compacted, Round
 from prunetui.core.store import Store
 
 LAYERS = [("layers.0.conv", 1769472), ("fc", 5120)]
@@ -91,7 +106,9 @@ def test_report_tables(tmp_path: Path) -> None:
     assert "— SNIP at compression 1: failed" in notes
     assert "— SNIP at compression 0.5: not run" in notes
     assert any(n.startswith("‡ layer collapse") for n in notes)
-    assert [f.filename for f in rep.figures] == ["weight_hist_rand.png", "weight_hist_mag.png"]
+    assert [(f.section, f.filename) for f in rep.figures] == [
+        ("1.2.4", "accuracy.png"), ("2.1", "weight_hist_rand.png"), ("2.1", "weight_hist_mag.png"),
+        ("2.4", "layer_density.png")]
 
 
 def test_report_renderers(tmp_path: Path) -> None:
@@ -102,11 +119,11 @@ def test_report_renderers(tmp_path: Path) -> None:
     assert "![Rand — VGG16 on Cifar10, compression 0.5](weight_hist_rand.png)" in md
     rows = to_csv(rep).splitlines()
     assert rows[0] == ("table,section,row,column,mean,std,n,collapsed,missing,left_out,epochs,"
-                       "run_ids")
+                       "run_ids,text,note")
     mag = [r for r in rows if r.startswith("accuracy_by_arch,1.1,Cifar10 VGG16,Mag,")]
     assert len(mag) == 1 and mag[0].startswith(
         "accuracy_by_arch,1.1,Cifar10 VGG16,Mag,90.0,1.4142135623730951,2,0,,,10,")
-    assert len(mag[0].rsplit(",", 1)[1].split()) == 2  # the two runs' ids
+    assert len(mag[0].split(",")[11].split()) == 2  # the two runs' ids
     assert any(r.startswith("accuracy_by_arch,1.1,Cifar10 VGG16,Rand,10.0,,1,1,,,10,")
                for r in rows)  # one run: no std
     doc = json.loads(to_json(rep))
@@ -115,8 +132,8 @@ def test_report_renderers(tmp_path: Path) -> None:
                     "missing": "failed"}
     # The reference's order: 1.1, 1.2.*, 2.1 (figures), 2.2, 2.3.
     heads = [line for line in md.splitlines() if line.startswith("#### ")]
-    assert [h.split()[1] for h in heads] == ["1.1", "1.2.1", "1.2.2", "1.2.3", "2.1", "2.2",
-                                             "2.3"]
+    assert [h.split()[1] for h in heads] == ["1.1", "1.2.1", "1.2.2", "1.2.3", "1.2.4", "2.1",
+                                             "2.2", "2.3", "2.4"]
 
 
 def test_a_cell_pools_the_seeds_of_one_setting_only(tmp_path: Path) -> None:
@@ -340,3 +357,443 @@ def test_runs_an_older_prunetui_computed_otherwise_are_left_out_and_named(
     acc = {t.key: t for t in rep.tables}["accuracy:vgg16:cifar10"]
     assert acc.rows[0][1][0].run_ids == [new]
     assert "1 other stored run left out: made by an older prunetui" in to_markdown(rep)
+
+
+# -- the study: ablations, IMP, the published runs, the critical compression, figures --------
+
+KNOWN = {f.name for f in fields(RunConfig)}
+
+
+@pytest.fixture
+def newer_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs stored with settings this RunConfig does not have yet (``ablation``) count as
+    current: their ids are not RunConfig's hashes here. Once RunConfig has them, ``stored``
+    hashes them as any run and this changes nothing."""
+    real = report.is_current
+    monkeypatch.setattr(report, "is_current",
+                        lambda row: bool(set(row.config) - KNOWN) or real(row))
+
+
+def stored(s: Store, pruner: str, c: float, seed: int, top1: float | None, *,
+           model: str = "vgg16-bn", dataset: str = "cifar10", ablation: str = "none",
+           rounds: tuple[Round, ...] = (), collapsed: bool = False, status: str = "finished",
+           densities: tuple[float, ...] = (0.5, 0.25), **settings: Any) -> str:
+    """A stored run of the given settings (``ablation`` as the setting RunConfig will have)."""
+    extra = {}
+    if ablation != "none":
+        if "ablation" in KNOWN:
+            settings["ablation"] = ablation
+        else:
+            extra["ablation"] = ablation
+    cfg = RunConfig(model=model, dataset=dataset, pruner=pruner, compression=c, seed=seed,
+                    **settings)
+    config = {**cfg.to_dict(), **extra}
+    rid = cfg.run_id if not extra else hashlib.sha256(
+        json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+    s.start_run(config, rid, "study")
+    if status != "finished":
+        s.fail_run(rid, status, "boom")
+        return rid
+    layers = [fakes.layer(n, kind="conv", shape=[1], params=1, remaining=1, density=d,
+                          flops_dense=f, flops_pruned=round(f * d))
+              for (n, f), d in zip(LAYERS, densities, strict=True)]
+    result = fakes.result({**config, "run_id": rid}, 0.0 if top1 is None else top1,
+                          built=fakes.structure(layers, collapsed=collapsed))
+    s.finish_run(rid, replace(result, rounds=rounds))
+    d = s.run_dir(rid)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "histograms.json").write_text(json.dumps(
+        [{"layer": n, "edges": [-top1 / 100, 0.0, top1 / 100] if top1 else [-1.0, 0.0, 1.0],
+          "fractions": [seed / 10, 0.1]} for n, _ in LAYERS]))
+    return rid
+
+
+def tables(rep: Report) -> dict[str, Table]:
+    return {t.key: t for t in rep.tables}
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """What the report's figures are drawn from: the keyword arguments of the last call of
+    each figure function (called through a figure's ``draw``)."""
+    seen: dict[str, Any] = {}
+    for name in ("accuracy_png", "layer_density_png", "layer_profiles_png"):
+        def capture(*args: Any, name: str = name, **kw: Any) -> bytes:
+            seen[name] = (args, kw)
+            return b"png"
+        monkeypatch.setattr(figures, name, capture)
+    return seen
+
+
+def draw_all(rep: Report) -> None:
+    for f in rep.figures:
+        if f.draw is not None:
+            assert f.draw() == b"png"
+
+
+def test_an_ablation_is_never_a_replicate_of_the_plain_run(tmp_path: Path) -> None:
+    """Three shuffled-mask runs (the legacy flag) and one plain run of Mag at c = 1: the plain
+    cell is the plain run, not the larger group of shuffled ones."""
+    s = Store(tmp_path)
+    stored(s, "mag", 1.0, 1, 89.0)
+    for seed, top1 in ((1, 40.0), (2, 42.0), (3, 44.0)):
+        stored(s, "mag", 1.0, seed, top1, shuffle_masks=True)
+    rep = build_report(s.query(), at=1.0, layers_at=1.0)
+    by = tables(rep)
+    assert markdown_table(by["accuracy:vgg16-bn:cifar10"])[2] == "| 1           | 89.00 |"
+    assert by["accuracy:vgg16-bn:cifar10"].notes == []  # nothing "left out": not the cell's
+    assert markdown_table(by["accuracy_by_arch"])[2].endswith("| 89.00 |")
+    assert markdown_table(by["ablations:vgg16-bn:cifar10"]) == [
+        "| Pruner | Compression | None  | Shuffle (legacy)   | Δ Shuffle (legacy) |",
+        "|--------|-------------|-------|--------------------|--------------------|",
+        "| Mag    | 1           | 89.00 | 42.00 ± 2.00 (n=3) | -49.00             |",
+    ]  # Δ over seed 1, the one both have
+    assert "(legacy): runs stored with the older shuffle_masks/reinit flags" in by[
+        "ablations:vgg16-bn:cifar10"].intro
+    # The per-layer tables and the histograms are the plain run's too.
+    hist = [f for f in rep.figures if f.kind == "histogram"]
+    assert [f.run_id for f in hist] == [s.query(pruner="mag")[0].run_id]
+
+
+def test_ablations_table_pairs_seeds_and_compares_like_with_like(
+        tmp_path: Path, newer_settings: None, drawn: dict[str, Any]) -> None:
+    s = Store(tmp_path)
+    for seed, plain, shuffle in ((1, 90.0, 89.0), (2, 91.0, 89.5), (3, 92.0, 91.0)):
+        stored(s, "synflow", 1.0, seed, plain)
+        stored(s, "synflow", 1.0, seed, shuffle, ablation="shuffle")
+    stored(s, "synflow", 1.0, 1, 50.0, lr=0.01)  # another experiment: not the None column
+    stored(s, "synflow", 1.0, 1, 80.0, ablation="invert")
+    stored(s, "synflow", 1.0, 2, 84.0, ablation="invert")
+    stored(s, "snip", 2.0, 1, 85.0)
+    stored(s, "snip", 2.0, 2, 87.0)
+    stored(s, "snip", 2.0, 4, 83.0, ablation="shuffle")  # no seed in common with the plain runs
+    rep = build_report(s.query(), at=1.0, layers_at=1.0)
+    t = tables(rep)["ablations:vgg16-bn:cifar10"]
+    assert t.section == "1.2.5"  # after the tables 1.2.1-3 and the figure 1.2.4
+    assert markdown_table(t) == [
+        "| Pruner  | Compression | None               | Shuffle            | Δ Shuffle          "
+        "| Invert             | Δ Invert           |",
+        "|---------|-------------|--------------------|--------------------|--------------------"
+        "|--------------------|--------------------|",
+        "| SNIP    | 2           | 86.00 ± 1.41 (n=2) | 83.00              | -3.00              "
+        "| —                  | —                  |",
+        "| SynFlow | 1           | 91.00 ± 1.00 (n=3) | 89.83 ± 1.04 (n=3) | -1.17 ± 0.29 (n=3) "
+        "| 82.00 ± 2.83 (n=2) | -8.50 ± 2.12 (n=2) |",
+    ]
+    assert "SNIP at compression 2, Δ Shuffle: no seed in common with the plain runs: the " \
+           "difference of the means" in t.notes
+    assert "— SNIP at compression 2, Invert: not run" in t.notes
+    # The plain tables hold plain runs only.
+    acc = tables(rep)["accuracy:vgg16-bn:cifar10"]
+    assert acc.rows[0][1][1].values == [90.0, 91.0, 92.0]  # SynFlow at 1
+    draw_all(rep)
+    # The figure: a solid line per pruner, a broken one per ablation, in the pruner's colour.
+    (series,), kw = drawn["accuracy_png"]
+    assert [(x.pruner, x.label, x.ablation, [(p.compression, p.values) for p in x.points])
+            for x in series] == [
+        ("snip", "SNIP", "none", [(2.0, (85.0, 87.0))]),
+        ("synflow", "SynFlow", "none", [(1.0, (90.0, 91.0, 92.0))]),
+        ("snip", "SNIP, shuffle", "shuffle", [(2.0, (83.0,))]),
+        ("synflow", "SynFlow, shuffle", "shuffle", [(1.0, (89.0, 89.5, 91.0))]),
+        ("synflow", "SynFlow, invert", "invert", [(1.0, (80.0, 84.0))]),
+    ]
+    assert kw["reference"] is None and kw["published"] == [] and kw["dense"] is None
+
+
+def test_imp_rounds_are_a_table_and_the_reference_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, drawn: dict[str, Any]) -> None:
+    # Once "imp" is a pruner of the catalog it is still no column of the plain tables.
+    monkeypatch.setitem(report.PRUNERS, "imp", "IMP")
+    s = Store(tmp_path)
+    stored(s, "mag", 1.0, 1, 88.0)
+    kept = (1000, 500, 250, 100)
+    for seed, top1 in ((1, (90.0, 91.0, 89.0, 85.0)), (2, (92.0, 91.0, 90.0, None))):
+        stored(s, "imp", 1.0, seed, 85.0, collapsed=seed == 2,
+               rounds=tuple(Round(k / 1000, k, t) for k, t in zip(kept, top1, strict=True)))
+    stored(s, "imp", 0.5, 1, 90.0, rounds=(Round(1.0, 1000, 90.0), Round(0.316, 316, 90.5)))
+    rep = build_report(s.query(), at=1.0, layers_at=1.0)
+    by = tables(rep)
+    assert by["accuracy:vgg16-bn:cifar10"].columns == ["Mag"]
+    t = by["imp:vgg16-bn:cifar10"]
+    assert markdown_table(t) == [
+        "| Round     | Compression | Kept  | Top-1              |",
+        "|-----------|-------------|-------|--------------------|",
+        "| 0         | 0.000       | 1,000 | 91.00 ± 1.41 (n=2) |",
+        "| 1         | 0.301       | 500   | 91.00 ± 0.00 (n=2) |",
+        "| 2         | 0.602       | 250   | 89.50 ± 0.71 (n=2) |",
+        "| 3 (final) | 1.000       | 100   | 85.00 ‡            |",
+    ]
+    assert "IMP runs at compression 0.5 are not shown: the runs at 1 reach further through " \
+           "the same rounds" in t.notes
+    assert "mean ± std over 2 runs" in t.intro
+    draw_all(rep)
+    (series,), kw = drawn["accuracy_png"]
+    imp = kw["reference"]
+    assert imp.pruner == "imp" and imp.label == "IMP, after each round (2 runs)"
+    assert [(round(p.compression, 3), p.values, p.collapsed) for p in imp.points] == [
+        (0.0, (90.0, 92.0), False), (0.301, (91.0, 91.0), False),
+        (0.602, (89.0, 90.0), False), (1.0, (85.0,), True)]
+    assert [x.pruner for x in series] == ["mag"]
+
+
+def paper_recipe(pruner: str, **changes: Any) -> dict[str, Any]:
+    from prunetui.core.published import load_published
+
+    experiment = load_published().find("vgg16-bn", "cifar10")
+    assert experiment is not None
+    settings = experiment.settings(pruner)
+    for key in ("model", "dataset", "pruner"):
+        del settings[key]
+    return settings | changes
+
+
+def published_store(tmp_path: Path) -> Store:
+    """VGG16-BN on CIFAR-10 stand-ins: the paper's five pruners at c = 0, 0.5, 1 (and Rand at
+    0.1, off the paper's grid), 3 seeds. Most cells hold the paper's own three runs and were
+    trained as the paper's but for 2 epochs; SynFlow at 1 is 2.46 below the published range
+    (flagged, the recipe differs), Mag at 0.5 0.56 below (within the tolerance), and GraSP,
+    trained exactly as the paper's, is 1.5 below at 1 (flagged: same recipe)."""
+    from prunetui.core.published import load_published
+
+    experiment = load_published().find("vgg16-bn", "cifar10")
+    assert experiment is not None
+    s = Store(tmp_path)
+    odd = {("synflow", 1.0): (90.5, 90.7, 90.9), ("mag", 0.5): (92.5, 92.6, 92.7),
+           ("grasp", 1.0): (90.1, 90.2, 90.3)}
+    for p in experiment.pruners:
+        recipe = paper_recipe(p) if p == "grasp" else paper_recipe(p, post_epochs=2)
+        for c in (0.0, 0.5, 1.0):
+            values = odd.get((p, c)) or experiment.runs_at(p, c)
+            assert values is not None
+            for seed, top1 in enumerate(values, start=1):
+                stored(s, p, c, seed, top1, **recipe)
+    stored(s, "rand", 0.1, 1, 93.0, **paper_recipe("rand", post_epochs=2))
+    return s
+
+
+def test_published_comparison_flags_what_lies_outside_and_says_why(
+        tmp_path: Path, drawn: dict[str, Any]) -> None:
+    rep = build_report(published_store(tmp_path).query(), reference="synflow-fig6")
+    t = tables(rep)["reference:vgg16-bn:cifar10"]
+    assert t.section == "1.2.5" and t.title == ("Against the published runs — VGG16-BN on "
+                                                "Cifar10")
+    lines = markdown_table(t)
+    assert [x.strip() for x in lines[0].split("|")[1:-1]] == [
+        "Pruner", "Compression", "Yours", "Published: mean (min–max)", "Δ mean",
+        "Against the range", "Recipe differences"]
+    row = {tuple(x.strip() for x in ln.split("|")[1:3]): [x.strip() for x in ln.split("|")[3:-1]]
+           for ln in lines[2:]}
+    assert len(row) == 15  # five pruners at 0, 0.5, 1; Rand at 0.1 is not on the paper's grid
+    assert row[("Rand", "0")] == ["93.53 ± 0.14 (n=3)", "93.53 (93.37–93.63)", "+0.00",
+                                  "inside", ""]
+    assert row[("SynFlow", "1")] == ["90.70 ± 0.20 (n=3)", "93.26 (93.16–93.39)", "-2.56",
+                                     "⚑ 2.46 below: recipe differs", "post_epochs 2 vs 160"]
+    assert row[("Mag", "0.5")] == ["92.60 ± 0.10 (n=3)", "93.33 (93.16–93.53)", "-0.73",
+                                   "0.56 below (within 1 point)", ""]
+    assert row[("GraSP", "1")] == ["90.20 ± 0.10 (n=3)", "91.84 (91.70–92.05)", "-1.64",
+                                   "⚑ 1.50 below: same recipe", "none"]
+    flagged = [k for k, v in row.items() if v[3].startswith("⚑")]
+    assert sorted(flagged) == [("GraSP", "1"), ("SynFlow", "1")]
+    assert any(n.startswith("not compared") and n.endswith(": Rand at 0.1") for n in t.notes)
+    assert "SGD with Nesterov momentum 0.9, lr 0.1 (×0.1 at epochs 60, 120)" in t.intro
+    assert "All your compared runs differ" not in t.intro  # GraSP's do not
+    # The JSON cell keeps the paper's three runs and the user's.
+    doc = json.loads(to_json(rep))
+    ref = next(x for x in doc["tables"] if x["key"] == "reference:vgg16-bn:cifar10")
+    syn = next(r for r in ref["rows"] if r["labels"] == ["SynFlow", "1"])["cells"]
+    assert syn[0]["values"] == [90.5, 90.7, 90.9]
+    assert syn[1]["values"] == [93.39, 93.24, 93.16] and syn[1]["text"].startswith("93.26")
+    assert syn[3]["values"] == [pytest.approx(-2.46)]
+    # The figure draws the paper's bands behind the user's pruners, within c = 0 … 1, and the
+    # dense line: the c = 0 runs that trained alike (GraSP's 160 epochs are another setting).
+    draw_all(rep)
+    _, kw = drawn["accuracy_png"]
+    assert [(b.pruner, [p.compression for p in b.points]) for b in kw["published"]] == [
+        (p, [0.0, 0.25, 0.5, 0.75, 1.0]) for p in ("rand", "mag", "snip", "grasp", "synflow")]
+    assert kw["dense"] == pytest.approx(1122.06 / 12) and kw["zoom"] is True
+    fig_ = next(f for f in rep.figures if f.kind == "accuracy")
+    assert "mean of 12 runs" in fig_.intro and "Hatched bands" in fig_.intro
+
+
+def test_when_every_cell_differs_alike_the_differences_are_said_once(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    for seed, top1 in ((1, 80.0), (2, 81.0)):
+        stored(s, "synflow", 1.0, seed, top1, **paper_recipe("synflow", post_epochs=2,
+                                                             lr=0.05))
+        stored(s, "snip", 1.0, seed, 92.5, **paper_recipe("snip", post_epochs=2, lr=0.05))
+    t = tables(build_report(s.query(), reference="synflow-fig6"))["reference:vgg16-bn:cifar10"]
+    assert t.intro.endswith("All your compared runs differ from it in: lr 0.05 vs 0.1; "
+                            "post_epochs 2 vs 160.")
+    assert [[c.text(2) for c in cells][3:] for _, cells in t.rows] == [
+        ["inside", ""], ["⚑ 12.66 below: recipe differs", "as above"]]
+
+
+def test_a_model_the_paper_lacks_and_an_unknown_reference(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    put(s, "rand", 1.0, 1, 88.0)  # VGG16 without batch norm: not in Figure 6
+    t = tables(build_report(s.query(), reference="synflow-fig6"))["reference:vgg16:cifar10"]
+    assert t.rows == [] and t.notes[0].startswith("— it has no VGG16 on Cifar10; it has ")
+    assert "VGG16-BN on Cifar10" in t.notes[0]
+    with pytest.raises(ConfigError, match=r"^unknown reference 'fig7'; choose one of: "
+                                          r"synflow-fig6$"):
+        build_report(s.query(), reference="fig7")
+    assert "reference:vgg16:cifar10" not in tables(build_report(s.query()))
+
+
+def curve(pruner: str, points: list[tuple[float, tuple[str, ...], bool]]) -> CollapseCurve:
+    """A critical-compression curve over fc's two layers: (c, emptied layers, disconnected)
+    per point."""
+    return CollapseCurve("vgg16-bn", "cifar10", pruner, ("layers.0.conv", "fc"), tuple(
+        CollapsePoint(c, 10 ** -c, 10 ** -c,
+                      tuple(0.0 if n in empty else 10 ** -c for n in ("layers.0.conv", "fc")),
+                      empty, gone, gone or bool(empty), 0.1) for c, empty, gone in points))
+
+
+def test_critical_compression_table_and_profiles(tmp_path: Path,
+                                                 drawn: dict[str, Any]) -> None:
+    s = Store(tmp_path)
+    for p in ("rand", "mag", "synflow"):
+        stored(s, p, 1.0, 1, 80.0)
+    curves = [
+        curve("rand", [(0, (), False), (1, (), False), (2, (), True), (3, ("fc",), True)]),
+        curve("mag", [(0, (), False), (1, ("fc",), True), (2, (), False), (3, ("fc",), True)]),
+        curve("synflow", [(0, (), False), (1, (), False), (2, (), False), (3, (), False)]),
+    ]
+    rep = build_report(s.query(), at=1.0, layers_at=1.0, curves=curves)
+    t = tables(rep)["critical:vgg16-bn:cifar10"]
+    assert t.section == "2.5"  # after 2.4, the per-layer density figure
+    assert markdown_table(t) == [
+        "| Pruner  | Critical c                | First break | Critical c (a layer emptied) "
+        "| At the first break                                      | Whole again above it |",
+        "|---------|---------------------------|-------------|------------------------------"
+        "|---------------------------------------------------------|----------------------|",
+        "| Rand    | 1                         | 2           | 2                            "
+        "| no path from input to output; every layer keeps weights | none                 |",
+        "| Mag     | 0                         | 1           | 0                            "
+        "| emptied: fc                                             | 2                    |",
+        "| SynFlow | ≥ 3 (no collapse up to 3) | none        | ≥ 3 (no collapse up to 3)    "
+        "| —                                                       | none                 |",
+    ]
+    assert "at c = 0 to 3 in steps of 1" in t.intro
+    plot = next(f for f in rep.figures if f.kind == "layer_profiles")
+    assert (plot.section, plot.filename) == ("2.6", "layer_profiles.png")
+    assert plot.draw is not None and plot.draw() == b"png"
+    (layers, panels), _ = drawn["layer_profiles_png"]
+    assert layers == ("layers.0.conv", "fc") and list(panels) == ["rand", "mag", "synflow"]
+    assert panels["mag"][1].densities == (0.1, 0.0) and panels["mag"][1].collapsed
+    # Nothing is computed without curves: no table, no figure.
+    rep = build_report(s.query(), at=1.0, layers_at=1.0)
+    assert not any(t.key.startswith("critical") for t in rep.tables)
+
+
+def test_critical_configs_are_the_plain_runs_settings_at_their_lowest_seed(
+        tmp_path: Path, newer_settings: None) -> None:
+    s = Store(tmp_path)
+    for c in (0.5, 1.0):
+        for seed in (3, 2):
+            stored(s, "snip", c, seed, 80.0, lr=0.01)
+    stored(s, "snip", 1.0, 1, 80.0)  # one run of another lr
+    stored(s, "snip", 1.0, 1, 80.0, ablation="shuffle")
+    stored(s, "imp", 1.0, 1, 80.0)
+    stored(s, "mag", 1.0, 4, 80.0, model="fc", dataset="mnist")
+    got = report.critical_configs(s.query())
+    assert [(c.model, c.pruner, c.seed, c.lr) for c in got] == [
+        ("vgg16-bn", "snip", 2, 0.01), ("fc", "mag", 4, 0.001)]
+
+
+def test_layer_density_figure_is_the_density_table(tmp_path: Path,
+                                                   drawn: dict[str, Any]) -> None:
+    s = Store(tmp_path)
+    stored(s, "rand", 1.0, 1, 80.0, densities=(0.1, 0.1))
+    stored(s, "synflow", 1.0, 1, 80.0, densities=(0.3, 0.0))
+    stored(s, "synflow", 1.0, 2, 80.0, densities=(0.5, 0.0))
+    stored(s, "snip", 1.0, 1, 0.0, status="failed")
+    rep = build_report(s.query(), at=1.0, layers_at=1.0)
+    plot = next(f for f in rep.figures if f.kind == "layer_density")
+    assert (plot.section, plot.filename) == ("2.4", "layer_density.png")
+    assert plot.draw is not None and plot.draw() == b"png"
+    (layers, lines), kw = drawn["layer_density_png"]
+    assert layers == ["layers.0.conv", "fc"]
+    assert lines == {"rand": [0.1, 0.1], "synflow": [pytest.approx(0.4), 0.0]}  # no SNIP
+    assert kw["title"] == "Density of each layer at compression 1 — VGG16-BN on Cifar10"
+
+
+def full_store(tmp_path: Path) -> Store:
+    """Two models: VGG16-BN stand-ins with every kind of run, and an fc on MNIST."""
+    s = published_store(tmp_path)
+    stored(s, "synflow", 1.0, 1, 85.0, ablation="shuffle", **paper_recipe("synflow",
+                                                                           post_epochs=2))
+    stored(s, "imp", 1.0, 1, 85.0, rounds=(Round(1.0, 10, 93.0), Round(0.1, 1, 85.0)))
+    stored(s, "rand", 1.0, 1, 90.0, model="fc", dataset="mnist")
+    stored(s, "mag", 1.0, 1, 91.0, model="fc", dataset="mnist")
+    return s
+
+
+def test_markdown_sections_figures_and_the_other_formats(
+        tmp_path: Path, newer_settings: None) -> None:
+    s = full_store(tmp_path)
+    curves = [CollapseCurve(cv.model, d, cv.pruner, cv.layers, cv.points)
+              for d, cv in (("cifar10", curve("rand", [(0, (), False), (1, (), True)])),)]
+    rep = build_report(s.query(), at=1.0, layers_at=1.0, reference="synflow-fig6",
+                       curves=curves)
+    md = to_markdown(rep)
+    heads = [ln.split(" ", 2)[1:] for ln in md.splitlines() if ln.startswith("#### ")]
+    assert heads == [
+        ["1.1", "Testing accuracy (top 1)"],
+        ["1.2.1.1", "Testing accuracy (top 1) — VGG16-BN on Cifar10"],
+        ["1.2.1.2", "Testing time (inference on testing dataset, s) — VGG16-BN on Cifar10"],
+        ["1.2.1.3", "FLOP — VGG16-BN on Cifar10"],
+        ["1.2.1.4", "Top-1 against compression — VGG16-BN on Cifar10"],
+        ["1.2.1.5", "Against the published runs — VGG16-BN on Cifar10"],
+        ["1.2.1.6", "Ablations — VGG16-BN on Cifar10"],
+        ["1.2.1.7", "IMP reference: top-1 after each round — VGG16-BN on Cifar10"],
+        ["1.2.2.1", "Testing accuracy (top 1) — FC on MNIST"],
+        ["1.2.2.2", "Testing time (inference on testing dataset, s) — FC on MNIST"],
+        ["1.2.2.3", "FLOP — FC on MNIST"],
+        ["1.2.2.4", "Top-1 against compression — FC on MNIST"],
+        ["1.2.2.5", "Against the published runs — FC on MNIST"],
+        ["2.1", "Weight histograms"],
+        ["2.2.1", "FLOPs of each layer — VGG16-BN on Cifar10"],
+        ["2.2.2", "FLOPs of each layer — FC on MNIST"],
+        ["2.3.1", "Density of each layer (kept fraction) — VGG16-BN on Cifar10"],
+        ["2.3.2", "Density of each layer (kept fraction) — FC on MNIST"],
+        ["2.4.1", "Density of each layer at compression 1 — VGG16-BN on Cifar10"],
+        ["2.4.2", "Density of each layer at compression 1 — FC on MNIST"],
+        ["2.5.1", "Critical compression — VGG16-BN on Cifar10"],
+        ["2.6.1", "Fraction kept per layer across compressions — VGG16-BN on Cifar10"],
+    ]
+    links = [ln for ln in md.splitlines() if ln.startswith("![")]
+    assert [ln.rsplit("(", 1)[1] for ln in links] == [
+        "accuracy_vgg16-bn_cifar10.png)", "accuracy_fc_mnist.png)",
+        *(f"weight_hist_vgg16-bn_cifar10_{p}.png)"
+          for p in ("rand", "mag", "snip", "grasp", "synflow")),
+        "weight_hist_fc_mnist_rand.png)", "weight_hist_fc_mnist_mag.png)",
+        "layer_density_vgg16-bn_cifar10.png)", "layer_density_fc_mnist.png)",
+        "layer_profiles_vgg16-bn_cifar10.png)"]
+    assert sorted(f.filename + ")" for f in rep.figures) == sorted(x.rsplit("(", 1)[1]
+                                                                  for x in links)
+    # On stdout no file is written beside the markdown: the sections say so instead.
+    bare = to_markdown(rep, figures=False)
+    assert "![" not in bare and "(Figure accuracy_fc_mnist.png: written when the report is " \
+                               "exported into a folder.)" in bare
+    assert [ln for ln in bare.splitlines() if ln.startswith("#### ")] == [
+        ln for ln in md.splitlines() if ln.startswith("#### ")]
+    # CSV and JSON carry every table, the study's included, and name the figures.
+    keys = [t.key for t in rep.tables]
+    for key in ("ablations:vgg16-bn:cifar10", "imp:vgg16-bn:cifar10",
+                "reference:vgg16-bn:cifar10", "reference:fc:mnist", "critical:vgg16-bn:cifar10"):
+        assert key in keys
+    rows = list(csv.DictReader(io.StringIO(to_csv(rep))))
+    assert {r["table"] for r in rows} == set(keys) - {"reference:fc:mnist"}  # it has no rows
+    syn = next(r for r in rows if r["table"] == "reference:vgg16-bn:cifar10"
+               and r["row"] == "SynFlow 1" and r["column"] == "Against the range")
+    assert syn["text"] == "⚑ 2.46 below: recipe differs" and float(syn["mean"]) == \
+        pytest.approx(-2.46)
+    crit = next(r for r in rows if r["table"] == "critical:vgg16-bn:cifar10"
+                and r["column"] == "Critical c")
+    assert (crit["row"], crit["mean"], crit["text"]) == ("Rand", "0.0", "0")
+    doc = json.loads(to_json(rep))
+    assert [t["key"] for t in doc["tables"]] == keys
+    assert {f["kind"] for f in doc["figures"]} == {"accuracy", "histogram", "layer_density",
+                                                  "layer_profiles"}
+    assert "draw" not in doc["figures"][0]

@@ -670,11 +670,11 @@ def test_a_killed_export_leaves_nothing_that_needs_force(
     real = figures.histogram_png
     drawn: list[str] = []
 
-    def killed(hists: Any, title: str) -> bytes:
+    def killed(hists: Any, title: str, *scales: Any) -> bytes:
         drawn.append(title)
         if len(drawn) == 2:
             raise KeyboardInterrupt  # Ctrl-C while the second figure is drawn
-        return real(hists, title)
+        return real(hists, title, *scales)
 
     monkeypatch.setattr(figures, "histogram_png", killed)
     at = ["--results-dir", str(store_copy)]
@@ -697,7 +697,8 @@ def test_a_killed_export_leaves_nothing_that_needs_force(
     r = runner.invoke(app, [*EXPORT, "--out", str(out), *at])
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "mine.txt", "report.md", "weight_hist_mag.png", "weight_hist_rand.png"]
+        "accuracy.png", "layer_density.png", "mine.txt", "report.md", "weight_hist_mag.png",
+        "weight_hist_rand.png"]
     new = tmp_path / "new"
     r = runner.invoke(app, [*EXPORT, "--out", str(new), *at])
     assert r.exit_code == 0 and sorted(p.name for p in tmp_path.iterdir()) == [

@@ -1124,3 +1124,280 @@ async def test_layer_density_shows_every_layer_on_a_small_terminal(tmp_path: Pat
         assert len(rows) == 17 and rows[1].startswith(" l0.conv █") and rows[1].endswith(" 1.0000")
         assert all(len(r.rstrip()) <= chart.size.width - 2 for r in rows)  # none wraps
         assert chart.max_scroll_y > 0  # more rows than lines: it scrolls
+
+
+# -- top-1 vs compression, the legend, layers by pruner -----------------------------------
+
+ALL_PRUNERS = ("rand", "mag", "snip", "grasp", "synflow", "erk", "er", "uniform", "uniform-plus")
+
+
+def sweep_result(config: RunConfig, layers: int = 3) -> Any:
+    """A finished run of ``config`` with made-up numbers that tell the cells apart: top-1
+    falls with compression and the pruner's index (8 points apart: a line of its own on an
+    80x24 chart) and rises with the seed; each of
+    ``layers`` layers has its own density; Mag collapses at c >= 2 (top-1 10%, an empty
+    layer)."""
+    from prunetui.core.catalog import PRUNERS
+
+    i = list(PRUNERS).index(config.pruner)
+    c = config.compression
+    collapsed = config.pruner == "mag" and c >= 2
+    top1 = 10.0 if collapsed else 90.0 - 8 * i - 3 * c + config.seed / 4
+    rows = [fakes.layer(f"features.{j}.conv" if layers > 6 else f"layers.{2 * j}",
+                        shape=(64, 64), density=0.0 if collapsed and j == 1
+                        else 10 ** -c * (1 + (i + j) / 10))
+            for j in range(layers)]
+    built = fakes.structure(rows, density=10 ** -c, ratio=10 ** (-c - 0.6 * i),
+                            collapsed=collapsed)
+    return fakes.result(config, top1, built=built,
+                        history=fakes.epochs([top1 * e / 3 for e in (1, 2, 3)]))
+
+
+def feed_sweep(panel: RunPanel, pruners: tuple[str, ...] = ALL_PRUNERS,
+               compressions: tuple[float, ...] = (0.5, 1.0, 2.0), seeds: tuple[int, ...] = (1,),
+               layers: int = 3, model: str = "fc", dataset: str = "digits") -> list[RunConfig]:
+    """A sweep fed to the Run tab as the worker would, every cell finished."""
+    base = RunConfig(model=model, dataset=dataset, post_epochs=3, device="cpu")
+    configs = [base.with_(pruner=p, compression=c, seed=s, sweep="study")
+               for p in pruners for c in compressions for s in seeds]
+    panel.begin(configs)
+    for i, cfg in enumerate(configs):
+        panel.cell_started(i, len(configs), cfg)
+        panel.cell_done(i, len(configs), cfg, RunStatus.FINISHED, sweep_result(cfg, layers))
+    panel.sweep_done([RunStatus.FINISHED] * len(configs), False)
+    return configs
+
+
+def colour_numbers(widget: Any) -> set[int]:
+    """The ANSI colour numbers a plotext chart drew in (its frame and text are the theme's
+    RGB colours, so these are the lines' and points')."""
+    text = widget.render()
+    return {span.style.color.number for span in text.spans
+            if not isinstance(span.style, str) and span.style.color is not None
+            and span.style.color.number is not None}
+
+
+async def test_top1_chart_draws_each_pruner_in_its_own_colour_with_a_legend_at_80x24(
+        tmp_path: Path) -> None:
+    """Charts view at 80x24: a line per pruner in its catalog colour (mean over seeds,
+    collapsed cells marked), the FLOP ratio in the same colours on f (plotext's own cycle
+    gave SNIP and SynFlow one colour), and a legend under the charts naming every pruner."""
+    from plotext._dict import color_codes
+
+    from prunetui.core.catalog import PRUNER_TERM_COLOURS, pruner_display
+    from prunetui.tui.widgets.legend import PrunerLegend
+    from prunetui.tui.widgets.top1_chart import Top1Chart
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        panel = app.query_one(RunPanel)
+        feed_sweep(panel, seeds=(1, 2))
+        await pilot.press("v")
+        await pilot.pause()
+        chart = panel.query_one(Top1Chart)
+        assert chart.display and chart.size.width > 0
+        series = chart.series()
+        assert [s.pruner for s in series] == list(ALL_PRUNERS)
+        snip = next(s for s in series if s.pruner == "snip")
+        assert [(p.compression, p.mean) for p in snip.points] == [
+            (0.5, 72.875), (1.0, 71.375), (2.0, 68.375)]  # 90 - 16 - 3c + mean(1/4, 2/4)
+        mag = next(s for s in series if s.pruner == "mag")
+        assert [p.collapsed for p in mag.points] == [False, False, True]
+        wanted = {color_codes[PRUNER_TERM_COLOURS[p]] for p in ALL_PRUNERS}
+        assert len(wanted) == len(ALL_PRUNERS)  # no two pruners alike
+        assert colour_numbers(chart) == wanted
+        assert "‡" in chart.render().plain
+        # The legend: every pruner by name, whole, inside the screen, no line cut.
+        legend = panel.query_one("#run-legend", PrunerLegend)
+        text = legend.text()
+        entries = [e for line in text.splitlines() for e in line.split("  ")]
+        assert entries[:len(ALL_PRUNERS)] == [f"━━ {pruner_display(p)}" for p in ALL_PRUNERS]
+        assert "‡ collapsed" in text and "mean of 2 seeds" in text
+        assert all(len(line) <= legend.size.width for line in text.splitlines())
+        assert legend.size.height == len(text.splitlines()) >= 2
+        assert legend.region.bottom <= app.query_one(KeyBar).region.y
+        # The key bar offers the FLOP ratio there; f shows it in the top-1 chart's place.
+        assert "Top-1/FLOPs" in [d for _, _, d, _ in app.query_one(KeyBar).items()[0]]
+        await pilot.press("f")
+        await pilot.pause()
+        flops = panel.query_one(FlopRatioChart)
+        assert flops.display and not chart.display and flops.size.width > 0
+        assert colour_numbers(flops) == wanted
+        assert "‡ collapsed" not in legend.text()  # a top-1 mark, not shown now
+        await pilot.press("f")
+        await pilot.pause()
+        assert chart.display and not flops.display
+        # The per-epoch curves take their pruner's colour too.
+        assert colour_numbers(panel.query_one(AccuracyChart)) == wanted
+        # f belongs to the Charts view only.
+        await pilot.press("v")
+        await pilot.pause()
+        assert "Top-1/FLOPs" not in [d for _, _, d, _ in app.query_one(KeyBar).items()[0]]
+
+
+async def test_top1_chart_fills_as_cells_finish(tmp_path: Path) -> None:
+    """A cell enters the chart when it finishes; the legend names the sweep's pruners from
+    its start, so it does not reflow as they finish."""
+    from prunetui.tui.widgets.legend import PrunerLegend
+    from prunetui.tui.widgets.top1_chart import Top1Chart
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        panel = app.query_one(RunPanel)
+        configs = [digits(pruner=p, compression=c) for p in ("synflow", "rand")
+                   for c in (1.0, 2.0)]
+        panel.begin(configs)
+        chart = panel.query_one(Top1Chart)
+        legend = panel.query_one("#run-legend", PrunerLegend)
+        assert not chart.has_data() and legend.pruners == ["rand", "synflow"]
+        panel.cell_done(0, 4, configs[0], RunStatus.FINISHED, sweep_result(configs[0]))
+        assert [(s.pruner, len(s.points)) for s in chart.series()] == [("synflow", 1)]
+        panel.cell_done(1, 4, configs[1], RunStatus.FAILED, None, "boom")
+        panel.cell_done(2, 4, configs[2], RunStatus.FINISHED, sweep_result(configs[2]))
+        assert [(s.pruner, len(s.points)) for s in chart.series()] == [("rand", 1),
+                                                                       ("synflow", 1)]
+        panel.begin(configs[:1])  # a new sweep starts empty
+        assert not chart.has_data() and legend.pruners == ["synflow"]
+        await pilot.pause()
+
+
+def test_legend_wraps_between_entries_never_inside_a_name() -> None:
+    from prunetui.tui.widgets.legend import wrap_entries
+
+    assert wrap_entries([4, 4, 4], 10) == [[0, 1], [2]]  # 4 + 2 + 4 = 10 fits
+    assert wrap_entries([4, 4, 4], 9) == [[0], [1], [2]]
+    assert wrap_entries([4, 4, 4], 9, gap=1) == [[0, 1], [2]]
+    assert wrap_entries([12, 3], 10) == [[0], [1]]  # too wide: a line of its own
+    assert wrap_entries([], 10) == []
+
+
+async def test_layers_by_pruner_show_every_layer_and_pruner_at_the_picked_compression(
+        tmp_path: Path) -> None:
+    """Layers view, p: the picked run's compression, a column per pruner of the sweep (its
+    name coloured), a row per layer (16, scrolling at 80x24), an emptied layer marked."""
+    from prunetui.core.catalog import pruner_display
+    from prunetui.tui.widgets.layer_compare import LayerCompare
+    from prunetui.tui.widgets.legend import term_style
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        panel = app.query_one(RunPanel)
+        pruners = ("rand", "mag", "snip", "synflow", "erk")
+        configs = feed_sweep(panel, pruners, layers=16)
+        at2 = next(c for c in configs if c.pruner == "snip" and c.compression == 2.0)
+        panel.select_run(at2.run_id)
+        panel.show_view("tab-layers")
+        await pilot.pause()
+        compare = panel.query_one(LayerCompare)
+        assert not compare.display
+        assert "Pruners" in [d for _, _, d, _ in app.query_one(KeyBar).items()[0]]
+        await pilot.press("p")
+        await pilot.pause()
+        assert compare.display and not panel.query_one("#layer-charts").display
+        assert compare.compression == 2.0
+        assert [c.pruner for c in compare.columns] == list(pruners)
+        assert all(configs_at(configs, c.run_id) == 2.0 for c in compare.columns)
+        names = [f"features.{j}.conv" for j in range(16)]
+        assert compare.layer_names == names
+        table = compare.query_one(Table)
+        assert table.row_count == 16 and len(table.columns) == 2 + len(pruners)
+        headers = [col.label for col in table.columns.values()][2:]
+        assert [h.plain for h in headers] == ["Rand", "Mag ‡", "SNIP", "SynFlow", "ERK"]
+        assert [h.style.color for h in headers] == [term_style(p).color for p in pruners]
+        lines = compare.text().splitlines()
+        assert lines[0].split()[2:] == [pruner_display(p) for p in pruners]
+        # features.3 under SynFlow (index 4): 10^-2 * (1 + (4 + 3) / 10)
+        row3 = lines[1 + 3].split()
+        assert row3[0] == "f3.conv" and float(row3[2 + 3]) == pytest.approx(0.017)
+        assert lines[1 + 1].split()[2 + 1:2 + 3] == ["0", "✕"]  # Mag emptied features.1
+        assert app.focused is table and table.max_scroll_y > 0  # 16 rows scroll at 80x24
+        # Another run picked: its compression.
+        at1 = next(c for c in configs if c.pruner == "rand" and c.compression == 1.0)
+        panel.query_one("#pick-run", Select).value = at1.run_id
+        await pilot.pause()
+        assert compare.compression == 1.0
+        assert [configs_at(configs, c.run_id) for c in compare.columns] == [1.0] * 5
+        await pilot.press("p")
+        await pilot.pause()
+        assert not compare.display and panel.query_one("#layer-charts").display
+
+
+def configs_at(configs: list[RunConfig], run_id: str) -> float:
+    return next(c.compression for c in configs if c.run_id == run_id)
+
+
+async def test_results_chart_of_the_filtered_runs_by_model_and_dataset(tmp_path: Path) -> None:
+    """Results, g: top-1 vs compression of the runs the filter shows, one model/dataset at a
+    time (named, ← → for the others), pooled as the report pools them; escape goes back."""
+    from prunetui.tui.widgets.legend import PrunerLegend
+    from prunetui.tui.widgets.study_chart import StudyChart
+    from prunetui.tui.widgets.top1_chart import Top1Chart
+
+    store = prepared_store(tmp_path / "results")
+    put(store, "mag", 1.0, 93.0, seed=2)  # a second seed: the point is the mean
+    put(store, "mag", 1.0, 50.0, seed=3, epochs=5)  # other settings: left out, as the report
+    conv = RunConfig(model="conv", dataset="digits", pruner="snip", compression=1.0,
+                     post_epochs=3)
+    store.start_run(conv.to_dict(), conv.run_id, "ref")
+    store.finish_run(conv.run_id, fakes.result(conv, 77.0))
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        view = app.query_one(ResultsView)
+        chart = view.query_one(StudyChart)
+        assert not chart.display
+        await pilot.press("g")
+        await pilot.pause()
+        assert chart.display and not view.query_one(RunsTable).display
+        assert app.focused is chart
+        heading = str(chart.query_one(".study-chart--heading", Static).render())
+        assert heading.startswith("conv·digits · 1/2")
+        await pilot.press("right")
+        await pilot.pause()
+        heading = str(chart.query_one(".study-chart--heading", Static).render())
+        assert heading == ("fc·digits · 2/2 (← → the others) · 5 runs · 1 with other settings "
+                           "left out (as in the report) · 1 unfinished")
+        plot = chart.query_one(Top1Chart)
+        means = {(s.pruner, p.compression): p.mean for s in plot.series() for p in s.points}
+        assert means == {("rand", 1.0): 80.0, ("mag", 1.0): 92.0, ("mag", 2.0): 70.0,
+                         ("synflow", 1.0): 92.5}
+        assert chart.query_one(PrunerLegend).pruners == ["rand", "mag", "synflow"]
+        # The filter narrows the chart; the Results hint says what the keys do here.
+        app.query_one("#filter", Input).value = "pruner=mag"
+        await pilot.pause()
+        assert [s.pruner for s in plot.series()] == ["mag"]
+        assert "← →" in str(view.query_one("#results-hint", Static).render())
+        await pilot.press("enter")  # the filter's enter hands the focus back to the chart
+        await pilot.pause()
+        app.query_one("#filter", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.focused is chart
+        # del acts on the table's marks: not from the chart.
+        assert "Delete" not in [d for _, _, d, _ in app.query_one(KeyBar).items()[0]]
+        await pilot.press("delete")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not chart.display and app.focused is view.query_one(RunsTable)
+
+
+def test_results_chart_leaves_out_runs_an_older_prunetui_computed(tmp_path: Path) -> None:
+    """A stored run whose config now hashes to another id is not pooled (as in the
+    report) and is counted; the others are grouped by model/dataset."""
+    import dataclasses
+
+    from prunetui.tui.widgets.study_chart import top1_groups
+
+    rows = prepared_store(tmp_path / "results").query()
+    stale = dataclasses.replace(next(r for r in rows if r.pruner == "rand"),
+                                run_id="0123456789")
+    groups, left_out = top1_groups([*rows, stale])
+    assert left_out == 1
+    assert [(g.model, g.dataset) for g in groups] == [("fc", "digits")]
+    assert sorted((r.pruner, r.compression, r.top1) for r in groups[0].runs) == [
+        ("mag", 1.0, 91.0), ("mag", 2.0, 70.0), ("rand", 1.0, 80.0), ("synflow", 1.0, 92.5)]
+    assert groups[0].unfinished == 1 and groups[0].left_out == 0

@@ -10,7 +10,7 @@ from typing import Any
 
 import fakes
 import pytest
-from test_app import prepared_store, wait_for
+from test_app import feed_sweep, prepared_store, wait_for
 from textual.pilot import Pilot
 from textual.widgets import Collapsible, TabbedContent
 
@@ -124,3 +124,42 @@ def test_run_charts(snap_compare: Any, tmp_path: Path) -> None:
         assert panel.query_one("#run-tabs", TabbedContent).active == "tab-charts"
 
     assert snap_compare(app_for(tmp_path), terminal_size=(120, 40), run_before=before)
+
+
+STUDY = ("rand", "mag", "snip", "synflow", "erk")
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_top1_vs_compression(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    """The Charts view of a finished sweep: top-1 vs compression by pruner (Mag collapsed at
+    c=2), the epochs beside it, one legend under both."""
+    async def before(pilot: Pilot[Any]) -> None:
+        await pilot.press("2")
+        feed_sweep(pilot.app.query_one(RunPanel), STUDY, seeds=(1, 2))
+        await pilot.press("v")
+        await pilot.pause()
+
+    assert snap_compare(app_for(tmp_path), terminal_size=size, run_before=before)
+
+
+def test_layers_by_pruner(snap_compare: Any, tmp_path: Path) -> None:
+    """The Layers view's comparison (p) at 80x24: 16 layers, five pruners, Mag's emptied
+    layer."""
+    async def before(pilot: Pilot[Any]) -> None:
+        await pilot.press("2")
+        panel = pilot.app.query_one(RunPanel)
+        configs = feed_sweep(panel, STUDY, layers=16)
+        panel.select_run(next(c.run_id for c in configs
+                              if c.pruner == "snip" and c.compression == 2.0))
+        panel.show_view("tab-layers")
+        await pilot.pause()
+        await pilot.press("p")
+        await pilot.pause()
+
+    assert snap_compare(app_for(tmp_path), terminal_size=(80, 24), run_before=before)
+
+
+def test_results_chart(snap_compare: Any, tmp_path: Path) -> None:
+    """The Results tab's chart (g) of the prepared store at 80x24."""
+    prepared_store(tmp_path / "results")
+    assert snap_compare(app_for(tmp_path), terminal_size=(80, 24), press=["3", "g"])

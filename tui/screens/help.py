@@ -30,9 +30,17 @@ and compare accuracy, FLOPs and per-layer density.
   `prunetui sweep FILE` runs (`prunetui FILE.toml` opens one here). Starting a sweep
   remembers its configuration for the next start in the same results dir.
 - **Run**: progress of the sweep, the current run's epochs, the sweep grid (top-1),
-  charts, and per-layer density / weight histograms of finished runs.
+  charts, and per-layer density / weight histograms of finished runs. *Charts*: top-1
+  against compression (the mean over seeds; `f`: the FLOP ratio instead) beside each run's
+  top-1 per epoch. *Layers*: one run's density and weights; `p`: every pruner of the sweep
+  side by side, a row per layer, at the picked run's compression.
 - **Results**: every stored run. Filter with words or `key=value`
-  (`pruner=snip c=1 status=finished`), sort, open, compare, export a markdown report.
+  (`pruner=snip c=1 status=finished`), sort, open, compare, export a markdown report;
+  `g` charts top-1 against compression of the runs the filter shows, one model/dataset
+  at a time, pooled as the report pools them.
+
+Each pruner has one colour in every chart (as in the exported figures), named in the
+legend under the chart.
 
 Pruners: {pruner_lines}
 
@@ -51,6 +59,10 @@ output; an empty layer that a residual shortcut bypasses is only warned about).
 | `ctrl+o` / `ctrl+s` | open / save a sweep file (TOML) |
 | `left` `right` | switch the tabs of an opened run (Curve, Layers, Config) |
 | `v` | Run tab: next view (Live, Charts, Layers); Results: compare the marked runs |
+| `f` | Run tab, Charts: top-1 or FLOP ratio against compression |
+| `p` | Run tab, Layers: the picked run, or every pruner at its compression |
+| `g` | Results: the runs' table, or top-1 against compression (`escape` back) |
+| `←` `→` | Results chart: the other models/datasets |
 | `/` | filter the runs |
 | `ctrl+e` | export the marked (or shown) runs, after confirming the folder |
 | `del` | delete the marked runs (or the one under the cursor), after asking |

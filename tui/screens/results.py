@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -27,6 +27,7 @@ from prunetui.core.store import RunRow, Store
 from prunetui.tui.screens.compare import CompareScreen
 from prunetui.tui.screens.run_detail import RunDetailScreen
 from prunetui.tui.widgets.runs_table import RunsTable
+from prunetui.tui.widgets.study_chart import StudyChart
 
 # Filter keys: the row field each names, and whether it compares as a number.
 _KEYS: dict[str, tuple[str, bool]] = {
@@ -41,7 +42,8 @@ _TOKEN = re.compile(r"^([a-z][a-z0-9_-]*)(>=|<=|!=|=|>|<)(.*)$")
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "=": lambda a, b: abs(a - b) <= 1e-9, "!=": lambda a, b: abs(a - b) > 1e-9,
     ">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
-HINT = "enter open · space mark · v compare · / filter · ctrl+e export · del delete"
+HINT = "enter open · space mark · v compare · g chart · / filter · del delete"
+CHART_HINT = "g or escape: the table · ← → other model/data · / filter: the chart follows it"
 FILTER_HELP = ("model, dataset, pruner, status, id (= or !=); c, seed, top1, epochs (after "
                "pruning), density, flops (also > < >= <=); or plain words")
 
@@ -148,6 +150,7 @@ class ResultsView(Vertical):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_filter", "Filter"),
+        Binding("g", "toggle_chart", "Chart"),
         Binding("ctrl+e", "export", "Export"),
         Binding("delete", "delete", "Delete", key_display="del"),
     ]
@@ -167,6 +170,7 @@ class ResultsView(Vertical):
             yield Select([(label, key) for key, (label, _, _) in SORTS.items()],
                          value="oldest", allow_blank=False, compact=True, id="sort")
         yield RunsTable(id="runs")
+        yield StudyChart(id="results-chart")
         with Horizontal(id="export-bar"):
             yield Label("Export to", id="export-label")
             # A real path, all of it selected when focused: typing replaces it.
@@ -177,6 +181,7 @@ class ResultsView(Vertical):
         yield Static(HINT, id="results-hint")
 
     def on_mount(self) -> None:
+        self.query_one(StudyChart).display = False
         self._stamp = self._files()
         self.rows = self._read()
         self._redraw()
@@ -233,8 +238,10 @@ class ResultsView(Vertical):
         table.border_title = f"Runs {len(shown)}/{len(self.rows)}"
         self.query_one("#filter", Input).set_class(bool(problem), "-rejected")
         # The border has room for what is wrong; the line under the table, for the fix.
+        if self.charting:
+            self.query_one(StudyChart).set_rows(shown)
         hint = self.query_one("#results-hint", Static)
-        hint.update(f"✗ {problem}" if problem else HINT)
+        hint.update(f"✗ {problem}" if problem else CHART_HINT if self.charting else HINT)
         hint.set_class(bool(problem), "-error")
         if problem:
             table.border_subtitle = f"✗ {problem.split(';')[0]}"
@@ -247,6 +254,37 @@ class ResultsView(Vertical):
             table.border_subtitle = "no run matches the filter"
         else:
             table.border_subtitle = ""
+
+    # -- the chart -------------------------------------------------------------------------
+
+    @property
+    def charting(self) -> bool:
+        """Whether the tab shows the top-1 chart of the filtered runs (else their table)."""
+        return bool(self.query_one(StudyChart).display)
+
+    def action_toggle_chart(self) -> None:
+        """Table ↔ top-1 vs compression of the runs the filter shows, by model/dataset."""
+        chart = not self.charting
+        self.query_one(StudyChart).display = chart
+        self.query_one(RunsTable).display = not chart
+        self._redraw()
+        (self.query_one(StudyChart) if chart else self.query_one(RunsTable)).focus()
+        self.refresh_bindings()
+
+    @on(StudyChart.Closed)
+    def _chart_closed(self, event: StudyChart.Closed) -> None:
+        event.stop()
+        self.action_toggle_chart()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        # The hidden table would take the keys meant for the chart (the app focuses the
+        # table on showing the tab, a filter's enter hands it the focus).
+        if self.charting and event.widget is self.query_one(RunsTable):
+            self.query_one(StudyChart).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Delete acts on the table's cursor and marks, out of view under the chart.
+        return not (action == "delete" and self.charting)
 
     def export_rows(self) -> list[RunRow]:
         """The marked runs, or every run the filter shows."""

@@ -1,4 +1,8 @@
-"""FLOP ratio (pruned / dense) against compression, one line per pruner."""
+"""FLOP ratio (pruned / dense) against compression, one line per pruner in its fixed colour.
+
+The x axis is the top-1 chart's (``Top1Chart``): the two share the Run tab's Charts view and
+its legend (``PrunerLegend``), so this chart draws no legend of its own.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ import math
 
 from textual_plotext.plot import Plot
 
-from prunetui.core.catalog import PRUNERS, pruner_display
-from prunetui.tui.widgets.chart import Chart
+from prunetui.tui.widgets.chart import Chart, compression_axis
+from prunetui.tui.widgets.legend import catalog_order, term_colour
 
 
 class FlopRatioChart(Chart):
@@ -30,20 +34,25 @@ class FlopRatioChart(Chart):
         self._points.setdefault(pruner, {})[compression] = ratio
         self.refresh()
 
+    def pruners(self) -> list[str]:
+        """The pruners with a line, in the order drawn."""
+        return catalog_order(p for p, points in self._points.items() if points)
+
     def draw(self, plt: Plot) -> None:
-        comps: set[float] = set()
-        lines = [(pruner, points) for pruner in PRUNERS if (points := self._points.get(pruner))]
+        lines = [(p, self._points[p]) for p in self.pruners()]
         # log10 by hand: plotext's log scale drops the tick labels at small heights.
-        logs = [math.log10(max(r, 1e-12)) for _, points in lines for r in points.values()]
-        labelled = self.legend_room(plt, len(lines), min(logs), max(logs))
-        for pruner, points in lines:
+        logs = {p: {c: math.log10(max(r, 1e-12)) for c, r in points.items()}
+                for p, points in lines}
+        values = [v for points in logs.values() for v in points.values()]
+        self.y_range(plt, min(values), max(values))
+        for pruner, points in logs.items():
             xs = sorted(points)
-            comps.update(xs)
-            ys = [math.log10(max(points[x], 1e-12)) for x in xs]
-            plt.plot(xs, ys, label=pruner_display(pruner) if labelled else None, marker="braille")
-            plt.scatter(xs, ys, marker="●")
-        ticks = sorted(comps)
-        if len(ticks) <= 8:
-            plt.xticks(ticks, [f"{c:g}" for c in ticks])
-        plt.xlabel("compression c")
+            if len(xs) > 1:
+                plt.plot(xs, [points[x] for x in xs], color=term_colour(pruner),
+                         marker="braille")
+        for pruner, points in logs.items():  # points over every line
+            xs = sorted(points)
+            plt.scatter(xs, [points[x] for x in xs], color=term_colour(pruner), marker="●")
+        compression_axis(plt, [c for points in logs.values() for c in points],
+                         self.size.width)
         # The scale is in the title: plotext puts a y label under the x axis, on the left.

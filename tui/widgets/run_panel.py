@@ -27,8 +27,11 @@ from prunetui.tui.widgets.epoch_table import EpochTable
 from prunetui.tui.widgets.flops_chart import FlopRatioChart
 from prunetui.tui.widgets.fmt import cell_label, run_label
 from prunetui.tui.widgets.histogram_chart import HistogramChart
+from prunetui.tui.widgets.layer_compare import LayerCompare, PrunerLayers
+from prunetui.tui.widgets.legend import PrunerLegend, catalog_order, term_colour
 from prunetui.tui.widgets.run_progress import RunProgress
 from prunetui.tui.widgets.sweep_grid import MARKS, SweepGrid
+from prunetui.tui.widgets.top1_chart import Top1Chart, Top1Run
 
 IDLE = "No run yet: pick a config on Configure (1) and press r."
 
@@ -36,8 +39,14 @@ IDLE = "No run yet: pick a config on Configure (1) and press r."
 class RunPanel(Vertical):
     """Everything about the sweep being run (or the last one)."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("v", "next_view", "Next view")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("v", "next_view", "Next view"),
+        # Shown in the view each acts on only (check_action).
+        Binding("f", "toggle_flops", "Top-1/FLOPs"),
+        Binding("p", "toggle_compare", "Pruners"),
+    ]
     VIEWS = ("tab-live", "tab-charts", "tab-layers")
+    COMPARE_EMPTY = "pick a run: the sweep's pruners at its compression"
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -67,16 +76,23 @@ class RunPanel(Vertical):
             with TabPane("Live", id="tab-live"), Horizontal(id="live"):
                 yield EpochTable(id="epoch-table")
                 yield SweepGrid(id="grid")
-            with TabPane("Charts", id="tab-charts"), Horizontal(classes="charts"):
-                yield AccuracyChart(id="acc-chart")
-                yield FlopRatioChart(id="flop-chart")
+            with TabPane("Charts", id="tab-charts"), Vertical():
+                # The sweep's result by compression (top-1, or the FLOP ratio on f) beside
+                # the runs' epochs; every line in its pruner's colour, named in one legend.
+                with Horizontal(classes="charts"):
+                    yield Top1Chart(id="top1-chart")
+                    yield FlopRatioChart(id="flop-chart")
+                    yield AccuracyChart(id="acc-chart")
+                yield PrunerLegend(id="run-legend")
             with TabPane("Layers", id="tab-layers"), Vertical():
                 with Horizontal(id="layer-pickers"):
                     yield Select[str]([], prompt="run", compact=True, id="pick-run")
                     yield Select[str]([], prompt="layer", compact=True, id="pick-layer")
-                with Horizontal(classes="charts"):
+                with Horizontal(classes="charts", id="layer-charts"):
                     yield DensityChart(id="density-chart")
                     yield HistogramChart(id="hist-chart")
+                # p: the picked run's compression, every pruner of the sweep side by side.
+                yield LayerCompare(empty=self.COMPARE_EMPTY, id="layer-compare")
 
     def action_next_view(self) -> None:
         """Live → Charts → Layers → Live."""
@@ -109,6 +125,80 @@ class RunPanel(Vertical):
     def on_mount(self) -> None:
         self.query_one(RunProgress).reset()
         self.query_one("#run-warnings", Static).display = False
+        self.query_one(FlopRatioChart).display = False
+        self.query_one(LayerCompare).display = False
+
+    # -- the Charts view's chart and the Layers view's comparison ---------------------------
+
+    @property
+    def showing_flops(self) -> bool:
+        """Whether the Charts view shows the FLOP ratio (else top-1) against compression."""
+        return bool(self.query_one(FlopRatioChart).display)
+
+    @property
+    def comparing(self) -> bool:
+        """Whether the Layers view compares the pruners (else shows the picked run)."""
+        return bool(self.query_one(LayerCompare).display)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        views = {"toggle_flops": "tab-charts", "toggle_compare": "tab-layers"}
+        if action in views:
+            return self.query_one("#run-tabs", TabbedContent).active == views[action]
+        return True
+
+    @on(TabbedContent.TabActivated, "#run-tabs")
+    def _view_shown(self) -> None:
+        self.refresh_bindings()  # f and p belong to one view each
+
+    def action_toggle_flops(self) -> None:
+        """Charts view: top-1 ↔ FLOP ratio against compression, in the same place."""
+        flops = not self.showing_flops
+        self.query_one(FlopRatioChart).display = flops
+        self.query_one(Top1Chart).display = not flops
+        self._update_legend()
+
+    def action_toggle_compare(self) -> None:
+        """Layers view: the picked run's layers ↔ every pruner's at its compression."""
+        compare = not self.comparing
+        self.query_one(LayerCompare).display = compare
+        self.query_one("#layer-charts").display = not compare
+        self.query_one("#pick-layer").display = not compare
+        if compare:
+            self._show_compare()
+            self.query_one(LayerCompare).query_one(DataTable).focus()
+        else:
+            self.query_one("#pick-run", Select).focus()
+
+    def _update_legend(self) -> None:
+        """The sweep's pruners (named before their first cell is done, so the legend does
+        not reflow as they finish), and the top-1 chart's marks when it is shown."""
+        top1 = self.query_one(Top1Chart)
+        self.query_one(PrunerLegend).set_entries(
+            [c.pruner for c in self.configs],
+            [] if self.showing_flops else top1.notes())
+
+    def _show_compare(self) -> None:
+        """Each pruner of the sweep at the picked run's compression: its finished run, or
+        its training one as pruned; the picked run's seed where there is a choice."""
+        compare = self.query_one(LayerCompare)
+        picked = self.configs_by_id.get(str(self.query_one("#pick-run", Select).value))
+        if picked is None:
+            compare.show(None, [])
+            return
+        columns = []
+        for pruner in catalog_order(c.pruner for c in self.configs):
+            runs = sorted((c for c in self.configs if c.pruner == pruner
+                           and c.compression == picked.compression
+                           and (c.run_id in self.results or c.run_id in self.pruned)),
+                          key=lambda c: (c.seed != picked.seed, c.seed))
+            if not runs:
+                continue
+            rid = runs[0].run_id
+            result = self.results.get(rid)
+            columns.append(PrunerLayers(
+                pruner, result.layers if result else self.pruned[rid],
+                result.collapse.collapsed if result else False, rid))
+        compare.show(picked.compression, columns, f"{picked.model}·{picked.dataset}")
 
     # -- the sweep's life ------------------------------------------------------------------
 
@@ -125,6 +215,9 @@ class RunPanel(Vertical):
         self.query_one(EpochTable).clear()
         self.query_one(AccuracyChart).clear_runs()
         self.query_one(FlopRatioChart).clear_points()
+        self.query_one(Top1Chart).clear_runs()
+        self._update_legend()
+        self.query_one(LayerCompare).show(None, [])
         self._show_warnings()
         self._status(f"starting {len(configs)} run{'s' * (len(configs) != 1)}…")
         self.query_one("#cancel", Button).disabled = False
@@ -178,7 +271,8 @@ class RunPanel(Vertical):
                                                  event.top1, event.top5, event.lr)
             if event.phase == "train" and config is not None:
                 self.query_one(AccuracyChart).add_point(event.run_id, cell_label(config),
-                                                        event.epoch, event.top1)
+                                                        event.epoch, event.top1,
+                                                        term_colour(config.pruner))
                 self.query_one(SweepGrid).set_cell(
                     config, f"▶ {event.epoch}/{event.epochs}", RunStatus.RUNNING)
             self._status_for(f"{event.phase} epoch {event.epoch}/{event.epochs} · top-1 "
@@ -203,11 +297,15 @@ class RunPanel(Vertical):
                           RunStatus.FINISHED)
             self.query_one(FlopRatioChart).add_point(config.pruner, config.compression,
                                                      result.flops.ratio)
+            self.query_one(Top1Chart).set_run(Top1Run(config.run_id, config.pruner,
+                                                      config.compression, result.top1,
+                                                      collapsed))
+            self._update_legend()
             epochs = {r.epoch: r.top1 for r in result.epochs
                       if r.phase == "train" and r.top1 is not None}
             if epochs:
                 self.query_one(AccuracyChart).set_run(config.run_id, cell_label(config),
-                                                      epochs)
+                                                      epochs, term_colour(config.pruner))
             self._add_run_choice(config, result)
         else:
             grid.set_cell(config, MARKS.get(status, status), status)
@@ -243,7 +341,8 @@ class RunPanel(Vertical):
         chart = self.query_one(AccuracyChart)
         chart.set_run(run_id, cell_label(self.current),
                       {r.epoch: r.top1 for r in rows
-                       if r.phase == "train" and r.top1 is not None})
+                       if r.phase == "train" and r.top1 is not None},
+                      term_colour(self.current.pruner))
         progress = self.query_one(RunProgress)
         progress.set("prune", self.current.iterations if pruned else 0, self.current.iterations)
         phase = "train" if pruned else "pretrain"
@@ -317,6 +416,8 @@ class RunPanel(Vertical):
             # Redrawn when another run is shown, or the shown one finished; otherwise it
             # keeps the layer chosen in it.
             self._show_run(pick.value)
+        elif self.comparing:
+            self._show_compare()  # another pruner's run at the compression compared
 
     @property
     def configs_by_id(self) -> dict[str, RunConfig]:
@@ -336,6 +437,8 @@ class RunPanel(Vertical):
 
     def _show_run(self, run_id: object) -> None:
         """The Layers view of ``run_id`` (a Select value: maybe blank)."""
+        if self.comparing:
+            self._show_compare()
         result = self.results.get(str(run_id))
         density = self.query_one(DensityChart)
         layer_pick = self.query_one("#pick-layer", Select)

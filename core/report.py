@@ -92,6 +92,8 @@ def arch_name(model: str) -> str:
         return "VGG" + model[3:].upper()
     if model.startswith("resnet"):
         return "ResNet" + model[6:]
+    if model.startswith("wide-resnet"):
+        return "Wide-ResNet" + model[11:]
     return model.upper()
 
 
@@ -855,7 +857,8 @@ def _reference_table(pair: _Pair, acc: Table, comps: list[float], pruners: list[
         have = sorted({f"{arch_name(e.model)} on {DATASET_NAMES.get(e.dataset, e.dataset)}"
                        for e in published.experiments.values()})
         t.intro = "The SynFlow paper's Figure 6 (synflow-fig6)."
-        t.notes.append(f"{DASH} it has no {pair.where}; it has {', '.join(have)}")
+        t.notes.append(f"Nothing to compare: it has no {pair.where}; its experiments are "
+                       f"{', '.join(have)}.")
         return t
     cells: dict[tuple[str, float], list[float]] = {}
     settings: dict[tuple[str, float], dict[str, Any]] = {}

@@ -632,7 +632,8 @@ def test_a_model_the_paper_lacks_and_an_unknown_reference(tmp_path: Path) -> Non
     s = Store(tmp_path)
     put(s, "rand", 1.0, 1, 88.0)  # VGG16 without batch norm: not in Figure 6
     t = tables(build_report(s.query(), reference="synflow-fig6"))["reference:vgg16:cifar10"]
-    assert t.rows == [] and t.notes[0].startswith("— it has no VGG16 on Cifar10; it has ")
+    assert t.rows == [] and t.notes[0].startswith(
+        "Nothing to compare: it has no VGG16 on Cifar10; its experiments are ")
     assert "VGG16-BN on Cifar10" in t.notes[0]
     with pytest.raises(ConfigError, match=r"^unknown reference 'fig7'; choose one of: "
                                           r"synflow-fig6$"):

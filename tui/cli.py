@@ -926,14 +926,33 @@ def export_cmd(
     force: Annotated[bool, typer.Option(
         "--force", help="Replace the report and figures of the same names in --out (other "
                         "files there are kept).")] = False,
+    reference: Annotated[str | None, typer.Option(
+        help="Compare with published results (synflow-fig6: the SynFlow paper's Figure 6): "
+             "their min-max band behind your curves and a table flagging cells outside it, "
+             "with the recipe differences.", show_default=False)] = None,
+    critical: Annotated[str | None, typer.Option(
+        help="Also prune each model/dataset and pruner at these compressions at "
+             "initialization (start:stop:step, e.g. 0:4:0.25, or a comma list) for the "
+             "critical-compression table and the per-layer profile figure; costs a pruning "
+             "pass per point (no training).", show_default=False)] = None,
+    device: Annotated[str, typer.Option(
+        help="Device of the --critical pruning passes.")] = "auto",
+    data_dir: DataDir = None,
     results_dir: ResultsDir = None,
 ) -> None:
-    """Write the report's tables (and histogram figures) from stored runs."""
+    """Write the report: tables, the accuracy-vs-compression, per-layer density and weight
+    histogram figures, from stored runs."""
+    from prunetui.core.analysis import parse_compressions
     from prunetui.core.errors import choices_message
-    from prunetui.tui.export import export_report
+    from prunetui.core.report import REFERENCES
 
     if fmt not in ("md", "csv", "json"):
         raise ConfigError(choices_message("format", fmt, ["md", "csv", "json"]))
+    if reference is not None and reference not in REFERENCES:
+        raise ConfigError(choices_message("--reference", reference, list(REFERENCES)))
+    critical_at = parse_compressions(critical) if critical is not None else None
+    if critical_at is not None:
+        RunConfig(device=device).validate()  # a bad device: one line, before anything
     _check_filters(model, dataset, pruner)
     for flag, value in (("--at", at), ("--layers-at", layers_at)):
         if not value >= 0:  # NaN too
@@ -949,11 +968,27 @@ def export_cmd(
         if value not in comps:
             err.print(f"[bold yellow]warning:[/] no selected run has compression {value:g} "
                       f"({flag}); they have {', '.join(f'{c:g}' for c in comps)}")
-    written = export_report(store, rows, fmt, out_dir, at=at, layers_at=layers_at, title=title,
-                            force=force)
+    written = _export_with_progress(store, rows, fmt, out_dir, at=at, layers_at=layers_at,
+                                    title=title, force=force, reference=reference,
+                                    critical=critical_at, device=device, data_dir=data_dir)
     if written is None:
         return
     err.print(f"wrote {len(written)} file(s) to {out_dir}: " + ", ".join(p.name for p in written))
+
+
+def _export_with_progress(store: Store, rows: list[RunRow], fmt: str, out_dir: Path | None,
+                          **options: Any) -> list[Path] | None:
+    """``export_report``, with a status line while --critical prunes (minutes for SynFlow's
+    100 iterations on a VGG on a CPU)."""
+    from prunetui.tui.export import CriticalProgress, export_report
+
+    if options.get("critical") is None:
+        return export_report(store, rows, fmt, out_dir, **options)
+    with err.status("critical compression: starting") as status:
+        def show(p: CriticalProgress) -> None:
+            status.update(p.text())
+
+        return export_report(store, rows, fmt, out_dir, on_progress=show, **options)
 
 
 def main() -> None:

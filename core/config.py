@@ -275,7 +275,8 @@ class RunConfig:
         # Normalise so that equal runs hash equally (e.g. lr_drops given as a list, 1 vs 1.0).
         object.__setattr__(self, "lr_drops", tuple(int(e) for e in self.lr_drops))
         if isinstance(self.compression, int | float) and not isinstance(self.compression, bool):
-            object.__setattr__(self, "compression", float(self.compression))
+            # + 0.0 turns -0.0 into 0.0: `--compression -0` is the dense run, not another id.
+            object.__setattr__(self, "compression", float(self.compression) + 0.0)
         if self.prune_iterations is not None and self.prune_iterations == self._default_iters():
             object.__setattr__(self, "prune_iterations", None)
         if self.pre_epochs == 0:  # nothing to keep: the same run as without the flag

@@ -209,6 +209,13 @@ def test_sweep_dry_run_and_run() -> None:
     assert "4 of 4 runs finished (3 already stored)" in r.stdout
 
 
+def test_compression_minus_zero_is_the_cell_of_zero() -> None:
+    r = runner.invoke(app, ["sweep", "--models", "fc", "--datasets", "digits", "--pruners",
+                            "rand", "--compressions", "-0,0", "--dry-run"])
+    assert r.exit_code == 0 and "1 run, 0 already finished" in r.output, r.output
+    assert " -0 " not in r.output
+
+
 BAD = [
     (["run", "--model", "vgg99"], "unknown --model 'vgg99'; choose one of: fc, conv"),
     (["run", "--dataset", "imagenet"], "unknown --dataset 'imagenet'"),

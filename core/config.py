@@ -29,7 +29,10 @@ MAX_SEED = 2**32 - 1
 LEGACY_FIELDS = ("shuffle_masks", "reinit")
 DEFAULT_IMP_RATE = 0.2
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# Matched whole (fullmatch: "$" also matches before a final newline), ASCII digits only
+# (\d takes other scripts' digits), an index torch can parse: anything else is a traceback
+# from torch.device.
+_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,9})?")
 
 # The app's Options groups and the order of the README's table.
 GROUPS = ("Model & data", "Pruning", "Training", "Timing", "Device")
@@ -353,7 +356,7 @@ class RunConfig:
         order; then what concerns several fields."""
         for s in SETTINGS.values():
             s.check(self.iterations if s.name == "prune_iterations" else getattr(self, s.name))
-        if not _DEVICE_RE.match(self.device):
+        if not (isinstance(self.device, str) and _DEVICE_RE.fullmatch(self.device)):
             raise ConfigError(field="device", value=self.device,
                               hint=f"use {catalog.DEVICE_HELP}")
         drops = list(self.lr_drops)

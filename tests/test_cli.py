@@ -224,6 +224,9 @@ BAD = [
     (["run", "--scope", "layer"], "unknown --scope 'layer'"),
     (["run", "--schedule", "cubic"], "unknown --schedule 'cubic'"),
     (["run", "--device", "tpu"], "invalid --device 'tpu'; use auto, cpu, cuda, cuda:N or mps"),
+    (["run", "--device", "cpu\n"], "invalid --device 'cpu\\n'; use auto, cpu, cuda, cuda:N"),
+    (["run", "--device", "cuda:\u0663"], "invalid --device 'cuda:\u0663'; use auto, cpu"),
+    (["run", "--device", "cuda:" + "9" * 20], "invalid --device 'cuda:999"),
     (["run", "--device", "cuda:7", "--dataset", "digits"], "--device 'cuda:7' is not available: "
      "no CUDA GPU is visible; set --device to cpu or auto"),
     (["run", "--lr-drops", "60,x"], "invalid --lr-drops '60,x'; give integers, repeated or "

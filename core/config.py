@@ -28,6 +28,10 @@ MAX_SEED = 2**32 - 1
 # Fields of stored runs that are no setting any more (no option, no form field): read, not run.
 LEGACY_FIELDS = ("shuffle_masks", "reinit")
 DEFAULT_IMP_RATE = 0.2
+# Upper bounds where a larger value can only be a typo: 100 (SynFlow's) iterations are the
+# most any paper uses, and the timing's median is steady long before 1,000 passes.
+MAX_PRUNE_ITERATIONS = 10_000
+MAX_TIMING_REPEATS = 1_000
 
 # Matched whole (fullmatch: "$" also matches before a final newline), ASCII digits only
 # (\d takes other scripts' digits), an index torch can parse: anything else is a traceback
@@ -193,7 +197,7 @@ class RunConfig:
     # None means the pruner's default (its catalog entry: 100 for synflow, 1 for the rest).
     prune_iterations: int | None = _setting(
         None, label="Iterations", help="Pruning iterations.", group=PRUNING, low=1,
-        inspect=True, default_help=_iterations_help())
+        high=MAX_PRUNE_ITERATIONS, inspect=True, default_help=_iterations_help())
     prune_samples_per_class: int = _setting(
         10, label="Samples/cls", help="Images per class in the batch SNIP and GraSP score.",
         group=PRUNING, low=1, inspect=True)
@@ -266,7 +270,7 @@ class RunConfig:
         5, label="Timing reps", help="Timed passes over the test set for the inference "
         "time (median, min, max); when the slowest of 3 or more takes over 2× the fastest, "
         "the run warns that the machine was busy.",
-        group=TIMING, low=1, execution=True)
+        group=TIMING, low=1, high=MAX_TIMING_REPEATS, execution=True)
     # Free-form label grouping the runs of one sweep; not part of a run's identity.
     sweep: str = field(default="", compare=False)
     # The ablation switches before --ablation: read from stored runs (their ids include them),

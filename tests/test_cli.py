@@ -243,6 +243,13 @@ BAD = [
     (["run", "--post-epochs", "-2"], "invalid --post-epochs -2; it must be an integer >= 0"),
     (["run", "--pre-epochs=x"], "Invalid value for '--pre-epochs'"),
     (["run", "--batch-size", "0"], "invalid --batch-size 0"),
+    (["run", "--timing-repeats", "100000000"], "invalid --timing-repeats 100000000; it must be "
+     "an integer from 1 to 1000"),
+    (["run", "--pruner", "synflow", "--prune-iterations", "10000001"],
+     "invalid --prune-iterations 10000001; it must be an integer from 1 to 10000"),
+    (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
+      "timing_repeats=5000"], "invalid timing_repeats 5000; it must be an integer from 1 to "
+     "1000"),
     (["run", "--test-batch-size", "-1"], "invalid --test-batch-size -1"),
     (["run", "--lr", "0"], "invalid --lr 0.0; it must be a number > 0"),
     (["run", "--model", "vgg16", "--dataset", "mnist"],

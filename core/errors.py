@@ -128,10 +128,12 @@ class StoredDivergence(PrunetuiError):
 
 
 class RunDiverged(PrunetuiError):
-    """A NaN or infinite loss: the run stops and is stored as diverged."""
+    """A NaN or infinite loss, or a value that overflowed (an lr no float holds): the run
+    stops and is stored as diverged. ``problem`` says what happened when it is not the loss."""
 
-    def __init__(self, epoch: int, loss: float) -> None:
-        super().__init__(f"loss became {loss} in epoch {epoch}; stopped the run as diverged")
+    def __init__(self, epoch: int, loss: float, problem: str = "") -> None:
+        super().__init__(f"{problem or f'loss became {loss}'} in epoch {epoch}; stopped the "
+                         "run as diverged")
         self.epoch = epoch
         self.loss = loss
 

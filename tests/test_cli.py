@@ -410,6 +410,17 @@ def test_a_diverged_run_is_kept_not_rerun_and_json_reports_it() -> None:
     assert "0 of 1 run finished (0 already stored, 1 stored as diverged and kept)" in r.stdout
 
 
+def test_an_lr_that_overflows_is_one_line_and_stored_diverged() -> None:
+    r = runner.invoke(app, ["run", *FAST, "--pruner", "rand", "--post-epochs", "1", "--lr",
+                            "1e300", "--optimizer", "momentum"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.stderr.strip().splitlines() == [
+        "error: a value overflowed (value cannot be converted to type float without "
+        "overflow) in epoch 1; stopped the run as diverged"]
+    rows = json.loads(runner.invoke(app, ["runs", "--json"]).stdout)
+    assert [row["status"] for row in rows] == ["diverged"]
+
+
 def test_run_says_it_resumes_only_once_the_engine_resumes(tmp_path: Path) -> None:
     """A checkpoint from other data is refused before "resuming" is said; on its own data
     the line names the epoch the checkpoint resumes after."""

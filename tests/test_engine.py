@@ -240,7 +240,7 @@ def test_divergence_is_stored(tmp_path: Path) -> None:
 def test_an_lr_that_overflows_is_stored_as_diverged(tmp_path: Path, optimizer: str) -> None:
     store = Store(tmp_path)
     c = cfg(pruner="rand", optimizer=optimizer, lr=1e300, post_epochs=2)
-    with pytest.raises(RunDiverged, match="a value overflowed .* in epoch 1; stopped"):
+    with pytest.raises(RunDiverged, match=r"a value overflowed .* in epoch 1; stopped"):
         engine.run(c, store=store)
     row = store.get(c.run_id)
     assert row is not None and row.status == "diverged" and "overflow" in (row.error or "")

@@ -18,7 +18,7 @@ from typing import Any
 
 from prunetui.core import catalog
 from prunetui.core.config import AXES, SETTINGS, RunConfig, Setting, field_name
-from prunetui.core.errors import ConfigError, choices_message
+from prunetui.core.errors import ConfigError, choices_message, shown_value
 
 GRID_KEYS = tuple(AXES)
 # The order of SweepSpec's positional lists: the five axes every sweep has had, then the rest
@@ -214,17 +214,38 @@ def parse_sets(items: Sequence[str]) -> tuple[dict[str, Any], dict[str, dict[str
     return shared, per
 
 
+# A sweep file is a few lines; past this it is some other file (or /dev/zero), not read whole.
+MAX_TOML_BYTES = 1 << 20
+
+
 def load_toml(path: Path) -> SweepSpec:
     """A sweep file: ``name``, ``data_dir``, ``[grid]`` lists, ``[settings]``,
-    ``[pruner.NAME]`` tables."""
+    ``[pruner.NAME]`` tables. Whatever the file holds, a bad one is one ``ConfigError``
+    naming it and the problem."""
     try:
-        data = tomllib.loads(path.read_text())
+        with open(path, "rb") as f:
+            raw = f.read(MAX_TOML_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"sweep file {path} does not exist") from None
     except IsADirectoryError:
         raise ConfigError(f"sweep file {path} is a folder") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"sweep file {path} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read sweep file {path}: {e.strerror or e}") from None
+    if len(raw) > MAX_TOML_BYTES:
+        raise ConfigError(f"sweep file {path} is over {MAX_TOML_BYTES >> 20} MB: not a sweep "
+                          "file")
+    try:
+        data = tomllib.loads(raw.decode())
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"sweep file {path} is not text (UTF-8): byte {e.start} cannot be "
+                          "decoded") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays or tables
+        raise ConfigError(f"sweep file {path} nests arrays or tables too deeply to be read") \
+            from None
+    except ValueError as e:  # TOMLDecodeError, or an integer too long for Python to convert
+        why = ("it has an integer of over 4,300 digits" if "integer string conversion" in str(e)
+               else str(e))
+        raise ConfigError(f"sweep file {path} is not valid TOML: {why}") from None
     return spec_from_toml(data, path)
 
 
@@ -244,8 +265,8 @@ def spec_from_toml(data: dict[str, Any], path: Path) -> SweepSpec:
     for key in required:
         if key not in grid:
             raise ConfigError(f"{path} has no grid.{key}; a sweep needs {', '.join(required)}")
-    settings = {k: coerce(k, v) for k, v in _table(data, "settings", path).items()}
-    overrides = {p: {k: coerce(k, v) for k, v in _table(t, "", path, p).items()}
+    settings = _settings(_table(data, "settings", path), f"[settings] in {path}")
+    overrides = {p: _settings(_table(t, "", path, p), f"[pruner.{p}] in {path}", p)
                  for p, t in _table(data, "pruner", path).items()}
     name, data_dir = data.get("name", ""), data.get("data_dir", "")
     for key, value in (("name", name), ("data_dir", data_dir)):
@@ -266,12 +287,34 @@ def _table(data: Any, key: str, path: Path, label: str = "") -> dict[str, Any]:
     return value
 
 
+def _settings(table: dict[str, Any], where: str, pruner: str | None = None) -> dict[str, Any]:
+    """A table of settings, each converted and checked against its ``Setting`` (type,
+    choices, bounds) as it is read, so a bad value names the file it is in."""
+    out = {}
+    for key, value in table.items():
+        try:
+            out[key] = coerce(key, value)
+            SETTINGS[key].check(out[key])
+        except ConfigError as e:
+            raise e.within(where, pruner) from None
+    return out
+
+
 def _typed(value: Any, setting: Setting, key: str, path: Path) -> Any:
     kind: Any = {int: int, float: (int, float)}.get(setting.number, str)
     if isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(f"grid.{key} in {path} has {value!r}; expected "
+        raise ConfigError(f"grid.{key} in {path} has {shown_value(value)}; expected "
                           f"{'a number' if kind == (int, float) else kind.__name__} values")
-    return float(value) if setting.number is float else value
+    try:
+        value = float(value) if setting.number is float else value
+    except OverflowError:  # an integer past float's range (10^400) as a compression
+        raise ConfigError(f"grid.{key} in {path} has {shown_value(value)}; it must be "
+                          f"{setting.bounds_text()}") from None
+    try:
+        setting.check(value)
+    except ConfigError as e:
+        raise e.within(f"grid.{key} in {path}") from None
+    return value
 
 
 # -- writing -----------------------------------------------------------------------------------

@@ -216,6 +216,24 @@ def test_compression_minus_zero_is_the_cell_of_zero() -> None:
     assert " -0 " not in r.output
 
 
+def test_a_dry_run_over_250k_cells_is_bounded() -> None:
+    """10,001 compressions x 25 seeds: the listing stops after DRY_RUN_ROWS cells and sums
+    up the rest by status (every cell's run id and stored state looked up, in chunks no
+    SQLite variable limit stops)."""
+    runner.invoke(app, ["run", *FAST, "--pruner", "rand", "--post-epochs", "0",
+                        "--compression", "0.0004"])
+    compressions = ",".join(f"{i * 0.0004:.4f}" for i in range(10_001))
+    r = runner.invoke(app, ["sweep", "--models", "fc", "--datasets", "digits", "--pruners",
+                            "rand", "--compressions", compressions, "--seeds",
+                            ",".join(str(s) for s in range(1, 26)), "--set", "post_epochs=0",
+                            "--set", "batch_size=128", "--dry-run"])
+    assert r.exit_code == 0, r.output[-2000:]
+    assert "250025 runs, 1 already finished" in r.stdout
+    assert r.stdout.rstrip().splitlines()[-1] == (
+        "… and 249,925 more; all 250,025: 250,024 not stored, 1 finished")
+    assert len(r.stdout.splitlines()) < 120
+
+
 BAD = [
     (["run", "--model", "vgg99"], "unknown --model 'vgg99'; choose one of: fc, conv"),
     (["run", "--dataset", "imagenet"], "unknown --dataset 'imagenet'"),

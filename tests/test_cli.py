@@ -234,6 +234,24 @@ def test_a_dry_run_over_250k_cells_is_bounded() -> None:
     assert len(r.stdout.splitlines()) < 120
 
 
+def test_a_sweep_skips_the_cells_uniform_plus_cannot_prune() -> None:
+    grid = ["sweep", "--models", "fc", "--datasets", "mnist", "--ablations", "none,shuffle",
+            "--dry-run"]
+    r = runner.invoke(app, [*grid, "--pruners", "snip,uniform-plus", "--compressions",
+                            "0.1,1"])
+    assert r.exit_code == 0, r.output
+    assert "sweep fc-mnist: 6 runs, 0 already finished" in r.stdout
+    assert r.stderr.splitlines() == [
+        "warning: skipping 2 cells fc/mnist uniform-plus c=1: compression 1: pruner "
+        "uniform-plus keeps layers.0.weight dense (78,400 weights) and 20% of layers.10.weight: "
+        "78,600 of 119,400 prunable weights, more than the 11,940 to keep; use a compression "
+        "of at most 0.18, or another pruner"]
+    r = runner.invoke(app, [*grid, "--pruners", "uniform-plus", "--compressions", "1"])
+    assert r.exit_code == 2 and r.stderr.splitlines()[-1].startswith(
+        "error: no cell of the sweep can run: compression 1: pruner uniform-plus keeps")
+    assert not results().exists()
+
+
 BAD = [
     (["run", "--model", "vgg99"], "unknown --model 'vgg99'; choose one of: fc, conv"),
     (["run", "--dataset", "imagenet"], "unknown --dataset 'imagenet'"),
@@ -261,6 +279,8 @@ BAD = [
     (["run", "--post-epochs", "-2"], "invalid --post-epochs -2; it must be an integer >= 0"),
     (["run", "--pre-epochs=x"], "Invalid value for '--pre-epochs'"),
     (["run", "--batch-size", "0"], "invalid --batch-size 0"),
+    (["run", "--model", "fc", "--dataset", "mnist", "--pruner", "uniform-plus",
+      "--compression", "1"], "compression 1: pruner uniform-plus keeps layers.0.weight dense"),
     (["run", "--timing-repeats", "100000000"], "invalid --timing-repeats 100000000; it must be "
      "an integer from 1 to 1000"),
     (["run", "--pruner", "synflow", "--prune-iterations", "10000001"],

@@ -566,10 +566,7 @@ def sweep_cmd(
     device_list = _csv(devices, str, "devices")
     for d in device_list:
         RunConfig(device=d).validate()
-    configs = spec.configs()
-    from prunetui.core.run.build import check_keeps_weights
-
-    check_keeps_weights(configs)
+    configs = _feasible(spec.configs())
     store = _store(results_dir)  # creates nothing until the first write
     # States, not rows: nothing decoded but the data fingerprint, any number of ids.
     stored = store.states([c.run_id for c in configs])
@@ -643,6 +640,31 @@ def sweep_cmd(
                       f"{o.config.pruner} c={o.config.compression:g} seed {o.config.seed}: "
                       f"{o.error}")
         raise typer.Exit(1)
+
+
+def _feasible(configs: list[RunConfig]) -> list[RunConfig]:
+    """The cells a sweep can run: those whose layerwise pruner cannot keep its rule at their
+    compression (uniform-plus on fc/MNIST at c=1) are skipped with one warning line per
+    model, dataset, pruner and compression (all its seeds and ablations); every cell
+    infeasible is the error of the first. Then what would fail any cell fails the sweep."""
+    from prunetui.core.run.build import check_keeps_weights, infeasible_cells
+
+    skipped = infeasible_cells(configs)
+    said: dict[tuple[object, ...], int] = {}
+    for c in configs:
+        if c.run_id in skipped:
+            key = (c.model, c.dataset, c.pruner, c.compression)
+            said[key] = said.get(key, 0) + 1
+    for (model, dataset, pruner, compression), n in said.items():
+        first = next(c for c in configs if (c.model, c.dataset, c.pruner, c.compression)
+                     == (model, dataset, pruner, compression))
+        _warn(f"skipping {_count(n, 'cell')} {model}/{dataset} {pruner} c={compression:g}: "
+              f"{skipped[first.run_id]}")
+    feasible = [c for c in configs if c.run_id not in skipped]
+    if not feasible:
+        raise ConfigError(f"no cell of the sweep can run: {next(iter(skipped.values()))}")
+    check_keeps_weights(feasible)
+    return feasible
 
 
 # A dry run lists this many cells; a bigger grid is summed up by status after them.

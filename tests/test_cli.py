@@ -728,8 +728,8 @@ def test_a_toml_file_as_the_first_word_opens_it_in_the_app(
     bad.write_text("[grid]\nmodels = ['fc']\ndatasets = ['digits']\ncompressions = [1]\n"
                    "[settings]\nlr = 'fast'\n")
     r = runner.invoke(app, [str(bad)])
-    assert r.exit_code == 2 and r.stderr == (
-        "error: invalid lr 'fast'; it must be a number > 0\n")  # named as the file names it
+    assert r.exit_code == 2 and r.stderr == (  # named as the file names it, and the file
+        f"error: [settings] in {bad}: invalid lr 'fast'; it must be a number > 0\n")
     r = runner.invoke(app, [str(tmp_path / "none.toml")])
     assert r.exit_code == 2 and "does not exist" in r.stderr
     r = runner.invoke(app, ["notes.txt"])  # not a TOML file: still an unknown command

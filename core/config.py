@@ -12,6 +12,7 @@ keys, the app's form, ``--help``, the README's option table and ``validate`` all
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -28,8 +29,15 @@ MAX_SEED = 2**32 - 1
 # Fields of stored runs that are no setting any more (no option, no form field): read, not run.
 LEGACY_FIELDS = ("shuffle_masks", "reinit")
 DEFAULT_IMP_RATE = 0.2
+# Upper bounds where a larger value can only be a typo: 100 (SynFlow's) iterations are the
+# most any paper uses, and the timing's median is steady long before 1,000 passes.
+MAX_PRUNE_ITERATIONS = 10_000
+MAX_TIMING_REPEATS = 1_000
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# Matched whole (fullmatch: "$" also matches before a final newline), ASCII digits only
+# (\d takes other scripts' digits), an index torch can parse: anything else is a traceback
+# from torch.device.
+_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,9})?")
 
 # The app's Options groups and the order of the README's table.
 GROUPS = ("Model & data", "Pruning", "Training", "Timing", "Device")
@@ -75,7 +83,7 @@ class Setting:
         """``--post-epochs``: the option of ``run`` (and ``inspect``)."""
         return self.flag or "--" + self.name.replace("_", "-")
 
-    @property
+    @functools.cached_property
     def kind(self) -> str:
         """The widget and parser it takes: switch, select, list (of integers), or input."""
         if self.value_type is bool:
@@ -86,12 +94,12 @@ class Setting:
             return "list"
         return "input"
 
-    @property
+    @functools.cached_property
     def optional(self) -> bool:
         """Whether None is a value (it means a default that depends on other fields)."""
         return self.value_type == (int | None)
 
-    @property
+    @functools.cached_property
     def number(self) -> type | None:
         """int or float for a numeric setting (a list's items for ``list``), else None."""
         if self.value_type in (int, int | None, tuple[int, ...]):
@@ -190,7 +198,7 @@ class RunConfig:
     # None means the pruner's default (its catalog entry: 100 for synflow, 1 for the rest).
     prune_iterations: int | None = _setting(
         None, label="Iterations", help="Pruning iterations.", group=PRUNING, low=1,
-        inspect=True, default_help=_iterations_help())
+        high=MAX_PRUNE_ITERATIONS, inspect=True, default_help=_iterations_help())
     prune_samples_per_class: int = _setting(
         10, label="Samples/cls", help="Images per class in the batch SNIP and GraSP score.",
         group=PRUNING, low=1, inspect=True)
@@ -263,7 +271,7 @@ class RunConfig:
         5, label="Timing reps", help="Timed passes over the test set for the inference "
         "time (median, min, max); when the slowest of 3 or more takes over 2× the fastest, "
         "the run warns that the machine was busy.",
-        group=TIMING, low=1, execution=True)
+        group=TIMING, low=1, high=MAX_TIMING_REPEATS, execution=True)
     # Free-form label grouping the runs of one sweep; not part of a run's identity.
     sweep: str = field(default="", compare=False)
     # The ablation switches before --ablation: read from stored runs (their ids include them),
@@ -275,7 +283,8 @@ class RunConfig:
         # Normalise so that equal runs hash equally (e.g. lr_drops given as a list, 1 vs 1.0).
         object.__setattr__(self, "lr_drops", tuple(int(e) for e in self.lr_drops))
         if isinstance(self.compression, int | float) and not isinstance(self.compression, bool):
-            object.__setattr__(self, "compression", float(self.compression))
+            # + 0.0 turns -0.0 into 0.0: `--compression -0` is the dense run, not another id.
+            object.__setattr__(self, "compression", float(self.compression) + 0.0)
         if self.prune_iterations is not None and self.prune_iterations == self._default_iters():
             object.__setattr__(self, "prune_iterations", None)
         if self.pre_epochs == 0:  # nothing to keep: the same run as without the flag
@@ -307,12 +316,10 @@ class RunConfig:
         Leaving defaults out keeps every stored run's id stable when a later version adds a
         field (with a default that reproduces the old behaviour)."""
         out: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name in EXECUTION_FIELDS or f.name == "sweep":
-                continue
-            value = getattr(self, f.name)
-            if value != f.default:
-                out[f.name] = list(value) if isinstance(value, tuple) else value
+        for name, default in _IDENTITY_DEFAULTS:
+            value = getattr(self, name)
+            if value != default:
+                out[name] = list(value) if isinstance(value, tuple) else value
         # A model rebuilt or re-initialised since runs were stored gets new ids (revision 1,
         # every model's first, stays out so those ids do not move).
         model = catalog.MODELS.get(self.model)
@@ -320,9 +327,10 @@ class RunConfig:
             out["model_revision"] = model.revision
         return out
 
-    @property
+    @functools.cached_property
     def run_id(self) -> str:
-        """A 10-hex-digit hash of ``identity()``: the same config is the same run."""
+        """A 10-hex-digit hash of ``identity()``: the same config is the same run (computed
+        once per config: it is frozen, and a sweep of 250,000 cells asks for each twice)."""
         blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
@@ -350,9 +358,8 @@ class RunConfig:
 
         Each field is checked against its ``Setting`` (type, choices, bounds), in declaration
         order; then what concerns several fields."""
-        for s in SETTINGS.values():
-            s.check(self.iterations if s.name == "prune_iterations" else getattr(self, s.name))
-        if not _DEVICE_RE.match(self.device):
+        self.check_own(SETTINGS)
+        if not (isinstance(self.device, str) and _DEVICE_RE.fullmatch(self.device)):
             raise ConfigError(field="device", value=self.device,
                               hint=f"use {catalog.DEVICE_HELP}")
         drops = list(self.lr_drops)
@@ -368,6 +375,13 @@ class RunConfig:
             raise ConfigError(problem, field="dataset", value=self.dataset)
         self._check_pruner()
         return self
+
+    def check_own(self, names: Collection[str]) -> None:
+        """Check each of these fields against its ``Setting`` alone (type, choices, bounds),
+        in declaration order: the first part of ``validate``."""
+        for name in names:
+            s = SETTINGS[name]
+            s.check(self.iterations if name == "prune_iterations" else getattr(self, name))
 
     def _check_pruner(self) -> None:
         """What the pruner's kind allows (``catalog.PrunerInfo.kind``)."""
@@ -417,6 +431,14 @@ def _settings() -> dict[str, Setting]:
     return out
 
 
+# Fields that ``validate`` checks against their own Setting only, never together with another
+# field (a check added to validate that involves one must take it out of here): a sweep
+# validates each combination of the other fields once and checks these per cell.
+SELF_CONTAINED = ("compression", "seed")
+# (name, default) of the fields a run's identity is made of.
+_IDENTITY_DEFAULTS = tuple((f.name, f.default) for f in fields(RunConfig)
+                           if not f.metadata.get("setting", Setting("", "", "")).execution
+                           and f.name != "sweep")
 # Every setting, in field order: what the faces generate their options and forms from.
 SETTINGS: dict[str, Setting] = _settings()
 # The same settings in the order the faces show them: by group, then in field order.

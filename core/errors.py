@@ -68,7 +68,7 @@ class PrunetuiError(Exception):
     def render(self, name: Namer = _key) -> str:
         """The one-line message, naming ``field`` as ``name(field)``."""
         label = name(self.field) if self.field is not None else ""
-        shown = "" if self.value is _NO_VALUE else f" {self.value!r}"
+        shown = "" if self.value is _NO_VALUE else f" {shown_value(self.value)}"
         if self.message:
             text = self.message
         elif self.field is None:
@@ -128,12 +128,26 @@ class StoredDivergence(PrunetuiError):
 
 
 class RunDiverged(PrunetuiError):
-    """A NaN or infinite loss: the run stops and is stored as diverged."""
+    """A NaN or infinite loss, or a value that overflowed (an lr no float holds): the run
+    stops and is stored as diverged. ``problem`` says what happened when it is not the loss."""
 
-    def __init__(self, epoch: int, loss: float) -> None:
-        super().__init__(f"loss became {loss} in epoch {epoch}; stopped the run as diverged")
+    def __init__(self, epoch: int, loss: float, problem: str = "") -> None:
+        super().__init__(f"{problem or f'loss became {loss}'} in epoch {epoch}; stopped the "
+                         "run as diverged")
         self.epoch = epoch
         self.loss = loss
+
+
+def shown_value(value: object, limit: int = 200) -> str:
+    """``repr(value)``, cut short past ``limit`` characters: a 100,000-character argument or
+    a 400-digit number is named, not echoed."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = (f"{len(value)} characters" if isinstance(value, str)
+            else f"{len(text.lstrip('-'))} digits" if isinstance(value, int)
+            else f"{len(text)} characters")
+    return f"{text[:30]}… ({size})"
 
 
 def choices_message(what: str, value: object, choices: list[str] | tuple[str, ...]) -> str:

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from prunetui.core import faults
-from prunetui.core.errors import ConfigError, RunHeldElsewhere, StoreError
+from prunetui.core.errors import ConfigError, RunHeldElsewhere, StoreError, shown_value
 from prunetui.core.figures import load_histograms
 from prunetui.core.run.result import Epoch, Layer, RunResult, Structure
 from prunetui.core.status import STORED, STORED_ORDER, RunStatus
@@ -1057,10 +1057,7 @@ def _short(text: str, limit: int = 160) -> str:
 
 def _shown(value: Any) -> str:
     """``repr(value)``, shortened when long (a 100k-character argument is not echoed)."""
-    text = repr(value)
-    if len(text) <= 40:
-        return text
-    return f"{text[:30]}… ({len(value) if isinstance(value, str) else len(text)} characters)"
+    return shown_value(value, limit=40)
 
 
 def _quoted(name: str) -> str:

@@ -242,7 +242,7 @@ ERRORS: list[tuple[dict[str, Any], str, str]] = [
      "invalid Weight decay -1.0; it must be a number >= 0"),
     ({"lr_drops": "5,3"}, "lr_drops", "invalid LR drops [5, 3]; give increasing epochs"),
     ({"prune_iterations": "0"}, "prune_iterations",
-     "invalid Iterations 0; it must be an integer >= 1"),
+     "invalid Iterations 0; it must be an integer from 1 to 10000"),
     ({"seeds": "1 x"}, "seeds", "invalid Seeds 'x'; give numbers separated by spaces"),
     ({"more-models": "vgg99"}, "more-models", "unknown Model 'vgg99'; choose one of: fc, "),
     ({"over-mag": "lr=-1"}, "over-mag",  # checked though mag is not ticked

@@ -209,6 +209,49 @@ def test_sweep_dry_run_and_run() -> None:
     assert "4 of 4 runs finished (3 already stored)" in r.stdout
 
 
+def test_compression_minus_zero_is_the_cell_of_zero() -> None:
+    r = runner.invoke(app, ["sweep", "--models", "fc", "--datasets", "digits", "--pruners",
+                            "rand", "--compressions", "-0,0", "--dry-run"])
+    assert r.exit_code == 0 and "1 run, 0 already finished" in r.output, r.output
+    assert " -0 " not in r.output
+
+
+def test_a_dry_run_over_250k_cells_is_bounded() -> None:
+    """10,001 compressions x 25 seeds: the listing stops after DRY_RUN_ROWS cells and sums
+    up the rest by status (every cell's run id and stored state looked up, in chunks no
+    SQLite variable limit stops)."""
+    runner.invoke(app, ["run", *FAST, "--pruner", "rand", "--post-epochs", "0",
+                        "--compression", "0.0004"])
+    compressions = ",".join(f"{i * 0.0004:.4f}" for i in range(10_001))
+    r = runner.invoke(app, ["sweep", "--models", "fc", "--datasets", "digits", "--pruners",
+                            "rand", "--compressions", compressions, "--seeds",
+                            ",".join(str(s) for s in range(1, 26)), "--set", "post_epochs=0",
+                            "--set", "batch_size=128", "--dry-run"])
+    assert r.exit_code == 0, r.output[-2000:]
+    assert "250025 runs, 1 already finished" in r.stdout
+    assert r.stdout.rstrip().splitlines()[-1] == (
+        "… and 249,925 more; all 250,025: 250,024 not stored, 1 finished")
+    assert len(r.stdout.splitlines()) < 120
+
+
+def test_a_sweep_skips_the_cells_uniform_plus_cannot_prune() -> None:
+    grid = ["sweep", "--models", "fc", "--datasets", "mnist", "--ablations", "none,shuffle",
+            "--dry-run"]
+    r = runner.invoke(app, [*grid, "--pruners", "snip,uniform-plus", "--compressions",
+                            "0.1,1"])
+    assert r.exit_code == 0, r.output
+    assert "sweep fc-mnist: 6 runs, 0 already finished" in r.stdout
+    assert r.stderr.splitlines() == [
+        "warning: skipping 2 cells fc/mnist uniform-plus c=1: compression 1: pruner "
+        "uniform-plus keeps layers.0.weight dense (78,400 weights) and 20% of layers.10.weight: "
+        "78,600 of 119,400 prunable weights, more than the 11,940 to keep; use a compression "
+        "of at most 0.18, or another pruner"]
+    r = runner.invoke(app, [*grid, "--pruners", "uniform-plus", "--compressions", "1"])
+    assert r.exit_code == 2 and r.stderr.splitlines()[-1].startswith(
+        "error: no cell of the sweep can run: compression 1: pruner uniform-plus keeps")
+    assert not results().exists()
+
+
 BAD = [
     (["run", "--model", "vgg99"], "unknown --model 'vgg99'; choose one of: fc, conv"),
     (["run", "--dataset", "imagenet"], "unknown --dataset 'imagenet'"),
@@ -217,6 +260,9 @@ BAD = [
     (["run", "--scope", "layer"], "unknown --scope 'layer'"),
     (["run", "--schedule", "cubic"], "unknown --schedule 'cubic'"),
     (["run", "--device", "tpu"], "invalid --device 'tpu'; use auto, cpu, cuda, cuda:N or mps"),
+    (["run", "--device", "cpu\n"], "invalid --device 'cpu\\n'; use auto, cpu, cuda, cuda:N"),
+    (["run", "--device", "cuda:\u0663"], "invalid --device 'cuda:\u0663'; use auto, cpu"),
+    (["run", "--device", "cuda:" + "9" * 20], "invalid --device 'cuda:999"),
     (["run", "--device", "cuda:7", "--dataset", "digits"], "--device 'cuda:7' is not available: "
      "no CUDA GPU is visible; set --device to cpu or auto"),
     (["run", "--lr-drops", "60,x"], "invalid --lr-drops '60,x'; give integers, repeated or "
@@ -233,6 +279,15 @@ BAD = [
     (["run", "--post-epochs", "-2"], "invalid --post-epochs -2; it must be an integer >= 0"),
     (["run", "--pre-epochs=x"], "Invalid value for '--pre-epochs'"),
     (["run", "--batch-size", "0"], "invalid --batch-size 0"),
+    (["run", "--model", "fc", "--dataset", "mnist", "--pruner", "uniform-plus",
+      "--compression", "1"], "compression 1: pruner uniform-plus keeps layers.0.weight dense"),
+    (["run", "--timing-repeats", "100000000"], "invalid --timing-repeats 100000000; it must be "
+     "an integer from 1 to 1000"),
+    (["run", "--pruner", "synflow", "--prune-iterations", "10000001"],
+     "invalid --prune-iterations 10000001; it must be an integer from 1 to 10000"),
+    (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
+      "timing_repeats=5000"], "invalid timing_repeats 5000; it must be an integer from 1 to "
+     "1000"),
     (["run", "--test-batch-size", "-1"], "invalid --test-batch-size -1"),
     (["run", "--lr", "0"], "invalid --lr 0.0; it must be a number > 0"),
     (["run", "--model", "vgg16", "--dataset", "mnist"],
@@ -391,6 +446,17 @@ def test_a_diverged_run_is_kept_not_rerun_and_json_reports_it() -> None:
     assert "1 diverged (kept; `prunetui rm` them to retry)" in r.stderr
     assert f"diverged: {row['run_id']}" in r.stdout
     assert "0 of 1 run finished (0 already stored, 1 stored as diverged and kept)" in r.stdout
+
+
+def test_an_lr_that_overflows_is_one_line_and_stored_diverged() -> None:
+    r = runner.invoke(app, ["run", *FAST, "--pruner", "rand", "--post-epochs", "1", "--lr",
+                            "1e300", "--optimizer", "momentum"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.stderr.strip().splitlines() == [
+        "error: a value overflowed (value cannot be converted to type float without "
+        "overflow) in epoch 1; stopped the run as diverged"]
+    rows = json.loads(runner.invoke(app, ["runs", "--json"]).stdout)
+    assert [row["status"] for row in rows] == ["diverged"]
 
 
 def test_run_says_it_resumes_only_once_the_engine_resumes(tmp_path: Path) -> None:
@@ -662,8 +728,8 @@ def test_a_toml_file_as_the_first_word_opens_it_in_the_app(
     bad.write_text("[grid]\nmodels = ['fc']\ndatasets = ['digits']\ncompressions = [1]\n"
                    "[settings]\nlr = 'fast'\n")
     r = runner.invoke(app, [str(bad)])
-    assert r.exit_code == 2 and r.stderr == (
-        "error: invalid lr 'fast'; it must be a number > 0\n")  # named as the file names it
+    assert r.exit_code == 2 and r.stderr == (  # named as the file names it, and the file
+        f"error: [settings] in {bad}: invalid lr 'fast'; it must be a number > 0\n")
     r = runner.invoke(app, [str(tmp_path / "none.toml")])
     assert r.exit_code == 2 and "does not exist" in r.stderr
     r = runner.invoke(app, ["notes.txt"])  # not a TOML file: still an unknown command

@@ -33,6 +33,14 @@ def test_run_id_same_config_same_id() -> None:
     assert a.run_id == b.run_id and len(a.run_id) == 10
 
 
+def test_minus_zero_compression_is_the_dense_run() -> None:
+    dense = RunConfig(compression=0)
+    for c in (-0.0, float("-0"), -0):
+        config = RunConfig(compression=c)
+        assert config.run_id == dense.run_id and str(config.compression) == "0.0"
+    assert dense.run_id == "85af94376b"  # compression 0's id is unchanged
+
+
 def test_run_id_ignores_where_it_runs() -> None:
     a = RunConfig()
     assert a.run_id == a.with_(device="cpu", checkpoint_every=5, timing_repeats=9,

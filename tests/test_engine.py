@@ -236,6 +236,37 @@ def test_divergence_is_stored(tmp_path: Path) -> None:
     assert row is not None and row.status == "diverged" and "epoch 1" in (row.error or "")
 
 
+@pytest.mark.parametrize("optimizer", ["momentum", "sgd"])
+def test_an_lr_that_overflows_is_stored_as_diverged(tmp_path: Path, optimizer: str) -> None:
+    store = Store(tmp_path)
+    c = cfg(pruner="rand", optimizer=optimizer, lr=1e300, post_epochs=2)
+    with pytest.raises(RunDiverged, match=r"a value overflowed .* in epoch 1; stopped"):
+        engine.run(c, store=store)
+    row = store.get(c.run_id)
+    assert row is not None and row.status == "diverged" and "overflow" in (row.error or "")
+
+
+@pytest.mark.parametrize(("evaluation", "needle"), [
+    (RuntimeError("value cannot be converted to type double without overflow"),
+     r"a value overflowed \(value cannot .*\)"),
+    ((float("nan"), 10.0, 50.0), "the test loss became nan"),
+])
+def test_a_diverging_evaluation_is_stored_as_diverged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, evaluation: Any, needle: str) -> None:
+    def evaluate(*a: Any, **k: Any) -> Any:
+        if isinstance(evaluation, Exception):
+            raise evaluation
+        return evaluation
+
+    monkeypatch.setattr(steps, "evaluate", evaluate)
+    store = Store(tmp_path)
+    c = cfg(pruner="rand", post_epochs=1)
+    with pytest.raises(RunDiverged, match=f"{needle} in epoch 1"):
+        engine.run(c, store=store)
+    row = store.get(c.run_id)
+    assert row is not None and row.status == "diverged" and store.epochs(c.run_id) == []
+
+
 def test_failure_is_stored_and_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(tmp_path)
     c = cfg(pruner="rand", post_epochs=1)

@@ -168,9 +168,17 @@ def test_disk_full_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.integrity_check() == "ok"
 
 
-def test_out_of_memory_is_stored_as_oom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory"),
+    # What the CPU's allocator raises (a plain RuntimeError), as torch words it.
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+                 "memory: you tried to allocate 17179869184 bytes. Error code 12 (Cannot "
+                 "allocate memory)"),
+], ids=["cuda", "cpu"])
+def test_out_of_memory_is_stored_as_oom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        error: Exception) -> None:
     def oom(*a: Any, **k: Any) -> None:
-        raise torch.OutOfMemoryError("CUDA out of memory")
+        raise error
 
     monkeypatch.setattr(steps, "train_epoch", oom)
     store = Store(tmp_path)
@@ -179,6 +187,12 @@ def test_out_of_memory_is_stored_as_oom(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(PrunetuiError, match="out of memory on cpu with batch size 512"):
         engine.run(c, store=store)
     assert store.get(c.run_id).status == "oom"  # type: ignore[union-attr]
+    r = runner.invoke(app, ["run", "--model", "fc", "--dataset", "digits", "--pruner", "rand",
+                            "--post-epochs", "1", "--batch-size", "256", "--device", "cpu"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.stderr.strip().splitlines() == [
+        "error: out of memory on cpu with batch size 256 (test batch size 256); try a smaller "
+        "--batch-size or --test-batch-size"]
 
 
 def test_sweep_goes_on_after_failures(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -596,10 +596,14 @@ def test_states_say_what_query_says_without_decoding_rows(store_copy: Path) -> N
 
 def test_a_huge_run_id_prefix_is_one_short_line(tmp_path: Path) -> None:
     _fill(tmp_path, 1)
-    for prefix in ("0" * 100_000, "z" * 100_000, "0000000000a"):
-        line = _one_line(runner.invoke(app, ["show", prefix, "--results-dir", str(tmp_path)]))
-        assert line.startswith("error: invalid run id '") and len(line) < 200, line[:300]
-        assert "run ids are 10 hex digits" in line
+    before = (tmp_path / "runs.sqlite").read_bytes()
+    for command in ("show", "rm"):
+        for prefix in ("0" * 100_000, "z" * 100_000, "0000000000a"):
+            line = _one_line(runner.invoke(app, [command, prefix, "--results-dir",
+                                                 str(tmp_path)]))
+            assert line.startswith("error: invalid run id '") and len(line) < 200, line[:300]
+            assert "run ids are 10 hex digits" in line
+    assert (tmp_path / "runs.sqlite").read_bytes() == before  # rm removed nothing
 
 
 # 7. artifacts

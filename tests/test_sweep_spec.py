@@ -100,6 +100,17 @@ def test_bad_toml(tmp_path: Path, text: str, needle: str) -> None:
         load_toml(f).configs()
 
 
+def test_minus_zero_and_zero_are_one_cell(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text("[grid]\nmodels=['fc']\ndatasets=['digits']\npruners=['rand']\n"
+                 "compressions=[-0.0, 0, 1]")
+    configs = load_toml(f).configs()
+    assert [c.compression for c in configs] == [0.0, 1.0]
+    assert str(configs[0].compression) == "0.0"
+    listed = SweepSpec(["fc"], ["digits"], ["rand"], [-0.0, 0.0]).configs()
+    assert [c.run_id for c in listed] == [configs[0].run_id]
+
+
 def test_missing_toml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_toml(tmp_path / "none.toml")

@@ -23,7 +23,7 @@ from prunetui.core.config import SETTINGS, RunConfig
 from prunetui.core.errors import ConfigError, Namer, PrunetuiError, StoreError
 from prunetui.core.run.result import Epoch, Structure
 from prunetui.core.status import RunStatus
-from prunetui.core.store import RunRow, Store, wrote_row
+from prunetui.core.store import RunRow, RunState, Store, wrote_row
 from prunetui.tui.options import (
     axis_parameters,
     axis_values,
@@ -566,12 +566,11 @@ def sweep_cmd(
     device_list = _csv(devices, str, "devices")
     for d in device_list:
         RunConfig(device=d).validate()
-    configs = spec.configs()
-    from prunetui.core.run.build import check_keeps_weights
-
-    check_keeps_weights(configs)
+    configs = _feasible(spec.configs())
     store = _store(results_dir)  # creates nothing until the first write
-    stored = {r.run_id: r for r in store.query(run_ids=[c.run_id for c in configs])}
+    # States, not rows: nothing decoded but the data fingerprint, any number of ids.
+    stored = store.states([c.run_id for c in configs])
+    _warn_unreadable(store)
     # Diverged runs are results too: seeded, they would diverge again (`rm` them to retry).
     final = {rid for rid, r in stored.items() if r.status.kept}
     pending = [c for c in configs if c.run_id not in final]
@@ -579,17 +578,7 @@ def sweep_cmd(
                if c.run_id in final)
     diverged = len(configs) - len(pending) - done
     if dry_run:
-        from rich.table import Table
-
-        t = Table("run", "model", "dataset", "pruner", "c", "seed", "stored",
-                  title=f"sweep {spec.label()}: {_count(len(configs), 'run')}, {done} "
-                        "already finished",
-                  title_justify="left")
-        for c in configs:
-            row = stored.get(c.run_id)
-            t.add_row(c.run_id, c.model, c.dataset, c.pruner, f"{c.compression:g}", str(c.seed),
-                      f"{row.status} (epoch {row.epoch})" if row else "—")
-        out.print(t)
+        _dry_run(spec.label(), configs, stored, done)
         return
     if executor == "local":  # Ray's nodes have their own devices and data
         from prunetui.core.run.engine import check_stored_data
@@ -630,8 +619,8 @@ def sweep_cmd(
     except KeyboardInterrupt:
         # Told from the store, not from where the interrupt landed: one that lands as the
         # last run finishes leaves nothing to resume.
-        rows = store.query(run_ids=[c.run_id for c in configs])
-        finished = sum(r.status == RunStatus.FINISHED for r in rows)
+        states = store.states([c.run_id for c in configs])
+        finished = sum(r.status == RunStatus.FINISHED for r in states.values())
         raise _Interrupted(
             f"interrupted: {finished} of {_count(len(configs), 'run')} finished; "
             + ("the same command resumes the rest" if finished < len(configs)
@@ -653,6 +642,58 @@ def sweep_cmd(
         raise typer.Exit(1)
 
 
+def _feasible(configs: list[RunConfig]) -> list[RunConfig]:
+    """The cells a sweep can run: those whose layerwise pruner cannot keep its rule at their
+    compression (uniform-plus on fc/MNIST at c=1) are skipped with one warning line per
+    model, dataset, pruner and compression (all its seeds and ablations); every cell
+    infeasible is the error of the first. Then what would fail any cell fails the sweep."""
+    from prunetui.core.run.build import check_keeps_weights, infeasible_cells
+
+    skipped = infeasible_cells(configs)
+    said: dict[tuple[object, ...], int] = {}
+    for c in configs:
+        if c.run_id in skipped:
+            key = (c.model, c.dataset, c.pruner, c.compression)
+            said[key] = said.get(key, 0) + 1
+    for (model, dataset, pruner, compression), n in said.items():
+        first = next(c for c in configs if (c.model, c.dataset, c.pruner, c.compression)
+                     == (model, dataset, pruner, compression))
+        _warn(f"skipping {_count(n, 'cell')} {model}/{dataset} {pruner} c={compression:g}: "
+              f"{skipped[first.run_id]}")
+    feasible = [c for c in configs if c.run_id not in skipped]
+    if not feasible:
+        raise ConfigError(f"no cell of the sweep can run: {next(iter(skipped.values()))}")
+    check_keeps_weights(feasible)
+    return feasible
+
+
+# A dry run lists this many cells; a bigger grid is summed up by status after them.
+DRY_RUN_ROWS = 100
+
+
+def _dry_run(label: str, configs: list[RunConfig], stored: dict[str, RunState],
+             done: int) -> None:
+    """``sweep --dry-run``: the first ``DRY_RUN_ROWS`` cells, then (for a bigger grid) how
+    many there are of each stored status: bounded output for a grid of any size."""
+    from collections import Counter
+
+    from rich.table import Table
+
+    t = Table("run", "model", "dataset", "pruner", "c", "seed", "stored",
+              title=f"sweep {label}: {_count(len(configs), 'run')}, {done} already finished",
+              title_justify="left")
+    for c in configs[:DRY_RUN_ROWS]:
+        row = stored.get(c.run_id)
+        t.add_row(c.run_id, c.model, c.dataset, c.pruner, f"{c.compression:g}", str(c.seed),
+                  f"{row.status} (epoch {row.epoch})" if row else "—")
+    out.print(t)
+    if len(configs) > DRY_RUN_ROWS:
+        by = Counter(str(stored[c.run_id].status) if c.run_id in stored else "not stored"
+                     for c in configs)
+        out.print(f"… and {len(configs) - DRY_RUN_ROWS:,} more; all {len(configs):,}: "
+                  + ", ".join(f"{n:,} {what}" for what, n in by.most_common()))
+
+
 def _list_presets(known: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -669,7 +710,7 @@ def _list_presets(known: dict[str, Any]) -> None:
     out.print(t)
 
 
-def _resuming(rows: list[RunRow]) -> str:
+def _resuming(rows: list[RunState]) -> str:
     """', 2 to resume (3fa9c2e1b0 at epoch 12, …)' for stored runs that did not finish."""
     if not rows:
         return ""

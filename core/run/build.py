@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from prunetui.core import catalog, metrics
-from prunetui.core.config import RunConfig
+from prunetui.core.config import RunConfig, kept_count
 from prunetui.core.data import Splits, load_dataset, prune_batch
 from prunetui.core.errors import ConfigError
 from prunetui.core.events import CancelToken, Emit, PhaseStarted, PruneStep, ignore
@@ -109,6 +109,34 @@ def check_keeps_weights(configs: list[RunConfig]) -> None:
                                            c.prune_batchnorm), c)
         except ConfigError as e:  # keeping its field: the app marks the compression
             raise e.within(f"{c.model} on {c.dataset}") from None
+
+
+def infeasible_cells(configs: list[RunConfig]) -> dict[str, str]:
+    """The cells whose layerwise pruner's rule cannot hold at their compression (uniform-plus
+    keeps the first layer dense and 20% of the last: more than fc on MNIST keeps at c=1), by
+    run id, with why. A sweep skips these and runs the rest; one ``run`` of such a cell is
+    refused (``build``). Known from the model's shapes alone, so a resumed sweep skips them
+    again at no cost. A compression that keeps no weight at all is not one of these: that is
+    a mistake in the grid, which ``check_keeps_weights`` refuses."""
+    out: dict[str, str] = {}
+    reasons: dict[tuple[object, ...], str | None] = {}
+    for c in configs:
+        if catalog.PRUNERS[c.pruner].kind != "layerwise":
+            continue
+        key = (c.model, c.dataset, c.prune_bias, c.prune_batchnorm, c.pruner, c.compression)
+        if key not in reasons:
+            prunables = _meta_prunables(c.model, c.dataset, c.prune_bias, c.prune_batchnorm)
+            reasons[key] = None
+            total = sum(p.param.numel() for p in prunables)
+            if kept_count(total, c.compression) >= 1:
+                try:
+                    _check_pruning(prunables, c)
+                except ConfigError as e:
+                    reasons[key] = str(e)
+        reason = reasons[key]
+        if reason is not None:
+            out[c.run_id] = reason
+    return out
 
 
 @functools.lru_cache(maxsize=64)

@@ -15,7 +15,7 @@ stored instead of training it again.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -50,7 +50,7 @@ from prunetui.core.run.checkpoint import Checkpoint
 from prunetui.core.run.result import RunResult
 from prunetui.core.run.steps import RESUME, RunContext, measure, prepare, prune_step, train_phase
 from prunetui.core.status import RunStatus
-from prunetui.core.store import RunRow, Store
+from prunetui.core.store import RunRow, RunState, Store
 from prunetui.core.train import resolve_device
 
 
@@ -229,18 +229,20 @@ def _execute(ctx: RunContext) -> RunResult:
     return result
 
 
-def check_stored_data(rows: list[RunRow], data_dir: Path | None) -> None:
+def check_stored_data(rows: Sequence[RunRow | RunState], data_dir: Path | None) -> None:
     """Refuse finished runs that were trained on other data than the data dir holds now (a
     subset or a fake stand-in, then the real files): their run ids are the same, so their
     results would silently stand for this data. Runs stored before fingerprints were kept,
     and datasets whose files are not here, are not checked."""
     wrong: list[str] = []
     for row in rows:
-        stored = row.result.data if row.result is not None else None
+        if isinstance(row, RunState):
+            stored = row.data
+        else:
+            stored = row.result.data if row.result is not None else None
         if stored is None:
             continue
-        dataset = str(row.config.get("dataset"))
-        now = current_fingerprint(dataset, data_dir)
+        now = current_fingerprint(row.dataset, data_dir)
         if now is not None and now["digest"] != stored["digest"]:
             wrong.append(f"{row.run_id} ({_sizes(stored)}; the data dir: {_sizes(now)})"
                          if _sizes(stored) != _sizes(now) else

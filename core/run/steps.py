@@ -8,10 +8,12 @@ after pruning), so a run stopped anywhere resumes from the last one bit-identica
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,13 +166,17 @@ def train_phase(ctx: RunContext, name: str, epochs: int, first: int,
 
     for epoch in range(first + 1, epochs + 1):
         lr = opt.param_groups[0]["lr"]
-        stats = train_epoch(ctx.model, ctx.train_loader, opt, ctx.prunables, device=ctx.device,
-                            amp=config.amp, cancel=ctx.cancel, on_batch=progress(epoch),
-                            label_smoothing=config.label_smoothing)
-        if not torch.isfinite(torch.tensor(stats.loss)):
-            raise RunDiverged(epoch, stats.loss)
-        test_loss, top1, top5 = evaluate(ctx.model, ctx.test_loader, device=ctx.device,
-                                         amp=config.amp)
+        with _overflow_diverges(epoch):
+            stats = train_epoch(ctx.model, ctx.train_loader, opt, ctx.prunables,
+                                device=ctx.device, amp=config.amp, cancel=ctx.cancel,
+                                on_batch=progress(epoch), label_smoothing=config.label_smoothing)
+            if not math.isfinite(stats.loss):
+                raise RunDiverged(epoch, stats.loss)
+            test_loss, top1, top5 = evaluate(ctx.model, ctx.test_loader, device=ctx.device,
+                                             amp=config.amp)
+        # The last step of an epoch can blow the weights up after its loss was taken.
+        if not math.isfinite(test_loss):
+            raise RunDiverged(epoch, test_loss, f"the test loss became {test_loss}")
         sched.step()
         row = {"phase": name, "epoch": epoch, "train_loss": stats.loss,
                "test_loss": test_loss, "top1": top1, "top5": top5, "lr": lr,
@@ -184,6 +190,20 @@ def train_phase(ctx: RunContext, name: str, epochs: int, first: int,
             ctx.checkpoint(name, epoch, opt, sched)
         ctx.emit(EpochEnd(run_id, name, epoch, epochs, stats.loss, test_loss, top1, top5, lr,
                           stats.seconds))
+
+
+@contextlib.contextmanager
+def _overflow_diverges(epoch: int) -> Iterator[None]:
+    """Raise ``RunDiverged`` for the form divergence takes when a Python number no tensor
+    type holds meets a tensor (``--lr 1e300``: the optimizer's step, or a weight that grew
+    past float's range): torch's RuntimeError "value cannot be converted to type float
+    without overflow", not a NaN loss."""
+    try:
+        yield
+    except RuntimeError as e:
+        if "without overflow" not in str(e):
+            raise
+        raise RunDiverged(epoch, math.inf, f"a value overflowed ({e})") from None
 
 
 def prune_step(ctx: RunContext) -> None:

@@ -17,8 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from prunetui.core import catalog
-from prunetui.core.config import AXES, SETTINGS, RunConfig, Setting, field_name
-from prunetui.core.errors import ConfigError, choices_message
+from prunetui.core.config import (
+    AXES,
+    SELF_CONTAINED,
+    SETTINGS,
+    RunConfig,
+    Setting,
+    field_name,
+)
+from prunetui.core.errors import ConfigError, choices_message, shown_value
 
 GRID_KEYS = tuple(AXES)
 # The order of SweepSpec's positional lists: the five axes every sweep has had, then the rest
@@ -95,9 +102,12 @@ class SweepSpec:
                                                   list(catalog.PRUNERS)))
         out: list[RunConfig] = []
         seen: set[str] = set()
+        validated: set[tuple[Any, ...]] = set()
+        names = [AXES[axis].name for axis in self.grid]
+        label = self.label()
         for cell in itertools.product(*self.grid.values()):
-            at = {AXES[axis].name: value for axis, value in zip(self.grid, cell, strict=True)}
-            cfg = self._cell(at, at["pruner"])
+            at = dict(zip(names, cell, strict=True))
+            cfg = self._cell(at, at["pruner"], label, validated)
             if cfg.run_id not in seen:
                 seen.add(cfg.run_id)
                 out.append(cfg)
@@ -113,12 +123,26 @@ class SweepSpec:
                     raise e.within(f"settings for {pruner} (not in the grid)", pruner) from None
         return out
 
-    def _cell(self, at: dict[str, Any], pruner: str) -> RunConfig:
-        """One validated cell; an error in a pruner's own setting names that pruner."""
+    def _cell(self, at: dict[str, Any], pruner: str, label: str | None = None,
+              validated: set[tuple[Any, ...]] | None = None) -> RunConfig:
+        """One validated cell; an error in a pruner's own setting names that pruner.
+
+        With ``validated`` (the combinations of the other axes validated so far), a cell
+        that differs from one validated only in its compression and seed (``SELF_CONTAINED``)
+        has just those checked: a grid of 250,000 cells is validated in a second, not a
+        minute."""
         own = self.overrides.get(pruner, {})
         try:
-            return RunConfig(**{**self.settings, **own, **at},
-                             sweep=self.label()).validate()
+            cfg = RunConfig(**{**self.settings, **own, **at},
+                            sweep=self.label() if label is None else label)
+            key = tuple(v for k, v in at.items() if k not in SELF_CONTAINED)
+            if validated is None or key not in validated:
+                cfg.validate()
+                if validated is not None:
+                    validated.add(key)
+            else:
+                cfg.check_own(SELF_CONTAINED)
+            return cfg
         except ConfigError as e:
             if e.field in own and e.pruner is None:
                 raise e.within(f"settings for {pruner}", pruner) from None
@@ -214,17 +238,38 @@ def parse_sets(items: Sequence[str]) -> tuple[dict[str, Any], dict[str, dict[str
     return shared, per
 
 
+# A sweep file is a few lines; past this it is some other file (or /dev/zero), not read whole.
+MAX_TOML_BYTES = 1 << 20
+
+
 def load_toml(path: Path) -> SweepSpec:
     """A sweep file: ``name``, ``data_dir``, ``[grid]`` lists, ``[settings]``,
-    ``[pruner.NAME]`` tables."""
+    ``[pruner.NAME]`` tables. Whatever the file holds, a bad one is one ``ConfigError``
+    naming it and the problem."""
     try:
-        data = tomllib.loads(path.read_text())
+        with open(path, "rb") as f:
+            raw = f.read(MAX_TOML_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"sweep file {path} does not exist") from None
     except IsADirectoryError:
         raise ConfigError(f"sweep file {path} is a folder") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"sweep file {path} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read sweep file {path}: {e.strerror or e}") from None
+    if len(raw) > MAX_TOML_BYTES:
+        raise ConfigError(f"sweep file {path} is over {MAX_TOML_BYTES >> 20} MB: not a sweep "
+                          "file")
+    try:
+        data = tomllib.loads(raw.decode())
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"sweep file {path} is not text (UTF-8): byte {e.start} cannot be "
+                          "decoded") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays or tables
+        raise ConfigError(f"sweep file {path} nests arrays or tables too deeply to be read") \
+            from None
+    except ValueError as e:  # TOMLDecodeError, or an integer too long for Python to convert
+        why = ("it has an integer of over 4,300 digits" if "integer string conversion" in str(e)
+               else str(e))
+        raise ConfigError(f"sweep file {path} is not valid TOML: {why}") from None
     return spec_from_toml(data, path)
 
 
@@ -244,8 +289,8 @@ def spec_from_toml(data: dict[str, Any], path: Path) -> SweepSpec:
     for key in required:
         if key not in grid:
             raise ConfigError(f"{path} has no grid.{key}; a sweep needs {', '.join(required)}")
-    settings = {k: coerce(k, v) for k, v in _table(data, "settings", path).items()}
-    overrides = {p: {k: coerce(k, v) for k, v in _table(t, "", path, p).items()}
+    settings = _settings(_table(data, "settings", path), f"[settings] in {path}")
+    overrides = {p: _settings(_table(t, "", path, p), f"[pruner.{p}] in {path}", p)
                  for p, t in _table(data, "pruner", path).items()}
     name, data_dir = data.get("name", ""), data.get("data_dir", "")
     for key, value in (("name", name), ("data_dir", data_dir)):
@@ -266,12 +311,34 @@ def _table(data: Any, key: str, path: Path, label: str = "") -> dict[str, Any]:
     return value
 
 
+def _settings(table: dict[str, Any], where: str, pruner: str | None = None) -> dict[str, Any]:
+    """A table of settings, each converted and checked against its ``Setting`` (type,
+    choices, bounds) as it is read, so a bad value names the file it is in."""
+    out = {}
+    for key, value in table.items():
+        try:
+            out[key] = coerce(key, value)
+            SETTINGS[key].check(out[key])
+        except ConfigError as e:
+            raise e.within(where, pruner) from None
+    return out
+
+
 def _typed(value: Any, setting: Setting, key: str, path: Path) -> Any:
     kind: Any = {int: int, float: (int, float)}.get(setting.number, str)
     if isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(f"grid.{key} in {path} has {value!r}; expected "
+        raise ConfigError(f"grid.{key} in {path} has {shown_value(value)}; expected "
                           f"{'a number' if kind == (int, float) else kind.__name__} values")
-    return float(value) if setting.number is float else value
+    try:
+        value = float(value) if setting.number is float else value
+    except OverflowError:  # an integer past float's range (10^400) as a compression
+        raise ConfigError(f"grid.{key} in {path} has {shown_value(value)}; it must be "
+                          f"{setting.bounds_text()}") from None
+    try:
+        setting.check(value)
+    except ConfigError as e:
+        raise e.within(f"grid.{key} in {path}") from None
+    return value
 
 
 # -- writing -----------------------------------------------------------------------------------

@@ -159,7 +159,9 @@ def test_layers_by_pruner(snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(app_for(tmp_path), terminal_size=(80, 24), run_before=before)
 
 
-def test_results_chart(snap_compare: Any, tmp_path: Path) -> None:
+def test_results_chart(snap_compare: Any, tmp_path: Path,
+                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The Results tab's chart (g) of the prepared store at 80x24."""
     prepared_store(tmp_path / "results")
+    monkeypatch.chdir("/")  # the export field shows the working dir's report/: "/report"
     assert snap_compare(app_for(tmp_path), terminal_size=(80, 24), press=["3", "g"])

@@ -29,6 +29,8 @@ MAX_SEED = 2**32 - 1
 # Fields of stored runs that are no setting any more (no option, no form field): read, not run.
 LEGACY_FIELDS = ("shuffle_masks", "reinit")
 DEFAULT_IMP_RATE = 0.2
+# Settings only IMP reads, with their defaults (every other pruner's runs hold these).
+IMP_DEFAULTS: dict[str, float | int] = {"imp_rate": DEFAULT_IMP_RATE, "rewind_epoch": 0}
 # Upper bounds where a larger value can only be a typo: 100 (SynFlow's) iterations are the
 # most any paper uses, and the timing's median is steady long before 1,000 passes.
 MAX_PRUNE_ITERATIONS = 10_000
@@ -290,8 +292,8 @@ class RunConfig:
         if self.pre_epochs == 0:  # nothing to keep: the same run as without the flag
             object.__setattr__(self, "keep_optimizer", False)
         if self.pruner != "imp":  # IMP's own settings change nothing else: one run, one id
-            object.__setattr__(self, "imp_rate", DEFAULT_IMP_RATE)
-            object.__setattr__(self, "rewind_epoch", 0)
+            for name, default in IMP_DEFAULTS.items():
+                object.__setattr__(self, name, default)
 
     def _default_iters(self) -> int:
         info = catalog.PRUNERS.get(self.pruner)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from prunetui.core import figures as fig
 from prunetui.core.catalog import PRUNERS, pruner_display
-from prunetui.core.config import EXECUTION_FIELDS, RunConfig
+from prunetui.core.config import EXECUTION_FIELDS, IMP_DEFAULTS, LEGACY_FIELDS, RunConfig
 from prunetui.core.errors import ConfigError, choices_message
 from prunetui.core.run.result import Layer
 from prunetui.core.status import RunStatus
@@ -1066,10 +1066,15 @@ def _setup(model: str, dataset: str, runs: list[RunRow]) -> Setup:
     settings = {r.run_id: settings_of(r.config) for r in runs}
     keys = list(next(iter(settings.values()), {}))
     shared, differing = [], []
+    has_imp = any(r.pruner == IMP for r in runs)
     for key in keys:
         values = {json.dumps(s[key]) for s in settings.values()}
         if len(values) == 1:
-            shared.append((key, _setting_text(key, settings[runs[0].run_id][key])))
+            value = settings[runs[0].run_id][key]
+            # Flags of earlier versions, and IMP's settings without an IMP run, at their
+            # defaults say nothing about these runs.
+            if not ((key in LEGACY_FIELDS and not value) or (key in IMP_DEFAULTS and not has_imp)):
+                shared.append((key, _setting_text(key, value)))
             continue
         by_value: dict[str, list[str]] = {}  # each value and the pruners that use it
         for r in runs:

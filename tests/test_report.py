@@ -342,6 +342,35 @@ def test_runs_that_do_not_form_a_grid_get_a_command_each_part(tmp_path: Path) ->
             r.output), (command, r.output)
 
 
+def test_ablations_are_an_axis_and_imp_beside_a_sweep_its_own_command(tmp_path: Path) -> None:
+    """Pruners sharing a grid share a command, ablations given as --ablations (not a --set a
+    sweep refuses), and IMP at one compression beside them does not split the sweep into a
+    command per pruner."""
+    from typer.testing import CliRunner
+
+    from prunetui.core.sweep.reproduce import commands
+    from prunetui.tui.cli import app
+
+    s = Store(tmp_path)
+    for pruner in ("snip", "synflow"):
+        for ablation in ("none", "shuffle"):
+            for c in (1.0, 2.0):
+                put(s, pruner, c, 1, 80.0, ablation=ablation, post_epochs=3)
+    put(s, "imp", 2.0, 1, 70.0, post_epochs=3)
+    got = commands(r.config for r in s.query())
+    assert got == [
+        "prunetui sweep --models vgg16 --datasets cifar10 --pruners snip,synflow "
+        "--compressions 1,2 --ablations none,shuffle --seeds 1 --set post_epochs=3",
+        "prunetui sweep --models vgg16 --datasets cifar10 --pruners imp --compressions 2 "
+        "--seeds 1 --set post_epochs=3"]
+    for command in got:
+        r = CliRunner().invoke(app, [*command.split()[1:], "--dry-run", "--results-dir",
+                                     str(tmp_path)])
+        assert r.exit_code == 0 and "already finished" in r.output, (command, r.output)
+        n = 8 if "snip" in command else 1
+        assert f"{n} run{'s' * (n > 1)}, {n} already finished" in r.output, r.output
+
+
 def test_runs_an_older_prunetui_computed_otherwise_are_left_out_and_named(
         tmp_path: Path) -> None:
     """fc's init changed: a run stored before has fc's config but the old run id; pooled with

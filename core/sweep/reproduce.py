@@ -13,10 +13,13 @@ from typing import Any
 from prunetui.core.config import EXECUTION_FIELDS, RunConfig
 
 # Set per cell by the grid's axes, or not part of a run's identity.
-_GRID = ("model", "dataset", "pruner", "compression", "seed")
+_GRID = ("model", "dataset", "pruner", "compression", "ablation", "seed")
 _DEFAULTS = RunConfig().to_dict()
 SETTINGS = tuple(f.name for f in fields(RunConfig)
                  if f.name not in (*_GRID, "sweep", *EXECUTION_FIELDS))
+
+# A cell of one pruner's grid: (compression, ablation, seed).
+Cell = tuple[float, str, int]
 
 
 def settings_of(config: dict[str, Any]) -> dict[str, Any]:
@@ -27,42 +30,51 @@ def settings_of(config: dict[str, Any]) -> dict[str, Any]:
 
 def commands(configs: Iterable[dict[str, Any]]) -> list[str]:
     """Sweep commands whose cells are exactly ``configs`` (stored configs), as few as the grid
-    allows: one when the runs form a grid (with per-pruner settings as ``--set PRUNER.KEY``),
-    else one per pruner and setting, else one per compression."""
-    cells: dict[tuple[str, str, str, str], set[tuple[float, int]]] = {}
+    allows: the pruners whose cells form the same grid (compressions × ablations × seeds)
+    share one command, with their own settings as ``--set PRUNER.KEY``; a pruner's runs with
+    other settings or another grid (IMP at one compression beside a sweep) get commands of
+    their own, and cells that form no grid one command per compression."""
+    cells: dict[tuple[str, str, str, str], set[Cell]] = {}
     for c in configs:
         key = (str(c["model"]), str(c["dataset"]), str(c["pruner"]),
                json.dumps(settings_of(c), sort_keys=True))
-        cells.setdefault(key, set()).add((float(c["compression"]) + 0.0, int(c["seed"])))
+        cells.setdefault(key, set()).add((float(c["compression"]) + 0.0,
+                                          str(c.get("ablation", "none")), int(c["seed"])))
     out: list[str] = []
     for model, dataset in sorted({(k[0], k[1]) for k in cells}):
-        groups = {k[2:]: v for k, v in cells.items() if k[:2] == (model, dataset)}
+        groups = [(k[2], json.loads(k[3]), v) for k, v in cells.items()
+                  if k[:2] == (model, dataset)]
         out += _pair_commands(model, dataset, groups)
     return out
 
 
 def _pair_commands(model: str, dataset: str,
-                   groups: dict[tuple[str, str], set[tuple[float, int]]]) -> list[str]:
-    pruners = [p for p, _ in groups]
-    settings = {p: json.loads(s) for p, s in groups}
-    grids = list(groups.values())
-    one_each = len(set(pruners)) == len(pruners)
-    if one_each and all(g == grids[0] for g in grids) and _is_product(grids[0]):
-        base = _common(list(settings.values()))
-        return [_command(model, dataset, pruners, grids[0], base,
-                         {p: _diff(s, base) for p, s in settings.items()})]
+                   groups: list[tuple[str, dict[str, Any], set[Cell]]]) -> list[str]:
+    # Buckets of groups that one command can hold: the same grid, each pruner once.
+    buckets: list[tuple[frozenset[Cell], list[tuple[str, dict[str, Any]]]]] = []
     out = []
-    for (pruner, _), grid in groups.items():
-        own = json.loads(_)
-        parts = [grid] if _is_product(grid) else [
-            {(c, s) for c, s in grid if c == comp} for comp in sorted({c for c, _ in grid})]
-        out += [_command(model, dataset, [pruner], part, own, {}) for part in parts]
+    for pruner, own, grid in groups:
+        if not _is_product(grid):
+            axes = sorted({c for c, _, _ in grid})
+            out += [_command(model, dataset, [pruner], {g for g in grid if g[0] == comp}, own,
+                             {}) for comp in axes]
+            continue
+        key = frozenset(grid)
+        bucket = next((b for b in buckets if b[0] == key and pruner not in dict(b[1])), None)
+        if bucket is None:
+            buckets.append((key, [(pruner, own)]))
+        else:
+            bucket[1].append((pruner, own))
+    for cells, members in buckets:
+        base = _common([own for _, own in members])
+        out.append(_command(model, dataset, [p for p, _ in members], set(cells), base,
+                            {p: _diff(own, base) for p, own in members}))
     return out
 
 
-def _is_product(grid: set[tuple[float, int]]) -> bool:
-    comps, seeds = {c for c, _ in grid}, {s for _, s in grid}
-    return len(grid) == len(comps) * len(seeds)
+def _is_product(grid: set[Cell]) -> bool:
+    axes = [{cell[i] for cell in grid} for i in range(3)]
+    return len(grid) == len(axes[0]) * len(axes[1]) * len(axes[2])
 
 
 def _common(all_settings: list[dict[str, Any]]) -> dict[str, Any]:
@@ -74,13 +86,16 @@ def _diff(settings: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k not in base}
 
 
-def _command(model: str, dataset: str, pruners: list[str], grid: set[tuple[float, int]],
+def _command(model: str, dataset: str, pruners: list[str], grid: set[Cell],
              shared: dict[str, Any], per: dict[str, dict[str, Any]]) -> str:
-    comps = sorted({c for c, _ in grid})
-    seeds = sorted({s for _, s in grid})
+    comps = sorted({c for c, _, _ in grid})
+    ablations = sorted({a for _, a, _ in grid})
+    seeds = sorted({s for _, _, s in grid})
     args = ["prunetui", "sweep", "--models", model, "--datasets", dataset,
-            "--pruners", ",".join(pruners), "--compressions", ",".join(map(_number, comps)),
-            "--seeds", ",".join(map(str, seeds))]
+            "--pruners", ",".join(pruners), "--compressions", ",".join(map(_number, comps))]
+    if ablations != ["none"]:
+        args += ["--ablations", ",".join(ablations)]
+    args += ["--seeds", ",".join(map(str, seeds))]
     for key, value in shared.items():
         if value != _plain(_DEFAULTS[key]):  # a default is what the sweep uses anyway
             args += ["--set", f"{key}={_value(value)}"]

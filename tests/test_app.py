@@ -919,6 +919,27 @@ async def test_run_progress_bars(tmp_path: Path) -> None:
         await pilot.press("q")
 
 
+async def test_an_imp_run_shows_its_rounds(tmp_path: Path) -> None:
+    """IMP's rounds before the last train as phases "round1", "round2"…: the status line says
+    "IMP round N" and the epoch bar follows each round's epochs."""
+    from prunetui.core import events as ev
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(RunPanel)
+        config = digits(pruner="imp", compression=0.5, post_epochs=2)
+        panel.begin([config])
+        panel.cell_started(0, 1, config)
+        panel.engine_event(ev.PhaseStarted(config.run_id, "round2", 2))
+        status = panel.query_one("#run-status", Static)
+        assert " · IMP round 2 · " in str(status.render())
+        panel.engine_event(ev.EpochEnd(config.run_id, "round2", 1, 2, 0.5, 0.4, 80.0, 99.0,
+                                       1e-3, 0.1))
+        assert " · IMP round 2 epoch 1/2 · top-1 80.00 · " in str(status.render())
+        assert app.query_one(RunProgress).value("epoch") == (1, 2)
+        await pilot.press("q")
+
+
 async def test_a_flat_accuracy_curve_keeps_its_axis_at_its_value() -> None:
     """Every epoch at 100.00: the y axis ends at 100 with the line at its top (it ran to 200
     when the flat range was widened upwards)."""

@@ -377,3 +377,30 @@ async def test_the_lists_show_the_registry(tmp_path: Path) -> None:
         shown = app.query_one("#pruners", SelectionList)
         assert [str(shown.get_option_at_index(i).prompt) for i in range(shown.option_count)] \
             == [p.display for p in catalog.PRUNERS.values()]
+
+
+async def test_cells_uniform_plus_cannot_prune_are_skipped_as_the_cli_skips_them(
+        tmp_path: Path) -> None:
+    """fc on MNIST keeps too few weights at c=1 and 2 (its first layer holds 66% of them) for a
+    dense first layer: the app's sweep
+    leaves those cells out and says how many, as `prunetui sweep` does, and runs the rest;
+    with nothing left, the reason is the error and Run is disabled."""
+    import torch  # noqa: F401 (the form checks with the engine once torch is loaded)
+
+    app = NoRunApp(results_dir=tmp_path / "results", preview=False)
+    async with app.run_test(size=SMALL) as pilot:
+        form = app.query_one(ConfigForm)
+        form.set_values(model="fc", dataset="mnist", pruners=["snip", "uniform-plus"],
+                        compressions=[0.0, 1.0, 2.0], device="cpu")
+        await pilot.pause()
+        state = form.state()
+        cells = {(c.pruner, c.compression) for c in state.configs}
+        assert cells == {("snip", 0.0), ("snip", 1.0), ("snip", 2.0), ("uniform-plus", 0.0)}
+        assert state.skipped == 2 and state.error is None
+        assert "2 skipped" in str(app.query_one("#sweep-size").render())
+        form.set_values(pruners=["uniform-plus"], compressions=[1.0, 2.0])
+        await pilot.pause()
+        state = form.state()
+        assert state.configs == [] and state.error is not None
+        assert "no cell of the sweep can run" in state.error
+        assert app.query_one("#run").disabled

@@ -242,7 +242,7 @@ def test_a_sweep_skips_the_cells_uniform_plus_cannot_prune() -> None:
     assert r.exit_code == 0, r.output
     assert "sweep fc-mnist: 6 runs, 0 already finished" in r.stdout
     assert r.stderr.splitlines() == [
-        "warning: skipping 2 cells fc/mnist uniform-plus c=1: compression 1: pruner "
+        "warning: skipping 2 cells fc/mnist uniform-plus: compression 1: pruner "
         "uniform-plus keeps layers.0.weight dense (78,400 weights) and 20% of layers.10.weight: "
         "78,600 of 119,400 prunable weights, more than the 11,940 to keep; use a compression "
         "of at most 0.18, or another pruner"]

@@ -658,7 +658,7 @@ def _feasible(configs: list[RunConfig]) -> list[RunConfig]:
     for (model, dataset, pruner, compression), n in said.items():
         first = next(c for c in configs if (c.model, c.dataset, c.pruner, c.compression)
                      == (model, dataset, pruner, compression))
-        _warn(f"skipping {_count(n, 'cell')} {model}/{dataset} {pruner} c={compression:g}: "
+        _warn(f"skipping {_count(n, 'cell')} {model}/{dataset} {pruner}: "
               f"{skipped[first.run_id]}")
     feasible = [c for c in configs if c.run_id not in skipped]
     if not feasible:

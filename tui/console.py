@@ -141,7 +141,7 @@ def rounds_table(result: RunResult) -> Table | None:
     t = Table("round", "kept", "density", "compression", "top-1", title="IMP rounds",
               title_justify="left")
     for i, r in enumerate(result.rounds):
-        c = -math.log10(r.density) if r.density > 0 else math.inf
+        c = -math.log10(r.density) + 0.0 if r.density > 0 else math.inf  # + 0.0: no "-0"
         t.add_row(str(i), fmt_int(r.kept), f"{r.density:.4f}", f"{c:.3g}",
                   "—" if r.top1 is None else f"{r.top1:.2f}")
     return t

@@ -67,7 +67,7 @@ T = TypeVar("T")
 def _options_open_height() -> int:
     """Terminal rows from which Options starts open: where the whole form fits (the tabs,
     model and dataset, the lists, every Options row, the Run button and the key bar)."""
-    rows = 2 + 2 + 10 + 1 + 1 + 1
+    rows = 2 + 2 + 13 + 1 + 1 + 1  # the lists: 12 rows and their margin (app.tcss)
     for group in GROUPS:
         fields = [s for s in SETTINGS.values() if s.group == group
                   and (not s.axis or s.axis not in _OWN_WIDGETS or s.axis in _MORE)]
@@ -141,6 +141,7 @@ class FormState:
     preview: RunConfig | None
     spec: SweepSpec | None = None
     problem: PrunetuiError | None = field(default=None, compare=False)
+    skipped: int = 0  # cells a layerwise pruner cannot prune at their compression, left out
 
 
 class ConfigForm(Vertical):
@@ -507,12 +508,13 @@ class ConfigForm(Vertical):
         except PrunetuiError as e:
             return FormState([], e.render(app_name), preview, None, e)
         try:  # a valid sweep, which this machine may still refuse (it can be saved)
-            _check_with_engine(configs)
+            runnable = _check_with_engine(configs)
         except PrunetuiError as e:
             return FormState([], e.render(app_name), preview, spec, e)
-        if len(configs) == 1:
-            configs = [configs[0].with_(sweep="")]
-        return FormState(configs, None, preview, spec)
+        skipped = len(configs) - len(runnable)
+        if len(runnable) == 1:
+            runnable = [runnable[0].with_(sweep="")]
+        return FormState(runnable, None, preview, spec, skipped=skipped)
 
     def _preview(self) -> RunConfig | None:
         """The run under the lists' cursors (with the selected model and dataset, the first
@@ -563,10 +565,12 @@ class ConfigForm(Vertical):
         if target is not None:
             target.add_class("-rejected")
         n = len(state.configs)
-        self.query_one("#sweep-size", Static).update(
-            "" if not n else ("1 run" if n == 1 else
-                              f"{n} runs: {len(self.selected_pruners())} × "
-                              f"{len(self.selected_compressions())} (pruners × c)"))
+        size = "" if not n else ("1 run" if n == 1 else
+                                 f"{n} runs: {len(self.selected_pruners())} × "
+                                 f"{len(self.selected_compressions())} (pruners × c)")
+        if state.skipped:  # as `prunetui sweep` warns: the pruner's rule cannot hold there
+            size += f"; {state.skipped} skipped (the pruner cannot keep its rule there)"
+        self.query_one("#sweep-size", Static).update(size)
         self.query_one("#run", Button).disabled = bool(state.error)
         # The message in the footer takes rows from the scrolling form: keep the field being
         # typed in above it.
@@ -705,16 +709,24 @@ def _same_number(token: str, value: object) -> bool:
     return number == value or (number != number and value != value)
 
 
-def _check_with_engine(configs: list[RunConfig]) -> None:
-    """Refuse what the run would refuse on this machine (a cuda device without a GPU, a
-    compression that keeps no weight), but only once torch is loaded (the previews load it
-    at start): importing it here would freeze the form for seconds. Until then the run
-    itself says so."""
+def _check_with_engine(configs: list[RunConfig]) -> list[RunConfig]:
+    """The cells to run: refuse what the run would refuse on this machine (a cuda device
+    without a GPU, a compression that keeps no weight) and leave out the cells a layerwise
+    pruner cannot prune at their compression (as `prunetui sweep` skips them; all of them
+    such is the error of the first), but only once torch is loaded (the previews load it at
+    start): importing it here would freeze the form for seconds. Until then the run itself
+    says so."""
     if "torch" not in sys.modules:
-        return
-    from prunetui.core.run.build import check_keeps_weights
+        return configs
+    from prunetui.core.run.build import check_keeps_weights, infeasible_cells
     from prunetui.core.train import resolve_device
 
     for device in {c.device for c in configs}:
         resolve_device(device)
-    check_keeps_weights(configs)
+    skipped = infeasible_cells(configs)
+    runnable = [c for c in configs if c.run_id not in skipped]
+    if not runnable:
+        first = next(iter(skipped.values()))
+        raise ConfigError(f"no cell of the sweep can run: {first}", field="pruner")
+    check_keeps_weights(runnable)
+    return runnable

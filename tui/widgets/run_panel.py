@@ -248,7 +248,7 @@ class RunPanel(Vertical):
             self._phase = event.phase
             if event.phase == "train":
                 self._pruned_layers(event.run_id)
-            if event.phase in ("pretrain", "train"):
+            if event.phase in ("pretrain", "train") or event.phase.startswith("round"):
                 self._epochs[event.phase] = event.total
                 done = sum(1 for k in self.query_one(EpochTable).rows
                            if str(k.value).startswith(f"{event.phase}:"))
@@ -256,7 +256,7 @@ class RunPanel(Vertical):
                 progress.set("batch", 0, 0)
             elif event.phase == "prune":
                 progress.set("prune", 0, event.total)
-            self._status_for(_PHASES.get(event.phase, event.phase))
+            self._status_for(_phase_text(event.phase))
         elif isinstance(event, ev.PruneStep):
             progress.set("prune", event.iteration, event.iterations)
             self._status_for(f"pruning {event.iteration}/{event.iterations} · density "
@@ -275,7 +275,8 @@ class RunPanel(Vertical):
                                                         term_colour(config.pruner))
                 self.query_one(SweepGrid).set_cell(
                     config, f"▶ {event.epoch}/{event.epochs}", RunStatus.RUNNING)
-            self._status_for(f"{event.phase} epoch {event.epoch}/{event.epochs} · top-1 "
+            phase = _phase_text(event.phase) if event.phase.startswith("round") else event.phase
+            self._status_for(f"{phase} epoch {event.epoch}/{event.epochs} · top-1 "
                              f"{event.top1:.2f}")
         elif isinstance(event, ev.RunFinished) and event.cached:
             self._show_stored(event.run_id)
@@ -485,3 +486,11 @@ class RunPanel(Vertical):
 
 _PHASES = {"load": "loading data", "pretrain": "pre-training", "prune": "pruning",
            "train": "training", "measure": "measuring FLOPs and inference time"}
+
+
+def _phase_text(phase: str) -> str:
+    """A phase in the status line: IMP's rounds before the last ("round2") as "IMP round 2";
+    its last round trains as "train" does."""
+    if phase.startswith("round"):
+        return f"IMP round {phase[5:]}"
+    return _PHASES.get(phase, phase)

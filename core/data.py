@@ -275,9 +275,13 @@ def ensure_files(name: str, data_dir: Path | None, download: bool = True) -> Pat
             raise DataError(
                 f"{name} not found: expected {_describe_missing(layout, missing)}",
                 field="data_dir", hint="put the files there, set {field} to an existing "
-                "torchvision data dir, or allow downloading")
+                f"torchvision data dir, or allow downloading{BUNDLED_HINT}")
         _download(name, layout, root, missing)
     return root
+
+
+# Where a dataset is missing, the way to a first run that needs no files and no network.
+BUNDLED_HINT = "; to try prunetui at once, the dataset digits is bundled (no download)"
 
 
 def _describe_missing(layout: _Layout, missing: list[Path]) -> str:
@@ -324,7 +328,7 @@ def _fetch(name: str, layout: _Layout, root: Path, missing: list[Path]) -> None:
             field="data_dir", hint="set {field} to a writable folder") from e
     # The way out, with the data dir named as the face showing the error names it.
     fix = (f"put the files at {root / layout.folder}, set {{field}} to an existing "
-           "torchvision data dir, or connect to a network")
+           f"torchvision data dir, or connect to a network{BUNDLED_HINT}")
     try:
         import torchvision.datasets
 

@@ -499,6 +499,7 @@ def test_download_failure_is_data_error(
     msg = one_line(e)
     assert calls == [(str(tmp_path / "data"), True)]
     assert name in msg and str(tmp_path / "data") in msg and "connect to a network" in msg
+    assert "the dataset digits is bundled (no download)" in msg
     assert "name resolution" in msg
     assert not (tmp_path / "data").exists()  # the folders made for the download are gone
 

@@ -35,6 +35,7 @@ IMP_DEFAULTS: dict[str, float | int] = {"imp_rate": DEFAULT_IMP_RATE, "rewind_ep
 # most any paper uses, and the timing's median is steady long before 1,000 passes.
 MAX_PRUNE_ITERATIONS = 10_000
 MAX_TIMING_REPEATS = 1_000
+MAX_EPOCHS = 1_000_000  # beyond any schedule: a value above it is a typo (10^30 trains forever)
 
 # Matched whole (fullmatch: "$" also matches before a final newline), ASCII digits only
 # (\d takes other scripts' digits), an index torch can parse: anything else is a traceback
@@ -225,7 +226,7 @@ class RunConfig:
         "lottery ticket; k > 0: late rewinding).", group=PRUNING, low=0)
     pre_epochs: int = _setting(
         0, label="Pre-epochs", help="Dense training epochs before pruning (e.g. for mag).",
-        group=TRAINING, low=0)
+        group=TRAINING, low=0, high=MAX_EPOCHS)
     # Post-training goes on with pre-training's optimizer state and lr schedule (as the
     # SynFlow code's singleshot experiment, the reference report's, does) instead of fresh
     # ones. Only meaningful with pre_epochs; normalised to False without.
@@ -234,7 +235,8 @@ class RunConfig:
         "pre-training's optimizer state and lr schedule (as the SynFlow code does) instead "
         "of fresh ones.", group=TRAINING)
     post_epochs: int = _setting(
-        10, label="Epochs", help="Training epochs after pruning.", group=TRAINING, low=0)
+        10, label="Epochs", help="Training epochs after pruning.", group=TRAINING, low=0,
+        high=MAX_EPOCHS)
     optimizer: str = _setting(
         "adam", label="Optimizer", help="Optimizer (momentum: SGD, Nesterov, 0.9).",
         group=TRAINING, choices=catalog.OPTIMIZERS)

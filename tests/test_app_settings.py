@@ -248,7 +248,7 @@ ERRORS: list[tuple[dict[str, Any], str, str]] = [
     ({"over-mag": "lr=-1"}, "over-mag",  # checked though mag is not ticked
      "settings for mag (not in the grid): invalid LR -1.0; it must be a number > 0"),
     ({"pruners": ["synflow"], "over-synflow": "post_epochs=x"}, "over-synflow",
-     "settings for synflow: invalid Epochs 'x'; it must be an integer >= 0"),
+     "settings for synflow: invalid Epochs 'x'; it must be an integer from 0 to 1000000"),
     ({"over-grasp": "epochs=3"}, "over-grasp", "settings for grasp: unknown setting 'epochs'"),
     ({"checkpoint_every": "0"}, "checkpoint_every", "invalid Checkpoint 0"),
 ]

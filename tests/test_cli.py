@@ -276,7 +276,8 @@ BAD = [
      "invalid --seed 99999999999999999999999; it must be an integer from 0 to 4294967295"),
     (["run", "--compression", "abc"], "Invalid value for '--compression': 'abc' is not a"),
     (["run", "--dataset", "digits", "--compression", "9"], "keeps no weight of"),
-    (["run", "--post-epochs", "-2"], "invalid --post-epochs -2; it must be an integer >= 0"),
+    (["run", "--post-epochs", "-2"],
+     "invalid --post-epochs -2; it must be an integer from 0 to 1000000"),
     (["run", "--pre-epochs=x"], "Invalid value for '--pre-epochs'"),
     (["run", "--batch-size", "0"], "invalid --batch-size 0"),
     (["run", "--model", "fc", "--dataset", "mnist", "--pruner", "uniform-plus",
@@ -285,6 +286,9 @@ BAD = [
      "an integer from 1 to 1000"),
     (["run", "--pruner", "synflow", "--prune-iterations", "10000001"],
      "invalid --prune-iterations 10000001; it must be an integer from 1 to 10000"),
+    (["run", "--post-epochs", "1000000000000000000000000000000"],
+     "invalid --post-epochs 1000000000000000000000000000000; it must be an integer from 0 to "
+     "1000000"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
       "timing_repeats=5000"], "invalid timing_repeats 5000; it must be an integer from 1 to "
      "1000"),

@@ -71,7 +71,7 @@ def test_run_id_changes_with_results_fields(field: str) -> None:
         ({"device": "tpu"}, "invalid device 'tpu'"),
         ({"compression": -1.0}, "invalid compression -1.0"),
         ({"compression": float("nan")}, "invalid compression nan"),
-        ({"post_epochs": -1}, "invalid post_epochs -1; it must be an integer >= 0"),
+        ({"post_epochs": -1}, "invalid post_epochs -1; it must be an integer from 0 to 1000000"),
         ({"batch_size": 0}, "invalid batch_size 0; it must be an integer >= 1"),
         ({"test_batch_size": -5}, "invalid test_batch_size -5"),
         ({"prune_iterations": 0}, "invalid prune_iterations 0"),
@@ -172,9 +172,9 @@ def test_an_error_names_its_field_for_each_face() -> None:
     err = e.value
     assert (err.field, err.value) == ("post_epochs", -1)
     assert err.render(lambda f: SETTINGS[f].cli_flag) == (
-        "invalid --post-epochs -1; it must be an integer >= 0")
+        "invalid --post-epochs -1; it must be an integer from 0 to 1000000")
     assert err.render(lambda f: SETTINGS[f].label) == (
-        "invalid Epochs -1; it must be an integer >= 0")
+        "invalid Epochs -1; it must be an integer from 0 to 1000000")
     with pytest.raises(ConfigError) as e:
         RunConfig(model="vgg16", dataset="mnist").validate()
     assert e.value.field == "dataset"  # the app focuses the dataset for a model it cannot take

@@ -59,7 +59,7 @@ CASES = [
     (_text(GRID + "compressions = [1e400]"),
      "grid.compressions in {path}: invalid compression inf; it must be a number >= 0"),
     (_text(GRID + "compressions = [1]\n[settings]\npost_epochs = 1e400"),
-     "[settings] in {path}: invalid post_epochs inf; it must be an integer >= 0"),
+     "[settings] in {path}: invalid post_epochs inf; it must be an integer from 0 to 1000000"),
     (_text(GRID + f"compressions = [1]\n[pruner.rand]\ntiming_repeats = {BIG}"),
      "[pruner.rand] in {path}: invalid timing_repeats 100000000000000000000000000000… (401 "
      "digits); it must be an integer from 1 to 1000"),

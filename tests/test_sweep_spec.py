@@ -63,7 +63,8 @@ def test_toml_and_set_agree(tmp_path: Path) -> None:
     [
         (["epochs=3"], "unknown setting 'epochs'"),
         (["foo.post_epochs=3"], "unknown pruner in --set 'foo'"),
-        (["post_epochs=three"], "invalid post_epochs 'three'; it must be an integer >= 0"),
+        (["post_epochs=three"],
+         "invalid post_epochs 'three'; it must be an integer from 0 to 1000000"),
         (["post_epochs"], "write KEY=VALUE"),
         (["amp=maybe"], "invalid amp 'maybe'; it must be true or false"),
         (["model=fc"], "'model' is an axis of the grid, not a setting: use --models"),

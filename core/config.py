@@ -28,6 +28,8 @@ from prunetui.core.errors import ConfigError, choices_message
 MAX_SEED = 2**32 - 1
 # Fields of stored runs that are no setting any more (no option, no form field): read, not run.
 LEGACY_FIELDS = ("shuffle_masks", "reinit")
+# What each old switch is now: the ablation that does what it meant to do.
+LEGACY_ABLATIONS = {"shuffle_masks": "shuffle", "reinit": "reinit"}
 DEFAULT_IMP_RATE = 0.2
 # Settings only IMP reads, with their defaults (every other pruner's runs hold these).
 IMP_DEFAULTS: dict[str, float | int] = {"imp_rate": DEFAULT_IMP_RATE, "rewind_epoch": 0}
@@ -390,8 +392,8 @@ class RunConfig:
     def _check_pruner(self) -> None:
         """What the pruner's kind allows (``catalog.PrunerInfo.kind``)."""
         if self.shuffle_masks or self.reinit:
-            old, new = ("shuffle_masks", "shuffle") if self.shuffle_masks else ("reinit",
-                                                                                 "reinit")
+            old = "shuffle_masks" if self.shuffle_masks else "reinit"
+            new = LEGACY_ABLATIONS[old]
             raise ConfigError(field=old, value=True, problem="is an old switch no longer run "
                               "(stored runs that used it stay readable)",
                               hint=f"set ablation to {new}")

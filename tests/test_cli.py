@@ -289,6 +289,12 @@ BAD = [
     (["run", "--post-epochs", "1000000000000000000000000000000"],
      "invalid --post-epochs 1000000000000000000000000000000; it must be an integer from 0 to "
      "1000000"),
+    # The old ablation switches, typed by an old script or sweep file: what they are now.
+    (["run", "--shuffle-masks"], "No such option: --shuffle-masks (an old switch, no longer "
+     "run; stored runs that used it stay readable): use --ablation shuffle"),
+    (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
+      "reinit=true"], "'reinit' is an old switch no longer run (stored runs that used it stay "
+     "readable); use the ablations axis: --ablations reinit"),
     (["sweep", "--models", "fc", "--datasets", "digits", "--compressions", "1", "--set",
       "timing_repeats=5000"], "invalid timing_repeats 5000; it must be an integer from 1 to "
      "1000"),

@@ -19,7 +19,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from prunetui.core import catalog
-from prunetui.core.config import SETTINGS, RunConfig
+from prunetui.core.config import LEGACY_ABLATIONS, SETTINGS, RunConfig
 from prunetui.core.errors import ConfigError, Namer, PrunetuiError, StoreError
 from prunetui.core.run.result import Epoch, Structure
 from prunetui.core.status import RunStatus
@@ -59,6 +59,10 @@ class _OneLineErrors(TyperGroup):
             message = e.format_message()
             if message.startswith("No such command"):
                 message = f"{message} Commands: {', '.join(self.commands)}."
+            for key, new in LEGACY_ABLATIONS.items():  # an old script: what the switch is now
+                if message == f"No such option: {flag_name(key)}":
+                    message += (f" (an old switch, no longer run; stored runs that used it stay "
+                                f"readable): use --ablation {new}")
             _fail(message + _given(e, args, message), e.exit_code)
         except PrunetuiError as e:
             _fail(e.render(_OneLineErrors.naming), e.exit_code)

@@ -19,6 +19,7 @@ from typing import Any
 from prunetui.core import catalog
 from prunetui.core.config import (
     AXES,
+    LEGACY_ABLATIONS,
     SELF_CONTAINED,
     SETTINGS,
     RunConfig,
@@ -165,6 +166,12 @@ def coerce(key: str, value: Any) -> Any:
         raise ConfigError(f"{key!r} is an axis of the grid, not a setting: use "
                           f"--{setting.axis} (grid.{setting.axis} in a sweep file)",
                           field=setting.axis, value=value)
+    if key in LEGACY_ABLATIONS:  # an old sweep file or script: say what it is now
+        new = LEGACY_ABLATIONS[key]
+        raise ConfigError(f"{key!r} is an old switch no longer run (stored runs that used it "
+                          f"stay readable); use the ablations axis: --ablations {new} "
+                          f"(grid.ablations = [\"{new}\"] in a sweep file)",
+                          field="ablations", value=value)
     if setting is None:
         raise ConfigError(choices_message("setting", key, list(SETTING_NAMES)))
     try:

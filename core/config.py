@@ -26,13 +26,13 @@ from prunetui.core import catalog
 from prunetui.core.errors import ConfigError, choices_message
 
 MAX_SEED = 2**32 - 1
-# Fields of stored runs that are no setting any more (no option, no form field): read, not run.
-LEGACY_FIELDS = ("shuffle_masks", "reinit")
-# What each old switch is now: the ablation that does what it meant to do.
+# Fields of stored runs that are no setting any more (no option, no form field): read, not
+# run; each with what it is now, the ablation that does what it meant to do.
 LEGACY_ABLATIONS = {"shuffle_masks": "shuffle", "reinit": "reinit"}
+LEGACY_FIELDS = tuple(LEGACY_ABLATIONS)
 DEFAULT_IMP_RATE = 0.2
-# Settings only IMP reads, with their defaults (every other pruner's runs hold these).
-IMP_DEFAULTS: dict[str, float | int] = {"imp_rate": DEFAULT_IMP_RATE, "rewind_epoch": 0}
+# Settings only IMP reads (every other pruner's runs hold their defaults).
+IMP_FIELDS = ("imp_rate", "rewind_epoch")
 # Upper bounds where a larger value can only be a typo: 100 (SynFlow's) iterations are the
 # most any paper uses, and the timing's median is steady long before 1,000 passes.
 MAX_PRUNE_ITERATIONS = 10_000
@@ -296,7 +296,7 @@ class RunConfig:
         if self.pre_epochs == 0:  # nothing to keep: the same run as without the flag
             object.__setattr__(self, "keep_optimizer", False)
         if self.pruner != "imp":  # IMP's own settings change nothing else: one run, one id
-            for name, default in IMP_DEFAULTS.items():
+            for name, default in _IMP_DEFAULTS.items():
                 object.__setattr__(self, name, default)
 
     def _default_iters(self) -> int:
@@ -453,6 +453,7 @@ ORDERED: tuple[Setting, ...] = tuple(sorted(SETTINGS.values(), key=lambda s: GRO
 EXECUTION_FIELDS = frozenset(s.name for s in SETTINGS.values() if s.execution)
 # The sweep grid's axes (``models``, ...) and the field each lists, in field order.
 AXES: dict[str, Setting] = {s.axis: s for s in SETTINGS.values() if s.axis}
+_IMP_DEFAULTS = {f.name: f.default for f in fields(RunConfig) if f.name in IMP_FIELDS}
 DEFAULTS = RunConfig()
 
 

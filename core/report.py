@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from prunetui.core import figures as fig
 from prunetui.core.catalog import PRUNERS, pruner_display
-from prunetui.core.config import EXECUTION_FIELDS, IMP_DEFAULTS, LEGACY_FIELDS, RunConfig
+from prunetui.core.config import EXECUTION_FIELDS, IMP_FIELDS, LEGACY_FIELDS, RunConfig
 from prunetui.core.errors import ConfigError, choices_message
 from prunetui.core.run.result import Layer
 from prunetui.core.status import RunStatus
@@ -1073,7 +1073,7 @@ def _setup(model: str, dataset: str, runs: list[RunRow]) -> Setup:
             value = settings[runs[0].run_id][key]
             # Flags of earlier versions, and IMP's settings without an IMP run, at their
             # defaults say nothing about these runs.
-            if not ((key in LEGACY_FIELDS and not value) or (key in IMP_DEFAULTS and not has_imp)):
+            if not ((key in LEGACY_FIELDS and not value) or (key in IMP_FIELDS and not has_imp)):
                 shared.append((key, _setting_text(key, value)))
             continue
         by_value: dict[str, list[str]] = {}  # each value and the pruners that use it

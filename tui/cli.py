@@ -651,9 +651,9 @@ def _feasible(configs: list[RunConfig]) -> list[RunConfig]:
     compression (uniform-plus on fc/MNIST at c=1) are skipped with one warning line per
     model, dataset, pruner and compression (all its seeds and ablations); every cell
     infeasible is the error of the first. Then what would fail any cell fails the sweep."""
-    from prunetui.core.run.build import check_keeps_weights, infeasible_cells
+    from prunetui.core.run.build import runnable_cells
 
-    skipped = infeasible_cells(configs)
+    feasible, skipped = runnable_cells(configs)
     said: dict[tuple[object, ...], int] = {}
     for c in configs:
         if c.run_id in skipped:
@@ -664,10 +664,6 @@ def _feasible(configs: list[RunConfig]) -> list[RunConfig]:
                      == (model, dataset, pruner, compression))
         _warn(f"skipping {_count(n, 'cell')} {model}/{dataset} {pruner}: "
               f"{skipped[first.run_id]}")
-    feasible = [c for c in configs if c.run_id not in skipped]
-    if not feasible:
-        raise ConfigError(f"no cell of the sweep can run: {next(iter(skipped.values()))}")
-    check_keeps_weights(feasible)
     return feasible
 
 

@@ -139,6 +139,19 @@ def infeasible_cells(configs: list[RunConfig]) -> dict[str, str]:
     return out
 
 
+def runnable_cells(configs: list[RunConfig]) -> tuple[list[RunConfig], dict[str, str]]:
+    """A sweep's cells split into those to run and those skipped (``infeasible_cells``: run
+    id → why), after refusing what would fail any cell (``check_keeps_weights``). A sweep of
+    skipped cells only is one ``ConfigError``, the reason of the first."""
+    skipped = infeasible_cells(configs)
+    runnable = [c for c in configs if c.run_id not in skipped]
+    if skipped and not runnable:
+        raise ConfigError(f"no cell of the sweep can run: {next(iter(skipped.values()))}",
+                          field="pruner")
+    check_keeps_weights(runnable)
+    return runnable, skipped
+
+
 @functools.lru_cache(maxsize=64)
 def _meta_prunables(model: str, dataset: str, bias: bool, batchnorm: bool) -> list[Prunable]:
     info = catalog.DATASETS[dataset]

@@ -718,15 +718,9 @@ def _check_with_engine(configs: list[RunConfig]) -> list[RunConfig]:
     says so."""
     if "torch" not in sys.modules:
         return configs
-    from prunetui.core.run.build import check_keeps_weights, infeasible_cells
+    from prunetui.core.run.build import runnable_cells
     from prunetui.core.train import resolve_device
 
     for device in {c.device for c in configs}:
         resolve_device(device)
-    skipped = infeasible_cells(configs)
-    runnable = [c for c in configs if c.run_id not in skipped]
-    if not runnable:
-        first = next(iter(skipped.values()))
-        raise ConfigError(f"no cell of the sweep can run: {first}", field="pruner")
-    check_keeps_weights(runnable)
-    return runnable
+    return runnable_cells(configs)[0]

@@ -371,6 +371,29 @@ def test_ablations_are_an_axis_and_imp_beside_a_sweep_its_own_command(tmp_path: 
         assert f"{n} run{'s' * (n > 1)}, {n} already finished" in r.output, r.output
 
 
+def test_ablations_and_seeds_that_form_no_grid_get_a_command_each(tmp_path: Path) -> None:
+    """At one compression, shuffle at seed 1 and none at seed 2 are no grid: one command for
+    both would list cells never run, and the store would not report them all as stored."""
+    from typer.testing import CliRunner
+
+    from prunetui.core.sweep.reproduce import commands
+    from prunetui.tui.cli import app
+
+    s = Store(tmp_path)
+    put(s, "snip", 1.0, 1, 80.0, ablation="shuffle")
+    put(s, "snip", 1.0, 2, 80.0)
+    got = commands(r.config for r in s.query())
+    assert got == [
+        "prunetui sweep --models vgg16 --datasets cifar10 --pruners snip --compressions 1 "
+        "--seeds 2",
+        "prunetui sweep --models vgg16 --datasets cifar10 --pruners snip --compressions 1 "
+        "--ablations shuffle --seeds 1"]
+    for command in got:
+        r = CliRunner().invoke(app, [*command.split()[1:], "--dry-run", "--results-dir",
+                                     str(tmp_path)])
+        assert "1 run, 1 already finished" in r.output, (command, r.output)
+
+
 def test_runs_an_older_prunetui_computed_otherwise_are_left_out_and_named(
         tmp_path: Path) -> None:
     """fc's init changed: a run stored before has fc's config but the old run id; pooled with

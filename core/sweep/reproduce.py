@@ -33,7 +33,7 @@ def commands(configs: Iterable[dict[str, Any]]) -> list[str]:
     allows: the pruners whose cells form the same grid (compressions × ablations × seeds)
     share one command, with their own settings as ``--set PRUNER.KEY``; a pruner's runs with
     other settings or another grid (IMP at one compression beside a sweep) get commands of
-    their own, and cells that form no grid one command per compression."""
+    their own, and cells that form no grid one command per compression (and ablation)."""
     cells: dict[tuple[str, str, str, str], set[Cell]] = {}
     for c in configs:
         key = (str(c["model"]), str(c["dataset"]), str(c["pruner"]),
@@ -55,9 +55,8 @@ def _pair_commands(model: str, dataset: str,
     out = []
     for pruner, own, grid in groups:
         if not _is_product(grid):
-            axes = sorted({c for c, _, _ in grid})
-            out += [_command(model, dataset, [pruner], {g for g in grid if g[0] == comp}, own,
-                             {}) for comp in axes]
+            out += [_command(model, dataset, [pruner], part, own, {})
+                    for part in _product_parts(grid)]
             continue
         key = frozenset(grid)
         bucket = next((b for b in buckets if b[0] == key and pruner not in dict(b[1])), None)
@@ -70,6 +69,18 @@ def _pair_commands(model: str, dataset: str,
         out.append(_command(model, dataset, [p for p, _ in members], set(cells), base,
                             {p: _diff(own, base) for p, own in members}))
     return out
+
+
+def _product_parts(grid: set[Cell]) -> list[set[Cell]]:
+    """``grid`` split into grids a command can name exactly: per compression, and where a
+    compression's ablations and seeds form no grid either, per compression and ablation
+    (whose seeds always do)."""
+    parts = []
+    for comp in sorted({c for c, _, _ in grid}):
+        part = {g for g in grid if g[0] == comp}
+        parts += [part] if _is_product(part) else [
+            {g for g in part if g[1] == a} for a in sorted({a for _, a, _ in part})]
+    return parts
 
 
 def _is_product(grid: set[Cell]) -> bool:
